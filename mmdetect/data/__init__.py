@@ -1,0 +1,18 @@
+"""Snapshot reading and validation, images, datasets."""
+
+from mmdetect.data.images import MAX_PIXELS, ImageProblem, load_image
+from mmdetect.data.reader import SnapshotError, read_snapshot
+from mmdetect.data.records import Listing, Problems, Snapshot
+from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
+
+__all__ = [
+    "DEFAULT_TAXONOMY",
+    "MAX_PIXELS",
+    "ImageProblem",
+    "Listing",
+    "Problems",
+    "Snapshot",
+    "SnapshotError",
+    "load_image",
+    "read_snapshot",
+]

@@ -1,0 +1,55 @@
+"""What `mmdetect validate` prints: rows, labels, months, photos, problems."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from mmdetect.data.records import Snapshot
+
+
+def summarize(snapshot: Snapshot) -> dict:
+    """Counts over the listings that passed validation, plus the problems by reason."""
+    listings = snapshot.listings
+    labeled = snapshot.labeled
+    per_label = Counter(label for x in labeled for label in x.labels or ())
+    return {
+        "snapshot": str(snapshot.root),
+        "rows": len(listings),
+        "labeled": len(labeled),
+        "unlabeled": len(listings) - len(labeled),
+        "clean": sum(1 for x in labeled if not x.labels),
+        "multi_label": sum(1 for x in labeled if x.labels and len(x.labels) > 1),
+        "labels": {name: per_label.get(name, 0) for name in snapshot.taxonomy},
+        "months": dict(sorted(Counter(x.created_at.strftime("%Y-%m") for x in listings).items())),
+        "photos_per_listing": dict(sorted(Counter(len(x.images) for x in listings).items())),
+        "problems": dict(sorted(snapshot.problems.counts.items())),
+        "problem_examples": snapshot.problems.examples,
+    }
+
+
+def _table(title: str, counts: dict, total: int) -> list[str]:
+    lines = [title]
+    for key, n in counts.items():
+        share = f"{100 * n / total:5.1f}%" if total else "    -"
+        lines.append(f"  {key!s:<20} {n:>7}  {share}")
+    return lines
+
+
+def format_summary(s: dict) -> str:
+    rows = s["rows"]
+    lines = [
+        f"snapshot   {s['snapshot']}",
+        f"rows       {rows}  (labeled {s['labeled']}, unlabeled {s['unlabeled']}, "
+        f"clean {s['clean']}, multi-label {s['multi_label']})",
+    ]
+    lines += _table("labels (listings with each label)", s["labels"], s["labeled"])
+    lines += _table("months (created_at)", s["months"], rows)
+    lines += _table("photos per listing", s["photos_per_listing"], rows)
+    if s["problems"]:
+        lines.append(f"problems   {sum(s['problems'].values())}")
+        for reason, n in s["problems"].items():
+            lines.append(f"  {reason:<20} {n:>7}")
+            lines += [f"      e.g. {ex}" for ex in s["problem_examples"].get(reason, [])]
+    else:
+        lines.append("problems   none")
+    return "\n".join(lines)

@@ -1,0 +1,195 @@
+"""DetectorModule: the Lightning shell around MultimodalClassifier (loss, metrics, optimizers)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MultilabelAveragePrecision
+from torchvision.ops import sigmoid_focal_loss
+
+from mmdetect.data.dataset import DEFAULT_CATEGORIES
+from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
+from mmdetect.image import ImageConfig
+from mmdetect.model import ModelConfig, MultimodalClassifier
+from mmdetect.text import TextConfig, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+MODEL_INPUTS = (
+    "input_ids",
+    "attention_mask",
+    "images",
+    "image_mask",
+    "price",
+    "price_mask",
+    "category_id",
+)
+
+
+def model_inputs(batch: dict) -> tuple[torch.Tensor, ...]:
+    """The collated batch in MultimodalClassifier.forward's argument order."""
+    return tuple(batch[name] for name in MODEL_INPUTS)
+
+
+def warmup_decay(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up to 1 over `warmup` steps, then linear decay to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+class DetectorModule(L.LightningModule):
+    """Multi-label BCE (or focal) training of a MultimodalClassifier with per-class AP."""
+
+    def __init__(
+        self,
+        text: TextConfig = TextConfig(),  # noqa: B008 (a frozen-by-convention default config)
+        image: ImageConfig = ImageConfig(),  # noqa: B008
+        fusion: str = "concat",
+        hidden: int = 128,
+        dropout: float = 0.1,
+        modality_dropout: float = 0.0,
+        category_dim: int = 16,
+        taxonomy: Sequence[str] = DEFAULT_TAXONOMY,
+        categories: Sequence[str] = DEFAULT_CATEGORIES,
+        tokenizer: str | None = None,
+        lr: float = 1e-3,
+        pretrained_lr: float = 5e-5,
+        weight_decay: float = 0.01,
+        warmup_fraction: float = 0.1,
+        freeze_towers_epochs: int = 0,
+        loss: str = "bce",
+        focal_gamma: float = 2.0,
+        max_pos_weight: float = 20.0,
+        init_from: str | None = None,
+    ):
+        super().__init__()
+        if loss not in ("bce", "focal"):
+            raise ValueError(f"loss must be 'bce' or 'focal', got {loss!r}")
+        self.save_hyperparameters()
+        if tokenizer is not None and text.pretrained is None:
+            text = replace(text, vocab_size=len(load_tokenizer(tokenizer)))
+        self.taxonomy = tuple(taxonomy)
+        self.net = MultimodalClassifier(
+            ModelConfig(
+                text=text,
+                image=image,
+                num_labels=len(self.taxonomy),
+                num_categories=len(categories),
+                category_dim=category_dim,
+                fusion=fusion,
+                hidden=hidden,
+                dropout=dropout,
+                modality_dropout=modality_dropout,
+            )
+        )
+        # Filled from the training split in setup(); a buffer, so checkpoints carry it.
+        self.register_buffer("pos_weight", torch.ones(len(self.taxonomy)))
+        c = len(self.taxonomy)
+        self.val_ap = MultilabelAveragePrecision(num_labels=c, average=None)
+        self.test_ap = MultilabelAveragePrecision(num_labels=c, average=None)
+        if init_from:
+            self.warm_start(init_from)
+
+    def warm_start(self, path: str) -> None:
+        """Initialise the network from a checkpoint (fine-tuning, e.g. after review feedback)."""
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
+        state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+        missing, unexpected = self.net.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"{path}: checkpoint does not match this model: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )
+        log.info("warm start from %s", path)
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if stage == "fit" and datamodule is not None and hasattr(datamodule, "pos_weight"):
+            self.pos_weight.copy_(datamodule.pos_weight(self.hparams.max_pos_weight))
+            log.info("pos_weight %s", [round(x, 2) for x in self.pos_weight.tolist()])
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.net(*model_inputs(batch))
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.hparams.loss == "focal":
+            return sigmoid_focal_loss(
+                logits, labels, alpha=-1, gamma=self.hparams.focal_gamma, reduction="mean"
+            )
+        return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=self.pos_weight)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(self(batch), batch["labels"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def _eval_step(self, batch: dict, prefix: str, metric: MultilabelAveragePrecision) -> None:
+        logits = self(batch)
+        labels = batch["labels"]
+        self.log(
+            f"{prefix}/loss", self.loss(logits, labels), batch_size=len(labels), sync_dist=True
+        )
+        metric.update(torch.sigmoid(logits), labels.long())
+
+    def _eval_epoch_end(self, prefix: str, metric: MultilabelAveragePrecision) -> None:
+        per_class = metric.compute()
+        metric.reset()
+        # torchmetrics gives NaN (or a negative AP) for a class with no positives: skip it
+        has_pos = torch.isfinite(per_class) & (per_class >= 0)
+        macro = per_class[has_pos].mean() if has_pos.any() else torch.tensor(float("nan"))
+        self.log(f"{prefix}/macro_ap", macro, prog_bar=True, sync_dist=True)
+        for name, value in zip(self.taxonomy, per_class, strict=True):
+            self.log(f"{prefix}/ap_{name}", value, sync_dist=True)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_ap)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val", self.val_ap)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_ap)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test", self.test_ap)
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        return {"index": batch["index"], "probs": torch.sigmoid(self(batch))}
+
+    def towers(self) -> list[torch.nn.Module]:
+        return [t for t in (self.net.text_tower, self.net.image_tower) if t is not None]
+
+    def on_train_epoch_start(self) -> None:
+        frozen = self.current_epoch < self.hparams.freeze_towers_epochs
+        for tower in self.towers():
+            tower.requires_grad_(not frozen)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        pretrained = []
+        if hp.text.pretrained and self.net.text_tower is not None:
+            pretrained += list(self.net.text_tower.parameters())
+        if hp.image.weights and self.net.image_tower is not None:
+            pretrained += list(self.net.image_tower.parameters())
+        seen = {id(p) for p in pretrained}
+        new = [p for p in self.net.parameters() if id(p) not in seen]
+        groups = [{"params": new, "lr": hp.lr}]
+        if pretrained:
+            groups.append({"params": pretrained, "lr": hp.pretrained_lr})
+        optimizer = torch.optim.AdamW(groups, weight_decay=hp.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = max(1, int(hp.warmup_fraction * total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_decay(step, warmup, total)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
