@@ -1,0 +1,132 @@
+"""MultimodalClassifier, pure torch: text tower -> image tower -> tabular -> fusion -> head.
+
+Inputs of one batch (the collate function and the server both build exactly these):
+  input_ids [B, L] long, attention_mask [B, L] long   from text.encode_batch + text.pad_batch
+  images [B, K, 3, H, W] float, image_mask [B, K] bool  K >= 1 is safest for traced graphs
+  price [B] float (price_features), price_mask [B] bool, category_id [B] long
+Output: logits [B, num_labels] (multi-label: apply a sigmoid).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from mmdetect.fusion import build_fusion
+from mmdetect.image import ImageConfig, ImageTower
+from mmdetect.text import TextConfig, TextTower
+
+
+def price_features(
+    price_yen: int | None, mean: float = 8.0, std: float = 2.0
+) -> tuple[float, bool]:
+    """(normalised log1p price, present). A missing price is (0.0, False)."""
+    if price_yen is None:
+        return 0.0, False
+    if price_yen < 0:
+        raise ValueError(f"price must be >= 0 yen, got {price_yen}")
+    return (math.log1p(price_yen) - mean) / std, True
+
+
+@dataclass
+class ModelConfig:
+    """The whole classifier. Category ids >= num_categories (or < 0) share one unknown bucket."""
+
+    text: TextConfig = field(default_factory=TextConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    num_labels: int = 7
+    num_categories: int = 10
+    category_dim: int = 16
+    fusion: str = "concat"  # "concat" | "gated"
+    hidden: int = 128
+    dropout: float = 0.1
+    modality_dropout: float = 0.0  # training only: per-sample chance to drop text / photos
+
+
+class TabularEncoder(nn.Module):
+    """Price (value and presence flag) and category embedding -> [B, 2 + category_dim]."""
+
+    def __init__(self, num_categories: int, category_dim: int):
+        super().__init__()
+        self.num_categories = num_categories
+        self.category = nn.Embedding(num_categories + 1, category_dim)
+        self.out_dim = 2 + category_dim
+
+    def forward(
+        self, price: torch.Tensor, price_mask: torch.Tensor, category_id: torch.Tensor
+    ) -> torch.Tensor:
+        known = (category_id >= 0) & (category_id < self.num_categories)
+        category_id = torch.where(
+            known, category_id, torch.full_like(category_id, self.num_categories)
+        )
+        value = torch.where(price_mask, price, torch.zeros_like(price))
+        price_part = torch.stack([value, price_mask.to(price.dtype)], dim=-1)
+        return torch.cat([price_part, self.category(category_id).to(price.dtype)], dim=-1)
+
+
+class MultimodalClassifier(nn.Module):
+    """Multi-label classifier over a listing's text, photos, price and category.
+
+    A disabled tower (cfg.text.enabled / cfg.image.enabled False) is not built and its inputs
+    are ignored, which gives the text-only and image-only ablations with the same signature.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        dims: list[int] = []
+        self.text = TextTower(cfg.text) if cfg.text.enabled else None
+        if self.text is not None:
+            self.missing_text = nn.Parameter(torch.randn(self.text.out_dim) * 0.02)
+            dims.append(self.text.out_dim)
+        self.image = ImageTower(cfg.image) if cfg.image.enabled else None
+        if self.image is not None:
+            dims.append(self.image.out_dim)
+        self.tabular = TabularEncoder(cfg.num_categories, cfg.category_dim)
+        dims.append(self.tabular.out_dim)
+        self.fusion = build_fusion(cfg.fusion, dims, cfg.hidden, cfg.dropout)
+        self.head = nn.Linear(cfg.hidden, cfg.num_labels)
+
+    def _modality_drops(self, image_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample (drop_text, drop_photos) bool [B]; all False outside training.
+
+        Each is drawn with probability p; when both are drawn a fair coin keeps one. Text is
+        never dropped for a listing without photos, so no sample loses all its content.
+        """
+        b = image_mask.shape[0]
+        none = torch.zeros(b, dtype=torch.bool, device=image_mask.device)
+        p = self.cfg.modality_dropout
+        if not (self.training and p > 0 and self.text is not None and self.image is not None):
+            return none, none
+        drop_text = torch.rand(b, device=image_mask.device) < p
+        drop_photos = torch.rand(b, device=image_mask.device) < p
+        keep_text = torch.rand(b, device=image_mask.device) < 0.5
+        both = drop_text & drop_photos
+        drop_text = drop_text & ~(both & keep_text) & image_mask.any(dim=1)
+        drop_photos = drop_photos & ~(both & ~keep_text)
+        return drop_text, drop_photos
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        images: torch.Tensor,
+        image_mask: torch.Tensor,
+        price: torch.Tensor,
+        price_mask: torch.Tensor,
+        category_id: torch.Tensor,
+    ) -> torch.Tensor:
+        drop_text, drop_photos = self._modality_drops(image_mask)
+        parts: list[torch.Tensor] = []
+        if self.text is not None:
+            text = self.text(input_ids, attention_mask)
+            missing = self.missing_text.to(text.dtype).expand_as(text)
+            # torch.where keeps missing_text in the graph (zero grad when unused: DDP-friendly).
+            parts.append(torch.where(drop_text.unsqueeze(-1), missing, text))
+        if self.image is not None:
+            parts.append(self.image(images, image_mask & ~drop_photos.unsqueeze(-1)))
+        parts.append(self.tabular(price, price_mask, category_id))
+        return self.head(self.fusion(parts))

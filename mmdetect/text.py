@@ -1,0 +1,255 @@
+"""Text side: Japanese tokenizer (MeCab + WordPiece), listing encoding, and the text tower.
+
+Tokenization runs once per snapshot in the main process and is cached by the data pipeline.
+The fugashi tagger is not picklable: it is kept in a per-thread cache (`_wakati_tagger`),
+never on an object, so tokenizers and datasets can be sent to DataLoader workers
+(`BertJapaneseTokenizer` itself drops and rebuilds its tagger when pickled).
+"""
+
+from __future__ import annotations
+
+import functools
+import string
+import threading
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from torch import nn
+from transformers import AutoModel, BertConfig, BertJapaneseTokenizer, BertModel
+from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+ASCII_KEPT = string.ascii_letters + string.digits
+MECAB_KWARGS = {"mecab_dic": "unidic_lite"}
+
+# A text is first cut to CHARS_PER_TOKEN * limit + CUT_MARGIN_CHARS characters; the cut is used
+# only if it still yields `limit + CUT_MARGIN_TOKENS` tokens, so the kept tokens lie far enough
+# before the cut for MeCab's segmentation of them not to change. Otherwise the whole text is used.
+CHARS_PER_TOKEN = 3
+CUT_MARGIN_CHARS = 32
+CUT_MARGIN_TOKENS = 16
+
+
+def nfkc(text: str) -> str:
+    """NFKC normalisation: full-width ASCII and half-width katakana to their usual forms."""
+    return unicodedata.normalize("NFKC", text)
+
+
+def load_tokenizer(name_or_dir: str) -> BertJapaneseTokenizer:
+    """Load a BertJapaneseTokenizer from a hub name or a directory.
+
+    A directory holding only `vocab.txt` gets the cl-tohoku/bert-base-japanese-v3 settings
+    (MeCab with unidic_lite, then WordPiece); otherwise its `tokenizer_config.json` rules.
+    """
+    path = Path(name_or_dir)
+    if path.is_dir() and not (path / "tokenizer_config.json").exists():
+        return _v3_style_tokenizer(path / "vocab.txt")
+    return BertJapaneseTokenizer.from_pretrained(name_or_dir)
+
+
+def _v3_style_tokenizer(vocab_file: Path) -> BertJapaneseTokenizer:
+    """Cased MeCab (unidic_lite) + WordPiece, as cl-tohoku/bert-base-japanese-v3."""
+    return BertJapaneseTokenizer(
+        str(vocab_file),
+        do_lower_case=False,
+        word_tokenizer_type="mecab",
+        subword_tokenizer_type="wordpiece",
+        mecab_kwargs=dict(MECAB_KWARGS),
+    )
+
+
+_THREAD = threading.local()
+
+
+def _wakati_tagger(mecab_dic: str | None, mecab_option: str):
+    """A fugashi tagger printing space-separated surfaces (`-Owakati`), one per thread
+    (MeCab taggers are neither picklable nor safe to share between threads)."""
+    taggers = _THREAD.__dict__.setdefault("taggers", {})
+    key = (mecab_dic, mecab_option)
+    if key not in taggers:
+        option = f"-Owakati {mecab_option}".strip()
+        taggers[key] = MecabTokenizer(mecab_dic=mecab_dic, mecab_option=option).mecab
+    return taggers[key]
+
+
+def _mecab_words(text: str, mecab_kwargs: dict | None) -> list[str]:
+    """MeCab surfaces of an NFKC-normalised text, exactly as `MecabTokenizer.tokenize` gives them."""
+    kw = mecab_kwargs or {}
+    tagger = _wakati_tagger(kw.get("mecab_dic", "unidic_lite"), kw.get("mecab_option") or "")
+    return tagger.parse(text).split()
+
+
+def build_vocab(texts: Iterable[str], size: int, out_dir: Path) -> Path:
+    """Train a WordPiece vocab on MeCab words and save a BertJapaneseTokenizer directory.
+
+    The vocab starts with SPECIAL_TOKENS, then every ASCII letter and digit with and without the
+    `##` prefix (so they never become [UNK]), then the learned pieces, `size` tokens in all.
+    Only the `size // 4` most frequent characters enter the alphabet (with their `##` forms, up
+    to half the vocab), leaving room for merges; rarer characters become [UNK].
+    """
+    n_fixed = len(SPECIAL_TOKENS) + 2 * len(ASCII_KEPT)
+    if size <= n_fixed:
+        raise ValueError(f"vocab size must be > {n_fixed} (special tokens + ASCII), got {size}")
+    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wordpiece.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=list(ASCII_KEPT),
+        limit_alphabet=size // 4,
+        continuing_subword_prefix="##",
+        show_progress=False,
+    )
+    words = (" ".join(_mecab_words(nfkc(t), MECAB_KWARGS)) for t in texts)
+    wordpiece.train_from_iterator(words, trainer=trainer)
+
+    learned = sorted(wordpiece.get_vocab().items(), key=lambda kv: kv[1])
+    fixed = [*SPECIAL_TOKENS, *ASCII_KEPT, *(f"##{c}" for c in ASCII_KEPT)]
+    seen = set(fixed)
+    vocab = fixed + [tok for tok, _ in learned if tok not in seen]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "vocab.txt").write_text("\n".join(vocab[:size]) + "\n", encoding="utf-8")
+    _v3_style_tokenizer(out_dir / "vocab.txt").save_pretrained(str(out_dir))
+    return out_dir
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _word_ids(tokenizer: BertJapaneseTokenizer, word: str) -> tuple[int, ...]:
+    """WordPiece ids of one MeCab word (cached: words repeat a lot across listings)."""
+    keep_case = (tokenizer.never_split or []) + tokenizer.all_special_tokens
+    if tokenizer.do_lower_case and word not in keep_case:
+        word = word.lower()
+    unk = tokenizer.vocab.get(tokenizer.unk_token)
+    return tuple(tokenizer.vocab.get(p, unk) for p in tokenizer.subword_tokenizer.tokenize(word))
+
+
+def _is_mecab_wordpiece(tokenizer) -> bool:
+    return (
+        isinstance(tokenizer, BertJapaneseTokenizer)
+        and tokenizer.do_word_tokenize
+        and tokenizer.word_tokenizer_type == "mecab"
+        and tokenizer.do_subword_tokenize
+        and tokenizer.subword_tokenizer_type == "wordpiece"
+    )
+
+
+def token_ids(tokenizer, text: str) -> list[int]:
+    """Ids of an already NFKC-normalised text, no special tokens.
+
+    Same ids as `tokenizer.tokenize(text, split_special_tokens=True)`: a seller typing "[SEP]"
+    gets ordinary pieces, not the special token. MeCab + WordPiece tokenizers take a faster path.
+    """
+    if _is_mecab_wordpiece(tokenizer):
+        ids: list[int] = []
+        for word in _mecab_words(text, tokenizer.mecab_kwargs):
+            ids.extend(_word_ids(tokenizer, word))
+        return ids
+    return tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text, split_special_tokens=True))
+
+
+def _first_ids(tokenizer, text: str, limit: int) -> list[int]:
+    """The first `limit` ids of `text`, tokenizing only a prefix when the text is long."""
+    if limit <= 0 or not text:
+        return []
+    budget = CHARS_PER_TOKEN * limit + CUT_MARGIN_CHARS
+    if len(text) > budget:
+        ids = token_ids(tokenizer, nfkc(text[:budget]))
+        if len(ids) >= limit + CUT_MARGIN_TOKENS:
+            return ids[:limit]
+    return token_ids(tokenizer, nfkc(text))[:limit]
+
+
+def encode_listing(tokenizer, title: str, description: str, max_length: int) -> list[int]:
+    """`[CLS] title [SEP] description [SEP]`, NFKC-normalised, at most `max_length` ids.
+
+    The description is truncated first; a title too long on its own is truncated too, and the
+    two [SEP] are always kept (the description is then empty).
+    """
+    if max_length < 4:
+        raise ValueError(f"max_length must be >= 4 ([CLS] title [SEP] [SEP]), got {max_length}")
+    body = max_length - 3
+    title_ids = _first_ids(tokenizer, title, body)
+    desc_ids = _first_ids(tokenizer, description, body - len(title_ids))
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    return [cls, *title_ids, sep, *desc_ids, sep]
+
+
+def encode_batch(tokenizer, pairs: Iterable[tuple[str, str]], max_length: int) -> list[list[int]]:
+    """`encode_listing` over (title, description) pairs."""
+    return [encode_listing(tokenizer, t, d, max_length) for t, d in pairs]
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists: (input_ids [B, L] long, attention_mask [B, L] long, 1 = real token)."""
+    length = max((len(s) for s in seqs), default=0)
+    ids = torch.full((len(seqs), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), length), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+@dataclass
+class TextConfig:
+    """Text tower settings. `vocab_size` is for from-scratch models; callers set len(tokenizer)."""
+
+    pretrained: str | None = None  # HF name or directory; None = BERT from scratch
+    vocab_size: int = 8000
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    intermediate_size: int = 128
+    max_length: int = 128
+    pooling: str = "cls"  # "cls" | "mean"
+    enabled: bool = True
+
+
+def _load_pretrained(name_or_dir: str) -> nn.Module:
+    """AutoModel without the pooler head when the architecture allows it."""
+    try:
+        return AutoModel.from_pretrained(name_or_dir, add_pooling_layer=False)
+    except TypeError:
+        return AutoModel.from_pretrained(name_or_dir)
+
+
+class TextTower(nn.Module):
+    """A BERT encoder pooled to one vector per listing: [B, L] ids -> [B, out_dim].
+
+    The default attention implementation (sdpa in transformers 5) traces correctly: under
+    torch.jit.trace the padding mask is always materialised, never skipped.
+    """
+
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        if cfg.pooling not in ("cls", "mean"):
+            raise ValueError(f"text pooling must be 'cls' or 'mean', got {cfg.pooling!r}")
+        self.pooling = cfg.pooling
+        if cfg.pretrained:
+            self.encoder = _load_pretrained(cfg.pretrained)
+        else:
+            bert_cfg = BertConfig(
+                vocab_size=cfg.vocab_size,
+                hidden_size=cfg.hidden_size,
+                num_hidden_layers=cfg.num_layers,
+                num_attention_heads=cfg.num_heads,
+                intermediate_size=cfg.intermediate_size,
+                max_position_embeddings=cfg.max_length,
+            )
+            self.encoder = BertModel(bert_cfg, add_pooling_layer=False)
+        max_pos = getattr(self.encoder.config, "max_position_embeddings", cfg.max_length)
+        if cfg.max_length > max_pos:
+            raise ValueError(f"max_length {cfg.max_length} > model's {max_pos} positions")
+        self.out_dim: int = self.encoder.config.hidden_size
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)

@@ -1,0 +1,102 @@
+"""Shared tiny fixtures: nothing here downloads anything."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers / huggingface_hub are imported
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+from collections.abc import Callable  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# (title, description) pairs: brands, full-width / half-width forms, an empty description.
+JA_LISTINGS = [
+    (
+        "ルイヴィトン 長財布 モノグラム 本物",
+        "正規店で購入しました。目立つ傷はありません。箱と保存袋付きです。",
+    ),
+    ("ＮＩＫＥ エアマックス９０ ２７ｃｍ", "数回着用しました。即日発送します。"),
+    ("ﾎﾟｹﾓﾝｶｰﾄﾞ 未開封 BOX", "シュリンク付き。送料無料です。"),
+    ("iPhone15 Pro 256GB SIMフリー", "バッテリー最大容量98%。画面割れなし。"),
+    ("Amazonギフト券 5000円分", "コードをメッセージでお送りします。即日対応。"),
+    ("ゲームアカウント レベル99 引退", "レアキャラ多数。ログイン情報をお渡しします。"),
+    ("スーパーコピー ブランド時計 激安", "本物と見分けがつかない高品質。"),
+    ("子供服 まとめ売り 100cm", ""),
+]
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One intra-op thread: tiny models run no slower, and never spin against other jobs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def ja_listings() -> list[tuple[str, str]]:
+    return list(JA_LISTINGS)
+
+
+@pytest.fixture(scope="session")
+def ja_vocab_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A BertJapaneseTokenizer directory trained by build_vocab on JA_LISTINGS."""
+    from mmdetect.text import build_vocab
+
+    texts = [f"{t} {d}" for t, d in JA_LISTINGS]
+    return build_vocab(texts, size=1000, out_dir=tmp_path_factory.mktemp("vocab"))
+
+
+@pytest.fixture
+def tiny_config() -> Callable:
+    """Factory of a tiny seeded-size ModelConfig (16-dim BERT, resnet18 at 32 px)."""
+    from mmdetect.image import ImageConfig
+    from mmdetect.model import ModelConfig
+    from mmdetect.text import TextConfig
+
+    def make(text: dict | None = None, image: dict | None = None, **model) -> ModelConfig:
+        text_kw = dict(vocab_size=60, hidden_size=16, num_heads=2, intermediate_size=32)
+        image_kw = dict(image_size=32, max_photos=3)
+        return ModelConfig(
+            text=TextConfig(**{**text_kw, "max_length": 32, **(text or {})}),
+            image=ImageConfig(**{**image_kw, **(image or {})}),
+            **{"hidden": 24, "category_dim": 4, **model},
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_batch() -> Callable:
+    """Factory of a seeded model batch. Listing 0 has one valid photo (others padded); listing
+    1 has padded tokens; listing 2, if any, has no photo and no price."""
+
+    def make(
+        b: int = 3, length: int = 12, k: int = 3, size: int = 32, vocab: int = 60, seed: int = 0
+    ):
+        g = torch.Generator().manual_seed(seed)
+        input_ids = torch.randint(5, vocab, (b, length), generator=g)
+        attention_mask = torch.ones(b, length, dtype=torch.long)
+        image_mask = torch.ones(b, k, dtype=torch.bool)
+        price_mask = torch.ones(b, dtype=torch.bool)
+        if b > 1:
+            attention_mask[1, length // 2 :] = 0
+        image_mask[0, 1:] = False
+        if b > 2:
+            image_mask[2] = False
+            price_mask[2] = False
+        return dict(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            images=torch.randn(b, k, 3, size, size, generator=g),
+            image_mask=image_mask,
+            price=torch.randn(b, generator=g),
+            price_mask=price_mask,
+            category_id=torch.arange(b) % 10,
+        )
+
+    return make
