@@ -1,0 +1,181 @@
+"""Prediction records: the model-independent input of evaluation (`predictions.jsonl`).
+
+One JSON object per line::
+
+    {"id": "L0001", "created_at": "2026-07-01T10:00:00+09:00", "category": "sneakers",
+     "n_photos": 2, "labels": ["counterfeit"], "scores": {"counterfeit": 0.93, ...}}
+
+`scores` holds one probability per class; its key order (in the first row) is the taxonomy.
+`labels` absent or null = unlabeled; `created_at`, `category`, `n_photos` may be null.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmdetect.data.records import Listing
+from mmdetect.evaluate.config import EvaluationError
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One scored listing; `labels` is None when the listing is unlabeled."""
+
+    id: str
+    scores: dict[str, float]
+    labels: tuple[str, ...] | None = None
+    created_at: str | None = None
+    category: str | None = None
+    n_photos: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        labels = None if self.labels is None else list(self.labels)
+        return {
+            "id": self.id, "created_at": self.created_at, "category": self.category,
+            "n_photos": self.n_photos, "labels": labels, "scores": dict(self.scores),
+        }  # fmt: skip
+
+
+def prediction_from_listing(listing: Listing, scores: Mapping[str, float]) -> PredictionRecord:
+    """Pair a snapshot listing with the model's probabilities (taxonomy order of `scores`)."""
+    return PredictionRecord(
+        id=listing.id,
+        scores={k: float(v) for k, v in scores.items()},
+        labels=listing.labels,
+        created_at=listing.created_at.isoformat(),
+        category=listing.category,
+        n_photos=len(listing.images),
+    )
+
+
+def write_predictions(path: str | Path, records: Iterable[PredictionRecord]) -> Path:
+    """Write records as UTF-8 JSON lines; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
+    return path
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def parse_record(obj: Any) -> PredictionRecord:
+    """Check one decoded row; raises ValueError with `field: reason`."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    if not isinstance(obj.get("id"), str) or not obj["id"]:
+        raise ValueError("id: missing or not a non-empty string")
+    scores = obj.get("scores")
+    if not isinstance(scores, dict) or not scores:
+        raise ValueError("scores: missing or not a non-empty object")
+    for name, p in scores.items():
+        if not _is_number(p) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"scores.{name}: expected a probability in [0, 1], got {p!r}")
+    labels = obj.get("labels")
+    if labels is not None and not (
+        isinstance(labels, list) and all(isinstance(x, str) for x in labels)
+    ):
+        raise ValueError("labels: expected a list of class names or null")
+    created_at = obj.get("created_at")
+    if created_at is not None:
+        try:
+            datetime.fromisoformat(str(created_at).replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"created_at: not an ISO 8601 date: {created_at!r}") from None
+    category, n_photos = obj.get("category"), obj.get("n_photos")
+    if category is not None and not isinstance(category, str):
+        raise ValueError("category: expected a string or null")
+    if n_photos is not None and (not isinstance(n_photos, int) or isinstance(n_photos, bool)):
+        raise ValueError("n_photos: expected an integer or null")
+    return PredictionRecord(
+        id=obj["id"],
+        scores={k: float(v) for k, v in scores.items()},
+        labels=None if labels is None else tuple(labels),
+        created_at=created_at,
+        category=category,
+        n_photos=n_photos,
+    )
+
+
+def read_predictions(path: str | Path) -> tuple[list[PredictionRecord], tuple[str, ...]]:
+    """Read predictions.jsonl; errors name `file:line`. Taxonomy = first row's score keys."""
+    path = Path(path)
+    records: list[PredictionRecord] = []
+    taxonomy: tuple[str, ...] = ()
+    seen: set[str] = set()
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                rec = parse_record(json.loads(line))
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                raise EvaluationError(f"{where}: {exc}") from None
+            if not taxonomy:
+                taxonomy = tuple(rec.scores)
+            elif set(rec.scores) != set(taxonomy):
+                missing = sorted(set(taxonomy) - set(rec.scores))
+                extra = sorted(set(rec.scores) - set(taxonomy))
+                raise EvaluationError(
+                    f"{where}: scores: classes differ from line 1 (missing {missing}, extra {extra})"
+                )
+            if rec.id in seen:
+                raise EvaluationError(f"{where}: id: duplicate id {rec.id!r}")
+            seen.add(rec.id)
+            records.append(rec)
+    if not records:
+        raise EvaluationError(f"{path}: no predictions in file")
+    return records, taxonomy
+
+
+def check_labels(records: Sequence[PredictionRecord], taxonomy: Sequence[str]) -> None:
+    """Raise a clear error when nothing is labeled or a label is outside the taxonomy."""
+    if not any(r.labels is not None for r in records):
+        raise EvaluationError("snapshot has no labels: evaluation needs labeled listings")
+    known = set(taxonomy)
+    unknown = sorted({x for r in records if r.labels for x in r.labels if x not in known})
+    if unknown:
+        raise EvaluationError(f"labels outside the taxonomy {list(taxonomy)}: {unknown}")
+    missing = sorted({c for r in records for c in taxonomy if c not in r.scores})
+    if missing:
+        raise EvaluationError(f"predictions lack scores for classes {missing}")
+
+
+def records_to_arrays(
+    records: Sequence[PredictionRecord], taxonomy: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(y_true [N, C] int64, y_score [N, C] float64)` in taxonomy order; needs labels."""
+    check_labels(records, taxonomy)
+    if any(r.labels is None for r in records):
+        raise EvaluationError("some predictions are unlabeled; keep only labeled ones first")
+    index = {name: j for j, name in enumerate(taxonomy)}
+    y_true = np.zeros((len(records), len(taxonomy)), dtype=np.int64)
+    for i, rec in enumerate(records):
+        y_true[i, [index[x] for x in rec.labels or ()]] = 1
+    return y_true, score_array(records, taxonomy)
+
+
+def score_array(records: Sequence[PredictionRecord], classes: Sequence[str]) -> np.ndarray:
+    """Scores [N, C] float64 in `classes` order; each must be a probability."""
+    scores = np.array([[r.scores[c] for c in classes] for r in records], dtype=np.float64)
+    scores = scores.reshape(len(records), len(classes))
+    bad = ~(np.isfinite(scores) & (scores >= 0) & (scores <= 1))
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise EvaluationError(
+            f"{int(bad.sum())} scores are not probabilities in [0, 1], e.g. "
+            f"{records[i].id} {classes[j]}={scores[i, j]!r} (logits instead of sigmoid?)"
+        )
+    return scores

@@ -1,0 +1,189 @@
+"""Report files of an evaluation: metrics.json, thresholds.json, report.md (+ PNGs) and a
+self-contained report.html (figures inlined as base64 PNG), plus a console summary.
+
+Markdown and HTML render the same `Section`s, so the two reports cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmdetect.evaluate.compare import join_records
+from mmdetect.evaluate.plots import histograms_png, pr_curves_png
+from mmdetect.evaluate.predictions import PredictionRecord, records_to_arrays, score_array
+from mmdetect.evaluate.tables import (
+    Table,
+    comparison_table,
+    decisions_table,
+    fmt,
+    metrics_table,
+    slice_table,
+    summary_lines,
+)
+
+
+@dataclass
+class Section:
+    """A report section: paragraphs, tables, and optionally a figure (key into the images)."""
+
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    image: str | None = None
+
+
+def build_sections(result: Mapping[str, Any]) -> list[Section]:
+    """The report's sections in reading order."""
+    sections = [
+        Section("Summary", summary_lines(result)),
+        Section("Metrics", tables=[metrics_table(result)]),
+        Section("Precision-recall curves", image="pr_curves"),
+        Section("Thresholds and decisions", tables=[decisions_table(result)]),
+        Section("Score histograms", image="score_histograms"),
+    ]
+    comp = result.get("comparison")
+    if comp is not None:
+        info = (
+            f"{comp['n_common']} shared listings; only in challenger: "
+            f"{comp['missing_from_baseline']['count']}; only in baseline: "
+            f"{comp['missing_from_challenger']['count']}; label mismatches: "
+            f"{comp['label_mismatches']['count']}"
+        )
+        skipped = comp["classes_skipped"]
+        notes = [comp["verdict_line"], info] + ([f"not compared: {skipped}"] if skipped else [])
+        sections.append(Section("Champion vs challenger", notes, [comparison_table(comp)]))
+    for kind, slices in result["slices"].items():
+        sections.append(Section(f"Drift by {kind}", tables=[slice_table(result, slices)]))
+    return sections
+
+
+def to_markdown(sections: Sequence[Section], image_files: Mapping[str, str]) -> str:
+    """Markdown report; figures are linked PNG files beside it."""
+    lines = ["# mmdetect evaluation report", ""]
+    for sec in sections:
+        lines += [f"## {sec.title}", ""]
+        lines += [f"{p}  " for p in sec.paragraphs] + ([""] if sec.paragraphs else [])
+        for header, rows in sec.tables:
+            lines.append("| " + " | ".join(header) + " |")
+            lines.append("|" + "---|" * len(header))
+            lines += ["| " + " | ".join(row) + " |" for row in rows]
+            lines.append("")
+        if sec.image:
+            lines += [f"![{sec.title}]({image_files[sec.image]})", ""]
+    return "\n".join(lines)
+
+
+def to_html(sections: Sequence[Section], images: Mapping[str, bytes]) -> str:
+    """A self-contained HTML report: figures are inlined as base64 PNG."""
+    e = html.escape
+    body = []
+    for sec in sections:
+        body.append(f"<h2>{e(sec.title)}</h2>")
+        body += [f"<p>{e(p)}</p>" for p in sec.paragraphs]
+        for header, rows in sec.tables:
+            head = "".join(f"<th>{e(h)}</th>" for h in header)
+            cells = ["".join(f"<td>{e(c)}</td>" for c in row) for row in rows]
+            body.append(
+                f"<table><tr>{head}</tr>" + "".join(f"<tr>{c}</tr>" for c in cells) + "</table>"
+            )
+        if sec.image:
+            data = base64.b64encode(images[sec.image]).decode("ascii")
+            body.append(f'<img alt="{e(sec.title)}" src="data:image/png;base64,{data}">')
+    style = (
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+    )
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>mmdetect evaluation</title>'
+        f"<style>{style}</style></head><body><h1>mmdetect evaluation report</h1>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )
+
+
+def report_images(
+    result: Mapping[str, Any],
+    records: Sequence[PredictionRecord],
+    baseline: Sequence[PredictionRecord] | None = None,
+) -> dict[str, bytes]:
+    """PR curves (both models on the shared listings when there is a baseline) and histograms."""
+    taxonomy = result["taxonomy"]
+    labeled = [r for r in records if r.labels is not None]
+    y_true, y_score = records_to_arrays(labeled, taxonomy)
+    comp = result.get("comparison")
+    if baseline is None or comp is None:
+        ap = {"model": _ap(result["metrics"])}
+        pr = pr_curves_png(y_true, {"model": y_score}, taxonomy, ap)
+    else:
+        base, chal = join_records(baseline, labeled)[:2]
+        classes = comp["classes_compared"]
+        y_shared = records_to_arrays(chal, taxonomy)[0][:, [taxonomy.index(c) for c in classes]]
+        scores = {"baseline": score_array(base, classes), "challenger": score_array(chal, classes)}
+        ap = {side: _ap(comp[side]["metrics"]) for side in scores}
+        pr = pr_curves_png(y_shared, scores, classes, ap)
+    hist = histograms_png(y_true, y_score, taxonomy, result["thresholds"]["classes"])
+    return {"pr_curves": pr, "score_histograms": hist}
+
+
+def _ap(metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    return {c: m["average_precision"] for c, m in metrics["classes"].items()}
+
+
+def write_report(
+    out_dir: str | Path,
+    result: Mapping[str, Any],
+    records: Sequence[PredictionRecord],
+    baseline: Sequence[PredictionRecord] | None = None,
+) -> dict[str, Path]:
+    """Write metrics.json, thresholds.json, report.md, its PNGs and report.html; return paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / name for name in ("metrics.json", "thresholds.json")}
+    # allow_nan=False: a NaN that slipped through fails here, not in a strict reader later
+    for name, doc in (("metrics.json", result), ("thresholds.json", result["thresholds"])):
+        text = json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False)
+        paths[name].write_text(text + "\n", encoding="utf-8")
+    images = report_images(result, records, baseline)
+    for key, png in images.items():
+        paths[f"{key}.png"] = out / f"{key}.png"
+        paths[f"{key}.png"].write_bytes(png)
+    sections = build_sections(result)
+    paths["report.md"] = out / "report.md"
+    paths["report.md"].write_text(
+        to_markdown(sections, {k: f"{k}.png" for k in images}), encoding="utf-8"
+    )
+    paths["report.html"] = out / "report.html"
+    paths["report.html"].write_text(to_html(sections, images), encoding="utf-8")
+    return paths
+
+
+def format_console(result: Mapping[str, Any]) -> str:
+    """A compact fixed-width summary: per class AP/AUC/ECE, thresholds, decisions, verdict."""
+    m, th, dec = result["metrics"], result["thresholds"]["classes"], result["decisions"]
+    macro_label = f"macro ({m['macro']['n_classes']['average_precision']} classes)"
+    width = max(len(macro_label), *(len(c) for c in result["taxonomy"]))
+    cols = ["pos", "AP", "AUC", "ECE", "hide", "review", "hidden", "to rev", "passed"]
+    lines = [f"{'class':<{width}} " + " ".join(f"{c:>7}" for c in cols)]
+    for name in result["taxonomy"]:
+        c, d = m["classes"][name], dec["classes"][name]
+        values = [c["support"], *(fmt(c[k]) for k in ("average_precision", "roc_auc", "ece"))]
+        values += [fmt(th[name]["hide"]), fmt(th[name]["review"]), d["hide"], d["review"]]
+        lines.append(f"{name:<{width}} " + " ".join(f"{v!s:>7}" for v in [*values, d["pass"]]))
+    for label, block in ((macro_label, m["macro"]), ("micro", m["micro"])):
+        values = ["", *(fmt(block[k]) for k in ("average_precision", "roc_auc", "ece"))]
+        lines.append(f"{label:<{width}} " + " ".join(f"{v:>7}" for v in values))
+    o = dec["overall"]
+    lines.append(
+        f"{result['n_listings']} listings: hidden {o['hide']}, to review {o['review']}, "
+        f"passed {o['pass']}"
+    )
+    if result.get("comparison"):
+        lines.append(result["comparison"]["verdict_line"])
+    return "\n".join(lines)
