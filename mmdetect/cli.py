@@ -90,7 +90,11 @@ def _is_snapshot_validation(argv: Sequence[str]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Our own logger only: Lightning already prints its messages through its own handler.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("mmdetect").addHandler(handler)
+    logging.getLogger("mmdetect").setLevel(logging.INFO)
     names = ", ".join([*COMMANDS, *LIGHTNING])
     if not argv or argv[0] in ("-h", "--help"):
         print(f"usage: mmdetect <command> [args]\ncommands: {names}\n{__doc__}")

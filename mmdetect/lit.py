@@ -164,7 +164,7 @@ class DetectorModule(L.LightningModule):
         return {"index": batch["index"], "probs": torch.sigmoid(self(batch))}
 
     def towers(self) -> list[torch.nn.Module]:
-        return [t for t in (self.net.text_tower, self.net.image_tower) if t is not None]
+        return [t for t in (self.net.text, self.net.image) if t is not None]
 
     def on_train_epoch_start(self) -> None:
         frozen = self.current_epoch < self.hparams.freeze_towers_epochs
@@ -172,12 +172,12 @@ class DetectorModule(L.LightningModule):
             tower.requires_grad_(not frozen)
 
     def configure_optimizers(self):
-        hp = self.hparams
+        hp, cfg = self.hparams, self.net.cfg
         pretrained = []
-        if hp.text.pretrained and self.net.text_tower is not None:
-            pretrained += list(self.net.text_tower.parameters())
-        if hp.image.weights and self.net.image_tower is not None:
-            pretrained += list(self.net.image_tower.parameters())
+        if cfg.text.pretrained and self.net.text is not None:
+            pretrained += list(self.net.text.parameters())
+        if cfg.image.weights and self.net.image is not None:
+            pretrained += list(self.net.image.parameters())
         seen = {id(p) for p in pretrained}
         new = [p for p in self.net.parameters() if id(p) not in seen]
         groups = [{"params": new, "lr": hp.lr}]
