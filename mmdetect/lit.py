@@ -72,6 +72,9 @@ class DetectorModule(L.LightningModule):
         super().__init__()
         if loss not in ("bce", "focal"):
             raise ValueError(f"loss must be 'bce' or 'focal', got {loss!r}")
+        # Checkpoints store the tower configs as plain dicts; accept both forms.
+        text = TextConfig(**text) if isinstance(text, dict) else text
+        image = ImageConfig(**image) if isinstance(image, dict) else image
         self.save_hyperparameters()
         if tokenizer is not None and text.pretrained is None:
             text = replace(text, vocab_size=len(load_tokenizer(tokenizer)))

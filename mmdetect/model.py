@@ -3,13 +3,12 @@
 Inputs of one batch (the collate function and the server both build exactly these):
   input_ids [B, L] long, attention_mask [B, L] long   from text.encode_batch + text.pad_batch
   images [B, K, 3, H, W] float, image_mask [B, K] bool  K >= 1 is safest for traced graphs
-  price [B] float (price_features), price_mask [B] bool, category_id [B] long
+  price [B] float (data.dataset.price_features), price_mask [B] bool, category_id [B] long
 Output: logits [B, num_labels] (multi-label: apply a sigmoid).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -18,17 +17,6 @@ from torch import nn
 from mmdetect.fusion import build_fusion
 from mmdetect.image import ImageConfig, ImageTower
 from mmdetect.text import TextConfig, TextTower
-
-
-def price_features(
-    price_yen: int | None, mean: float = 8.0, std: float = 2.0
-) -> tuple[float, bool]:
-    """(normalised log1p price, present). A missing price is (0.0, False)."""
-    if price_yen is None:
-        return 0.0, False
-    if price_yen < 0:
-        raise ValueError(f"price must be >= 0 yen, got {price_yen}")
-    return (math.log1p(price_yen) - mean) / std, True
 
 
 @dataclass

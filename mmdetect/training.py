@@ -48,13 +48,21 @@ class DetectorCLI(LightningCLI):
         parser.link_arguments("model.image.image_size", "data.image_size")
         parser.link_arguments("model.image.max_photos", "data.max_photos")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/macro_ap",
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
                 "checkpoint.filename": "best-epoch{epoch:02d}-ap{val/macro_ap:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
+                # Lightning 2.6 refreshes last.ckpt only when a top-k checkpoint was written in
+                # the same step, so a run whose metric stopped improving would resume from an
+                # old state. A monitor-less callback writes `latest.ckpt` every epoch and
+                # links last.ckpt to it, which is what `--ckpt_path last` resumes from.
+                "last_checkpoint.monitor": None,
+                "last_checkpoint.save_top_k": 1,
+                "last_checkpoint.filename": "latest",
+                "last_checkpoint.save_last": "link",
             }
         )
 
@@ -75,3 +83,17 @@ def build_cli(args: Sequence[str], run: bool = True) -> DetectorCLI:
 def run_lightning(args: Sequence[str]) -> int:
     build_cli(args)
     return 0
+
+
+class _ParseOnlyCLI(DetectorCLI):
+    def instantiate_classes(self) -> None:  # parse and type-check only; build nothing
+        pass
+
+
+def check_config(args: Sequence[str]):
+    """Parse a training command line against the code's signatures without building anything.
+
+    Catches unknown keys and wrong types in a config (e.g. one that names a pretrained model
+    that is not downloaded here) at the cost of a parse. Returns the parsed namespace.
+    """
+    return _ParseOnlyCLI(DetectorModule, DetectorDataModule, args=list(args), run=False).config

@@ -100,3 +100,42 @@ def make_batch() -> Callable:
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def small_samples(tmp_path_factory: pytest.TempPathFactory):
+    """Generated sample snapshots (train/ drift/ incoming/ reviews.jsonl) plus a tokenizer/."""
+    from mmdetect.data.samples import generate_samples
+    from mmdetect.text import build_vocab
+
+    root = tmp_path_factory.mktemp("samples")
+    generate_samples(root, seed=1, n_train=160, n_drift=60, n_incoming=40)
+    texts = []
+    for line in (root / "train" / "listings.jsonl").read_text(encoding="utf-8").splitlines():
+        import json
+
+        row = json.loads(line)
+        texts.append(f"{row['title']}\n{row['description']}")
+    build_vocab(texts, size=2000, out_dir=root / "tokenizer")
+    return root
+
+
+def tiny_fit_args(samples, run_dir, *extra: str) -> list[str]:
+    """tiny.yaml shrunk for tests: 16-dim BERT, 32 px photos, no workers, CSV logs in run_dir."""
+    return [
+        "--config", "configs/train/tiny.yaml",
+        f"--data.snapshots=[{samples / 'train'}]",
+        f"--data.tokenizer={samples / 'tokenizer'}",
+        "--data.num_workers=0",
+        "--data.batch_size=16",
+        "--model.text.hidden_size=16",
+        "--model.text.intermediate_size=32",
+        "--model.text.max_length=48",
+        "--model.image.image_size=32",
+        "--model.hidden=32",
+        f"--trainer.default_root_dir={run_dir}",
+        f"--trainer.logger.init_args.save_dir={run_dir}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        *extra,
+    ]  # fmt: skip

@@ -38,6 +38,8 @@ def price_features(price: int | None, mean: float = 8.0, std: float = 2.0) -> tu
     """log1p-standardised yen and a presence flag; (0, False) for a missing price."""
     if price is None:
         return 0.0, False
+    if price < 0:
+        raise ValueError(f"price must be >= 0 yen, got {price}")
     return (math.log1p(price) - mean) / std, True
 
 

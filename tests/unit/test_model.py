@@ -8,8 +8,9 @@ import warnings
 import pytest
 import torch
 
+from mmdetect.data.dataset import price_features
 from mmdetect.fusion import ConcatFusion, GatedFusion, build_fusion
-from mmdetect.model import MultimodalClassifier, price_features
+from mmdetect.model import MultimodalClassifier
 from mmdetect.text import encode_batch, load_tokenizer, pad_batch
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -1,0 +1,77 @@
+"""One scoring interface over a Lightning checkpoint or an exported bundle.
+
+`mmdetect evaluate --model X` accepts either, so the artifact that will be served is the one
+evaluated. Checkpoints are scored with the training preprocessing (the checkpoint's own data
+settings); bundles through `serve.Predictor`, which reuses that same preprocessing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mmdetect.data.reader import read_snapshot
+from mmdetect.data.records import Snapshot
+from mmdetect.evaluate.predictions import PredictionRecord, prediction_from_listing
+
+
+def is_bundle(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / "model.ts").is_file()
+
+
+def load_checkpoint_module(ckpt: str | Path):
+    """DetectorModule and the datamodule hyper-parameters it was trained with."""
+    from mmdetect.lit import DetectorModule
+
+    module = DetectorModule.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
+    data_hp = torch.load(str(ckpt), map_location="cpu", weights_only=False).get(
+        "datamodule_hyper_parameters", {}
+    )
+    return module, dict(data_hp)
+
+
+def checkpoint_proba(
+    ckpt: str | Path, snapshot: Snapshot, batch_size: int = 64, num_workers: int = 0
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Probabilities [N, C] for the snapshot's listings, in order, from a checkpoint."""
+    from mmdetect.data.dataset import Item
+    from mmdetect.datamodule import DetectorDataModule
+
+    module, data_hp = load_checkpoint_module(ckpt)
+    data_hp.update(batch_size=batch_size, num_workers=num_workers)
+    dm = DetectorDataModule(**data_hp)
+    dm.datasets["score"] = dm.build_dataset(
+        [Item(x, snapshot.root) for x in snapshot.listings], False
+    )
+    out = []
+    with torch.inference_mode():
+        for batch in tqdm(dm.loader("score", shuffle=False), desc="scoring", unit="batch"):
+            out.append(torch.sigmoid(module(batch)).float())
+    probs = torch.cat(out).numpy() if out else np.zeros((0, len(module.taxonomy)))
+    return probs, module.taxonomy
+
+
+def bundle_proba(
+    bundle: str | Path, snapshot: Snapshot, batch_size: int = 64, num_workers: int = 0
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    from mmdetect.serve import Predictor
+
+    predictor = Predictor.from_bundle(bundle, batch_size=batch_size, num_workers=num_workers)
+    return predictor.predict_proba(snapshot.listings, snapshot.root), tuple(predictor.taxonomy)
+
+
+def score_snapshot(
+    model: str | Path, snapshot_dir: str | Path, batch_size: int = 64, num_workers: int = 0
+) -> tuple[list[PredictionRecord], tuple[str, ...], Snapshot]:
+    """Score every listing of a snapshot with a checkpoint or a bundle."""
+    snapshot = read_snapshot(snapshot_dir)
+    score = bundle_proba if is_bundle(model) else checkpoint_proba
+    probs, taxonomy = score(model, snapshot, batch_size, num_workers)
+    records = [
+        prediction_from_listing(x, dict(zip(taxonomy, row.tolist(), strict=True)))
+        for x, row in zip(snapshot.listings, probs, strict=True)
+    ]
+    return records, taxonomy, snapshot
