@@ -97,12 +97,19 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
     p.add_argument("--baseline", help="the champion (.ckpt or bundle) to compare against")
     p.add_argument("--config", type=Path, help="configs/evaluate/*.yaml (default: built-in)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--created-from", help="only listings created on or after this ISO date")
+    p.add_argument("--created-to", help="only listings created before this ISO date")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, default=2)
     args = p.parse_args(argv)
     try:
         cfg = load_eval_config(args.config)
-        kw = {"batch_size": args.batch_size, "num_workers": args.num_workers}
+        kw = {
+            "batch_size": args.batch_size,
+            "num_workers": args.num_workers,
+            "created_from": args.created_from,
+            "created_to": args.created_to,
+        }
         records, taxonomy, snap = score_snapshot(args.model, args.snapshot, **kw)
         if not snap.labeled:
             raise EvaluationError(
@@ -123,10 +130,23 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_export(argv: Sequence[str]) -> int:
+    from mmdetect.export import export_main
+
+    return export_main(argv)
+
+
+def cmd_predict_bundle(argv: Sequence[str]) -> int:
+    from mmdetect.serve import predict_main
+
+    return predict_main(argv)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "samples": cmd_samples,
     "vocab": cmd_vocab,
     "evaluate": cmd_evaluate,
+    "export": cmd_export,
 }
 
 
@@ -148,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command == "validate" and _is_snapshot_validation(rest):
         return cmd_validate(rest)
+    if command == "predict" and any(a == "--bundle" or a.startswith("--bundle=") for a in rest):
+        return cmd_predict_bundle(rest)
     if command in COMMANDS:
         return COMMANDS[command](rest)
     if command in LIGHTNING:

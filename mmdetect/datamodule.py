@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from datetime import datetime
 from functools import partial
 
 import lightning as L
@@ -20,7 +19,7 @@ from mmdetect.data.dataset import (
     label_vector,
 )
 from mmdetect.data.reader import read_snapshot
-from mmdetect.data.records import Problems
+from mmdetect.data.records import Problems, in_period
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 from mmdetect.image import ImageConfig, build_transforms
 from mmdetect.text import encode_batch, load_tokenizer
@@ -34,15 +33,12 @@ def hash_fraction(listing_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def is_validation(item: Item, split: str, val_from: datetime | None, val_fraction: float) -> bool:
+def is_validation(item: Item, split: str, val_from: str | None, val_fraction: float) -> bool:
     if split == "hash":
         return hash_fraction(item.listing.id) < val_fraction
-    created = item.listing.created_at
     if val_from is None:
         raise ValueError("split='time' needs val_from (an ISO date)")
-    if val_from.tzinfo is None:  # a naive cutoff is read in each listing's own local time
-        created = created.replace(tzinfo=None)
-    return created >= val_from
+    return in_period(item.listing.created_at, val_from, None)
 
 
 def read_items(
@@ -89,7 +85,6 @@ class DetectorDataModule(L.LightningDataModule):
         if split not in ("time", "hash"):
             raise ValueError(f"split must be 'time' or 'hash', got {split!r}")
         self.save_hyperparameters()
-        self.val_from = datetime.fromisoformat(val_from) if val_from else None
         self.datasets: dict[str, ListingDataset] = {}
         self.problems = Problems()
         self._tokenizer = None
@@ -125,13 +120,9 @@ class DetectorDataModule(L.LightningDataModule):
             items, problems = read_items(hp.snapshots, hp.taxonomy, hp.strict)
             self.problems.merge(problems)
             items = self.labeled(items, "snapshots")
-            val = [
-                it for it in items if is_validation(it, hp.split, self.val_from, hp.val_fraction)
-            ]
+            val = [it for it in items if is_validation(it, hp.split, hp.val_from, hp.val_fraction)]
             train = [
-                it
-                for it in items
-                if not is_validation(it, hp.split, self.val_from, hp.val_fraction)
+                it for it in items if not is_validation(it, hp.split, hp.val_from, hp.val_fraction)
             ]
             if not train or not val:
                 raise ValueError(

@@ -7,6 +7,7 @@ settings); bundles through `serve.Predictor`, which reuses that same preprocessi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from mmdetect.data.reader import read_snapshot
-from mmdetect.data.records import Snapshot
+from mmdetect.data.records import Snapshot, in_period
 from mmdetect.evaluate.predictions import PredictionRecord, prediction_from_listing
 
 
@@ -41,11 +42,13 @@ def checkpoint_proba(
     from mmdetect.datamodule import DetectorDataModule
 
     module, data_hp = load_checkpoint_module(ckpt)
+    # LightningCLI adds private bookkeeping keys (e.g. `_instantiator`) to saved hparams.
+    data_hp = {k: v for k, v in data_hp.items() if not k.startswith("_")}
     data_hp.update(batch_size=batch_size, num_workers=num_workers)
     dm = DetectorDataModule(**data_hp)
-    dm.datasets["score"] = dm.build_dataset(
-        [Item(x, snapshot.root) for x in snapshot.listings], False
-    )
+    # Scoring needs no labels, and they may name classes the model lacks (evaluate reports that).
+    items = [Item(replace(x, labels=None), snapshot.root) for x in snapshot.listings]
+    dm.datasets["score"] = dm.build_dataset(items, train=False)
     out = []
     with torch.inference_mode():
         for batch in tqdm(dm.loader("score", shuffle=False), desc="scoring", unit="batch"):
@@ -64,10 +67,18 @@ def bundle_proba(
 
 
 def score_snapshot(
-    model: str | Path, snapshot_dir: str | Path, batch_size: int = 64, num_workers: int = 0
+    model: str | Path,
+    snapshot_dir: str | Path,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    created_from: str | None = None,
+    created_to: str | None = None,
 ) -> tuple[list[PredictionRecord], tuple[str, ...], Snapshot]:
-    """Score every listing of a snapshot with a checkpoint or a bundle."""
+    """Score the listings of a snapshot (optionally one period of it) with a checkpoint or bundle."""
     snapshot = read_snapshot(snapshot_dir)
+    snapshot.listings = [
+        x for x in snapshot.listings if in_period(x.created_at, created_from, created_to)
+    ]
     score = bundle_proba if is_bundle(model) else checkpoint_proba
     probs, taxonomy = score(model, snapshot, batch_size, num_workers)
     records = [

@@ -139,3 +139,24 @@ def tiny_fit_args(samples, run_dir, *extra: str) -> list[str]:
         "--trainer.enable_model_summary=false",
         *extra,
     ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(small_samples, tmp_path_factory: pytest.TempPathFactory):
+    """A tiny model trained for 2 short epochs on the small samples: its best checkpoint."""
+    from pathlib import Path
+
+    from mmdetect.training import build_cli
+
+    run = tmp_path_factory.mktemp("tiny_run")
+    repo = Path(__file__).resolve().parents[1]
+    cwd = os.getcwd()
+    os.chdir(repo)
+    try:
+        build_cli(
+            ["fit", *tiny_fit_args(small_samples, run, "--trainer.max_epochs=2",
+             f"--checkpoint.dirpath={run / 'ckpt'}", f"--last_checkpoint.dirpath={run / 'ckpt'}")]
+        )  # fmt: skip
+    finally:
+        os.chdir(cwd)
+    return next((run / "ckpt").glob("best-*.ckpt"))

@@ -69,3 +69,15 @@ class Snapshot:
     @property
     def labeled(self) -> list[Listing]:
         return [x for x in self.listings if x.labels is not None]
+
+
+def in_period(created: datetime, start: str | None, end: str | None) -> bool:
+    """created_at within [start, end); naive bounds are read in the listing's own local time."""
+    for bound, inside in ((start, lambda c, b: c >= b), (end, lambda c, b: c < b)):
+        if bound is None:
+            continue
+        b = datetime.fromisoformat(bound)
+        c = created.replace(tzinfo=None) if b.tzinfo is None else created
+        if not inside(c, b):
+            return False
+    return True

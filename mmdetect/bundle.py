@@ -1,0 +1,308 @@
+"""Bundle I/O shared by export and serving: file names, checksums, thresholds, TorchScript loading.
+
+A bundle is a directory (docs/bundle-format.md) that runs with torch, the JSON files and the
+tokenizer directory alone. Nothing here imports Lightning or the training code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import shutil
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.ts"
+TOKENIZER_DIR = "tokenizer"
+PREPROCESS_FILE = "preprocess.json"
+THRESHOLDS_FILE = "thresholds.json"
+META_FILE = "meta.json"
+SUMS_FILE = "SHA256SUMS"
+# MultimodalClassifier.forward's argument order (== mmdetect.lit.MODEL_INPUTS, checked in tests).
+INPUT_NAMES = (
+    "input_ids",
+    "attention_mask",
+    "images",
+    "image_mask",
+    "price",
+    "price_mask",
+    "category_id",
+)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+TIERS = ("pass", "review", "hide")  # tier codes 0, 1, 2: the overall decision is the max code
+UNCALIBRATED = "uncalibrated default: review at 0.5, never auto-hide; calibrate with `mmdetect evaluate` and re-export with --thresholds"
+
+
+class BundleError(RuntimeError):
+    """A bundle that is missing, tampered with, or cannot run on the requested device."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bundle_files(root: Path) -> list[str]:
+    """Every regular file under root (POSIX relative paths, sorted), SHA256SUMS excepted."""
+    files = (p.relative_to(root).as_posix() for p in Path(root).rglob("*") if p.is_file())
+    return sorted(f for f in files if f != SUMS_FILE)
+
+
+def write_checksums(root: Path) -> Path:
+    """`sha256sum` format (`<hex>  <path>`), one line per file: `sha256sum -c SHA256SUMS` works."""
+    root = Path(root)
+    lines = [f"{sha256_file(root / rel)}  {rel}\n" for rel in bundle_files(root)]
+    path = root / SUMS_FILE
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def verify_checksums(root: Path) -> None:
+    """Raise BundleError naming the first file that is missing, changed or not listed."""
+    root = Path(root)
+    sums = root / SUMS_FILE
+    if not sums.is_file():
+        raise BundleError(f"{root}: {SUMS_FILE} is missing: not a bundle, or an incomplete one")
+    listed: dict[str, str] = {}
+    for lineno, line in enumerate(sums.read_text(encoding="utf-8").splitlines(), 1):
+        digest, sep, rel = line.partition("  ")
+        if not sep or len(digest) != 64:
+            raise BundleError(f"{sums}:{lineno}: malformed line {line!r}")
+        listed[rel.lstrip("*")] = digest
+    for rel, digest in listed.items():
+        path = root / rel
+        if not path.is_file():
+            raise BundleError(f"{root}: {rel} is missing (listed in {SUMS_FILE})")
+        if sha256_file(path) != digest:
+            raise BundleError(f"{root}: {rel} does not match its SHA256 in {SUMS_FILE} (tampered?)")
+    extra = sorted(set(bundle_files(root)) - set(listed))
+    if extra:
+        raise BundleError(f"{root}: {extra[0]} is not listed in {SUMS_FILE} (added after export?)")
+
+
+def write_json(path: Path, doc: Any) -> None:
+    text = json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False)
+    Path(path).write_text(text + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{path}: cannot read JSON: {exc}") from exc
+
+
+def default_thresholds(taxonomy: Sequence[str]) -> dict[str, Any]:
+    """Review at 0.5, hide nothing: the safe uncalibrated choice (humans see every flag)."""
+    classes = {c: {"hide": None, "review": 0.5, "note": UNCALIBRATED} for c in taxonomy}
+    return {
+        "taxonomy": list(taxonomy),
+        "classes": classes,
+        "calibrated": False,
+        "note": UNCALIBRATED,
+        "source": {"snapshot": None, "model": None},
+    }
+
+
+def check_thresholds(doc: Any, taxonomy: Sequence[str], where: str = THRESHOLDS_FILE) -> None:
+    """Raise ValueError unless doc has hide/review (a probability or null) for every class."""
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("classes"), Mapping):
+        raise ValueError(f"{where}: expected an object with a 'classes' object")
+    if doc.get("taxonomy") is not None and set(doc["taxonomy"]) != set(taxonomy):
+        raise ValueError(
+            f"{where}: taxonomy {doc['taxonomy']} differs from the model's {list(taxonomy)}"
+        )
+    for name in taxonomy:
+        cls = doc["classes"].get(name)
+        if not isinstance(cls, Mapping):
+            raise ValueError(f"{where}: no thresholds for class {name!r}")
+        for tier in ("hide", "review"):
+            t = cls.get(tier)
+            ok = t is None or (isinstance(t, (int, float)) and not isinstance(t, bool))
+            if not ok or (t is not None and not (math.isfinite(t) and 0.0 <= t <= 1.0)):
+                raise ValueError(f"{where}: {name}.{tier} must be a probability or null, got {t!r}")
+
+
+def tiers(probs: np.ndarray, taxonomy: Sequence[str], thresholds: Mapping[str, Any]) -> np.ndarray:
+    """Tier codes [N, C] int8 (0 pass, 1 review, 2 hide): score >= threshold; null never fires.
+
+    The same rule as mmdetect.evaluate.thresholds.tier_masks (checked in tests).
+    """
+    classes = thresholds["classes"]
+    never = np.inf
+    hide = np.array([_or(classes[c]["hide"], never) for c in taxonomy])
+    review = np.array([_or(classes[c]["review"], never) for c in taxonomy])
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(taxonomy))
+    out = np.where(probs >= review, 1, 0).astype(np.int8)
+    out[probs >= hide] = 2
+    return out
+
+
+def parity_figures(ref: np.ndarray, test: np.ndarray, taxonomy: Sequence[str], thresholds) -> dict:
+    """max / mean |dp| and how often the hide/review/pass tiers agree, per class and overall."""
+    t_ref, t_test = tiers(ref, taxonomy, thresholds), tiers(test, taxonomy, thresholds)
+    dp = np.abs(ref.astype(np.float64) - test.astype(np.float64))
+    return {
+        "listings": int(ref.shape[0]),
+        "max_abs_diff": float(dp.max()),
+        "mean_abs_diff": float(dp.mean()),
+        "class_agreement": float((t_ref == t_test).mean()),
+        "class_disagreements": int((t_ref != t_test).sum()),
+        "overall_agreement": float((t_ref.max(1) == t_test.max(1)).mean()),
+    }
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else float(value)
+
+
+def resolve_device(requested: str | torch.device | None, meta: Mapping[str, Any]) -> torch.device:
+    """The device to run on: the requested one, else the export device if present, else CPU.
+
+    Refuses what cannot run: CUDA without a GPU, fp16 on CPU.
+    """
+    if requested is None:
+        exported = torch.device(meta.get("device", "cpu"))
+        usable = exported.type != "cuda" or torch.cuda.is_available()
+        device = exported if usable else torch.device("cpu")
+    else:
+        device = torch.device(requested)
+    if device.type not in ("cpu", "cuda"):
+        raise BundleError(f"device {device}: bundles run on cpu or cuda only")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BundleError(f"device {device} requested but no CUDA device is visible")
+    if device.type == "cpu" and meta.get("dtype") == "fp16":
+        raise BundleError("this bundle is fp16, which runs on CUDA only; export bf16 for CPU")
+    return device
+
+
+def retarget_devices(module: torch.jit.ScriptModule, device: torch.device) -> int:
+    """Point the device constants that tracing baked into the graphs at `device`; returns count.
+
+    torch.jit.trace records `torch.zeros(..., device=x.device)` and the like with the tracing
+    device as a constant; map_location moves tensors but not those. Every device in our graphs
+    comes from an input, so all of them follow the inputs (the OpenAI CLIP loader does the same).
+    Call it before the module's first call: the executor keeps the plan it built then.
+    """
+    target = str(device)
+    patched = 0
+    for sub in module.modules():
+        try:
+            graph = sub.graph
+        except RuntimeError:  # a submodule without forward
+            continue
+        for node in graph.findAllNodes("prim::Constant"):
+            if node.output().type().kind() == "DeviceObjType" and node.s("value") != target:
+                node.s_("value", target)
+                patched += 1
+    return patched
+
+
+def load_torchscript(
+    path: Path, device: torch.device, meta: Mapping[str, Any], optimize: bool | None = None
+) -> torch.jit.ScriptModule:
+    """torch.jit.load on `device`, retargeted if it differs from the export device.
+
+    optimize (None: as meta.json says, on the export device type only, where export checked
+    it): torch.jit.optimize_for_inference, a device-specific pass applied here because torch
+    2.14 cannot reload a graph it has optimized.
+    """
+    exported_on = str(meta.get("device", "cpu"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated in 2.14
+        module = torch.jit.load(str(path), map_location=device)
+    if str(device) != exported_on:
+        retarget_devices(module, device)
+    if optimize is None:
+        same_type = device.type == torch.device(exported_on).type
+        optimize = bool(meta.get("optimize_for_inference")) and same_type
+    if optimize:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = torch.jit.optimize_for_inference(module)
+    return module.eval()
+
+
+@dataclass
+class LoadedBundle:
+    """A verified bundle: the TorchScript module on its device and the JSON documents."""
+
+    root: Path
+    module: torch.jit.ScriptModule
+    device: torch.device
+    preprocess: dict[str, Any]
+    thresholds: dict[str, Any]
+    meta: dict[str, Any]
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.root / TOKENIZER_DIR
+
+
+def load_bundle(
+    root: str | Path, device: str | torch.device | None = None, optimize: bool | None = None
+) -> LoadedBundle:
+    """Verify SHA256SUMS, read the JSON files, load model.ts on the resolved device."""
+    root = Path(root)
+    if not root.is_dir():
+        raise BundleError(f"{root}: no such bundle directory")
+    verify_checksums(root)
+    meta = read_json(root / META_FILE)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"{root}: bundle format {meta.get('format_version')!r}, this mmdetect reads {FORMAT_VERSION}"
+        )
+    preprocess = read_json(root / PREPROCESS_FILE)
+    thresholds = read_json(root / THRESHOLDS_FILE)
+    try:
+        check_thresholds(thresholds, preprocess["taxonomy"])
+    except ValueError as exc:
+        raise BundleError(f"{root}: {exc}") from exc
+    target = resolve_device(device, meta)
+    module = load_torchscript(root / MODEL_FILE, target, meta, optimize)
+    return LoadedBundle(root, module, target, preprocess, thresholds, meta)
+
+
+def jsonable(obj: Any) -> Any:
+    """Hyperparameters to JSON: dataclasses and mappings recursed, anything else repr'd."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return str(obj) if isinstance(obj, Path) else repr(obj)
+
+
+def install(tmp: Path, out: Path, force: bool) -> None:
+    """Rename tmp to out; with force, the old out is renamed away first and deleted last."""
+    if not out.exists():
+        tmp.rename(out)
+        return
+    if not force:
+        raise BundleError(f"{out} exists; pass --force to replace it")
+    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+    out.rename(old)
+    try:
+        tmp.rename(out)
+    except OSError:
+        old.rename(out)
+        raise
+    shutil.rmtree(old) if old.is_dir() else old.unlink()

@@ -1,0 +1,358 @@
+"""`mmdetect export`: a checkpoint to a parity-verified TorchScript bundle (docs/bundle-format.md).
+
+Steps: load the DetectorModule (fp32, eager); trace a probability wrapper at the export dtype on
+a real batch of the parity snapshot; compare eager and traced on a few hundred listings; write
+the bundle to a temporary directory beside the target; load it back through `Predictor` (as it
+will be served) and compare again; only then rename it into place. Any failed check raises
+ExportError with the measured figures, and the temporary directory is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+import mmdetect
+from mmdetect import bundle as B
+from mmdetect.data.reader import SnapshotError, read_snapshot
+from mmdetect.image import IMAGENET_MEAN, IMAGENET_STD
+from mmdetect.serve import Predictor, build_dataset, build_loader
+from mmdetect.text import load_tokenizer
+
+
+class ExportError(RuntimeError):
+    """Export refused or failed; nothing was written."""
+
+
+@dataclass
+class ExportConfig:
+    """configs/export/*.yaml; command-line flags override it."""
+
+    device: str = "cpu"  # "cpu" | "cuda": where tracing and the parity check run
+    dtype: str = "fp32"  # "fp32" | "bf16" | "fp16" (fp16: CUDA only)
+    freeze: bool = True  # torch.jit.freeze: weights become graph constants
+    # torch.jit.optimize_for_inference, applied by Predictor at load time on the export device
+    # type (torch 2.14 cannot reload an optimized graph); the served parity check covers it
+    optimize_for_inference: bool = False
+    parity_listings: int = 256  # first N listings of the parity snapshot
+    batch_size: int = 32
+    fp32_tolerance: float = 1e-5  # max |p_eager - p_traced| for fp32
+    low_precision_tolerance: float = 0.02  # the same for bf16 / fp16
+    min_agreement: float = 0.995  # bf16 / fp16: share of (listing, class) tiers that agree
+
+
+def load_export_config(path: str | Path | None) -> ExportConfig:
+    if path is None:
+        return ExportConfig()
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    known = {f.name for f in dataclasses.fields(ExportConfig)}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise ExportError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
+    return ExportConfig(**doc)
+
+
+def check_target(cfg: ExportConfig) -> torch.device:
+    """The export device, or a clear refusal for combinations that cannot work."""
+    if cfg.dtype not in B.DTYPES:
+        raise ExportError(f"dtype must be one of {list(B.DTYPES)}, got {cfg.dtype!r}")
+    device = torch.device(cfg.device)
+    if device.type not in ("cpu", "cuda"):
+        raise ExportError(f"device must be cpu or cuda, got {cfg.device!r}")
+    if device.type == "cpu" and cfg.dtype == "fp16":
+        raise ExportError(
+            "fp16 on CPU is refused (slow, incomplete kernels): use bf16 or --device cuda"
+        )
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ExportError("--device cuda, but no CUDA device is visible to torch")
+        if cfg.dtype == "bf16" and not torch.cuda.is_bf16_supported():
+            raise ExportError("this GPU does not support bf16: use fp16 or fp32")
+        device = torch.device("cuda", device.index or 0)
+    return device
+
+
+class ProbabilityModel(nn.Module):
+    """The pure MultimodalClassifier returning probabilities in float32, whatever its dtype."""
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.net, self.dtype = net, dtype
+
+    def forward(
+        self, input_ids, attention_mask, images, image_mask, price, price_mask, category_id
+    ):
+        logits = self.net(
+            input_ids,
+            attention_mask,
+            images.to(self.dtype),
+            image_mask,
+            price.to(self.dtype),
+            price_mask,
+            category_id,
+        )
+        return torch.sigmoid(logits.float())
+
+
+def trace_model(
+    net: nn.Module, example: tuple, dtype: str, cfg: ExportConfig
+) -> torch.jit.ScriptModule:
+    """torch.jit.trace of ProbabilityModel on a copy of `net` cast to `dtype` (eval mode)."""
+    wrapper = ProbabilityModel(copy.deepcopy(net).to(B.DTYPES[dtype]), B.DTYPES[dtype]).eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TracerWarnings, and trace itself is deprecated in 2.14
+        traced = torch.jit.trace(wrapper, example, check_trace=False)
+        return torch.jit.freeze(traced) if cfg.freeze else traced
+
+
+def load_checkpoint(ckpt: Path, tokenizer: str | None = None):
+    """(DetectorModule in eval mode on CPU, datamodule hparams dict or {})."""
+    from mmdetect.lit import DetectorModule  # Lightning stays out of `import mmdetect.export`
+
+    raw = torch.load(ckpt, map_location="cpu", weights_only=False)
+    data = dict(raw.get("datamodule_hyper_parameters") or {})
+    tok = tokenizer or data.get("tokenizer") or raw.get("hyper_parameters", {}).get("tokenizer")
+    del raw
+    if tok is None:
+        raise ExportError(f"{ckpt}: no tokenizer recorded; pass --tokenizer DIR")
+    overrides = {"tokenizer": tok} if tokenizer else {}
+    try:
+        module = DetectorModule.load_from_checkpoint(
+            ckpt, map_location="cpu", weights_only=False, **overrides
+        )
+    except (OSError, ValueError) as exc:  # typically a tokenizer directory that has moved
+        raise ExportError(
+            f"{ckpt}: cannot load ({exc}); tokenizer {tok!r}: pass --tokenizer DIR if it has moved"
+        ) from exc
+    data["tokenizer"] = tok
+    return module.eval(), data
+
+
+def preprocess_doc(module, data: Mapping[str, Any], pad_id: int) -> dict[str, Any]:
+    """preprocess.json: what the datamodule did to a listing, from the checkpoint's hparams."""
+    cfg = module.net.cfg
+    return {
+        "format_version": B.FORMAT_VERSION,
+        "inputs": list(B.INPUT_NAMES),
+        "output": "probabilities [B, C] float32 (sigmoid of the logits), columns in taxonomy order",
+        "max_length": int(data.get("max_length", cfg.text.max_length)),
+        "image_size": int(data.get("image_size", cfg.image.image_size)),
+        "max_photos": int(data.get("max_photos", cfg.image.max_photos)),
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "taxonomy": list(module.taxonomy),
+        "categories": list(module.hparams.categories),
+        "price_mean": float(data.get("price_mean", 8.0)),
+        "price_std": float(data.get("price_std", 2.0)),
+        "pad_id": pad_id,
+    }
+
+
+def parity_failures(fig: dict, cfg: ExportConfig) -> list[str]:
+    if cfg.dtype == "fp32":
+        tol = cfg.fp32_tolerance
+        return (
+            [f"max |dp| {fig['max_abs_diff']:.3g} > {tol:g}"] if fig["max_abs_diff"] > tol else []
+        )
+    out = []
+    if fig["max_abs_diff"] > cfg.low_precision_tolerance:
+        out.append(f"max |dp| {fig['max_abs_diff']:.3g} > {cfg.low_precision_tolerance:g}")
+    if fig["class_agreement"] < cfg.min_agreement:
+        out.append(f"decision agreement {fig['class_agreement']:.2%} < {cfg.min_agreement:.2%}")
+    return out
+
+
+def format_parity(fig: dict, cfg: ExportConfig, stage: str = "traced") -> str:
+    n, c = fig["listings"], fig["class_disagreements"]
+    return (
+        f"parity {cfg.dtype} on {cfg.device}, eager fp32 vs {stage} TorchScript, {n} listings: "
+        f"max |dp| {fig['max_abs_diff']:.3g}, mean |dp| {fig['mean_abs_diff']:.3g}, "
+        f"decisions agree {fig['class_agreement']:.2%} per class ({c} differ), "
+        f"{fig['overall_agreement']:.2%} overall"
+    )
+
+
+@contextlib.contextmanager
+def exact_cuda_math():
+    """No TF32 while measuring parity: fp32 must mean fp32."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def trace_and_compare(
+    module, listings, root: Path, tokenizer, pre: dict, cfg: ExportConfig, device
+):
+    """(traced module, eager probabilities, traced probabilities) over the parity listings."""
+    dataset = build_dataset(listings, root, tokenizer, pre)
+    module = module.to(device)
+    traced, ref, test = None, [], []
+    with exact_cuda_math(), torch.no_grad():
+        for batch in build_loader(dataset, pre, cfg.batch_size):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            inputs = tuple(batch[name] for name in B.INPUT_NAMES)
+            if traced is None:  # a real batch: padding, a mix of photo counts
+                traced = trace_model(module.net, inputs, cfg.dtype, cfg)
+            ref.append(torch.sigmoid(module(batch)).float().cpu())
+            test.append(traced(*inputs).float().cpu())
+    return traced, torch.cat(ref).numpy(), torch.cat(test).numpy()
+
+
+def export_bundle(
+    ckpt: str | Path,
+    out: str | Path,
+    cfg: ExportConfig | None = None,
+    thresholds: str | Path | None = None,
+    parity_snapshot: str | Path = "data_samples/drift",
+    force: bool = False,
+    tokenizer: str | None = None,
+) -> dict[str, Any]:
+    """Write a verified bundle at `out`; returns the parity figures. Raises ExportError."""
+    cfg, ckpt, out = cfg or ExportConfig(), Path(ckpt), Path(out)
+    device = check_target(cfg)
+    if out.exists() and not force:
+        raise ExportError(f"{out} exists; pass --force to replace it")
+    if not ckpt.is_file():
+        raise ExportError(f"{ckpt}: no such checkpoint")
+    module, data = load_checkpoint(ckpt, tokenizer)
+    taxonomy = list(module.taxonomy)
+    if thresholds is None:
+        th_doc = B.default_thresholds(taxonomy)
+    else:
+        try:
+            th_doc = B.read_json(Path(thresholds))
+            B.check_thresholds(th_doc, taxonomy, str(thresholds))
+        except (ValueError, B.BundleError) as exc:
+            raise ExportError(str(exc)) from exc
+    tok = load_tokenizer(data["tokenizer"])
+    pre = preprocess_doc(module, data, tok.pad_token_id or 0)
+    try:
+        snap = read_snapshot(parity_snapshot, taxonomy=taxonomy)
+    except SnapshotError as exc:
+        raise ExportError(f"parity snapshot: {exc}") from exc
+    listings = snap.listings[: cfg.parity_listings]
+    if not listings:
+        raise ExportError(f"{parity_snapshot}: no listings to check parity on")
+    traced, ref, test = trace_and_compare(module, listings, snap.root, tok, pre, cfg, device)
+    parity = {"traced": gate(B.parity_figures(ref, test, taxonomy, th_doc), cfg, "traced")}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        traced.save(str(tmp / B.MODEL_FILE))
+        tok.save_pretrained(str(tmp / B.TOKENIZER_DIR))
+        B.write_json(tmp / B.PREPROCESS_FILE, pre)
+        B.write_json(tmp / B.THRESHOLDS_FILE, th_doc)
+        meta = meta_doc(module, data, ckpt, device, cfg, parity, parity_snapshot)
+        B.write_json(tmp / B.META_FILE, meta)
+        B.write_checksums(tmp)
+        served = served_probabilities(tmp, device, cfg, listings, snap.root)
+        parity["served"] = gate(B.parity_figures(ref, served, taxonomy, th_doc), cfg, "served")
+        parity["served"]["vs_traced_max_abs_diff"] = float(np.abs(served - test).max())
+        B.write_json(tmp / B.META_FILE, meta)  # now with the served figures
+        B.write_checksums(tmp)
+        B.install(tmp, out, force)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"bundle written to {out}")
+    return parity
+
+
+def gate(fig: dict, cfg: ExportConfig, stage: str) -> dict:
+    """Print the figures; raise ExportError (nothing written) when they miss the tolerances."""
+    print(format_parity(fig, cfg, stage))
+    failures = parity_failures(fig, cfg)
+    if failures:
+        raise ExportError(
+            f"parity check failed ({'; '.join(failures)}); nothing written. "
+            + format_parity(fig, cfg, stage)
+        )
+    return fig
+
+
+def served_probabilities(tmp: Path, device, cfg: ExportConfig, listings, root: Path) -> np.ndarray:
+    """The written bundle as `Predictor` serves it (checksums, tokenizer, load-time passes)."""
+    try:
+        predictor = Predictor.from_bundle(tmp, device, batch_size=cfg.batch_size)
+        with exact_cuda_math():
+            return predictor.predict_proba(listings, root)
+    except Exception as exc:
+        raise ExportError(f"the written bundle does not load or run: {exc}") from exc
+
+
+def meta_doc(module, data, ckpt: Path, device, cfg: ExportConfig, parity: dict, snapshot) -> dict:
+    import torchvision
+    import transformers
+
+    return {
+        "format_version": B.FORMAT_VERSION,
+        "created_utc": datetime.now(timezone.utc)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z"),
+        "device": str(device),
+        "dtype": cfg.dtype,
+        "freeze": cfg.freeze,
+        "optimize_for_inference": cfg.optimize_for_inference,
+        "versions": {
+            "mmdetect": mmdetect.__version__,
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "transformers": transformers.__version__,
+        },
+        "checkpoint": {"path": str(ckpt.resolve()), "sha256": B.sha256_file(ckpt)},
+        "training_config": {"model": B.jsonable(dict(module.hparams)), "data": B.jsonable(data)},
+        "parity": parity,  # filled in place: "traced", then "served"
+        "parity_check": {"snapshot": str(snapshot), **dataclasses.asdict(cfg)},
+    }
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="mmdetect export", description=__doc__.splitlines()[0])
+    p.add_argument("--ckpt", type=Path, required=True, help="Lightning checkpoint")
+    p.add_argument("--out", type=Path, required=True, help="bundle directory to create")
+    p.add_argument("--config", type=Path, help="configs/export/*.yaml")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="overrides the config")
+    p.add_argument("--dtype", choices=list(B.DTYPES), help="overrides the config")
+    p.add_argument("--thresholds", type=Path, help="thresholds.json from mmdetect evaluate")
+    p.add_argument("--parity-snapshot", type=Path, default=Path("data_samples/drift"))
+    p.add_argument("--parity-listings", type=int, help="overrides the config")
+    p.add_argument("--tokenizer", help="tokenizer directory, if the recorded one moved")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle")
+    args = p.parse_args(argv)
+    try:
+        cfg = load_export_config(args.config)
+        for key in ("device", "dtype", "parity_listings"):
+            if getattr(args, key) is not None:
+                setattr(cfg, key, getattr(args, key))
+        export_bundle(
+            args.ckpt,
+            args.out,
+            cfg,
+            args.thresholds,
+            args.parity_snapshot,
+            args.force,
+            args.tokenizer,
+        )
+    except (ExportError, B.BundleError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
