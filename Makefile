@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN ?= runs/demo
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow lint samples clean
+.PHONY: install demo drift-demo test test-slow lint samples clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,6 +19,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 bash scripts/demo.sh $(RUN)
+
+drift-demo: $(STAMP)
+	HF_HUB_OFFLINE=1 bash scripts/drift_demo.sh
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

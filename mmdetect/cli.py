@@ -142,11 +142,39 @@ def cmd_predict_bundle(argv: Sequence[str]) -> int:
     return predict_main(argv)
 
 
+def cmd_feedback(argv: Sequence[str]) -> int:
+    from mmdetect.feedback import merge_main
+
+    return merge_main(argv)
+
+
+def cmd_promote(argv: Sequence[str]) -> int:
+    from mmdetect.registry import promote_main
+
+    return promote_main(argv)
+
+
+def cmd_rollback(argv: Sequence[str]) -> int:
+    from mmdetect.registry import rollback_main
+
+    return rollback_main(argv)
+
+
+def cmd_registry(argv: Sequence[str]) -> int:
+    from mmdetect.registry import registry_main
+
+    return registry_main(argv)
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "samples": cmd_samples,
     "vocab": cmd_vocab,
     "evaluate": cmd_evaluate,
     "export": cmd_export,
+    "feedback": cmd_feedback,
+    "promote": cmd_promote,
+    "rollback": cmd_rollback,
+    "registry": cmd_registry,
 }
 
 

@@ -131,7 +131,9 @@ def load_checkpoint(ckpt: Path, tokenizer: str | None = None):
     del raw
     if tok is None:
         raise ExportError(f"{ckpt}: no tokenizer recorded; pass --tokenizer DIR")
-    overrides = {"tokenizer": tok} if tokenizer else {}
+    # init_from only seeds a fresh training run; the checkpoint's own weights follow anyway,
+    # and the parent it names may be long gone.
+    overrides = {"tokenizer": tok, "init_from": None} if tokenizer else {"init_from": None}
     try:
         module = DetectorModule.load_from_checkpoint(
             ckpt, map_location="cpu", weights_only=False, **overrides

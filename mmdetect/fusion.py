@@ -7,16 +7,24 @@ from torch import nn
 
 
 class ConcatFusion(nn.Module):
-    """LayerNorm each modality, concatenate, then a one-layer MLP."""
+    """LayerNorm and project each modality to `hidden`, concatenate, then a one-layer MLP.
+
+    The projection gives every modality the same width: concatenating a 576-dim CNN vector with
+    a 64-dim text vector directly lets the (from-scratch, slower-learning) image side dominate.
+    """
 
     def __init__(self, in_dims: list[int], hidden: int, dropout: float):
         super().__init__()
-        self.norms = nn.ModuleList(nn.LayerNorm(d) for d in in_dims)
-        self.mlp = nn.Sequential(nn.Linear(sum(in_dims), hidden), nn.GELU(), nn.Dropout(dropout))
+        self.projections = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden)) for d in in_dims
+        )
+        self.mlp = nn.Sequential(
+            nn.GELU(), nn.Linear(hidden * len(in_dims), hidden), nn.GELU(), nn.Dropout(dropout)
+        )
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         return self.mlp(
-            torch.cat([norm(x) for norm, x in zip(self.norms, xs, strict=True)], dim=-1)
+            torch.cat([proj(x) for proj, x in zip(self.projections, xs, strict=True)], dim=-1)
         )
 
 

@@ -101,7 +101,28 @@ class DetectorModule(L.LightningModule):
             self.warm_start(init_from)
 
     def warm_start(self, path: str) -> None:
-        """Initialise the network from a checkpoint (fine-tuning, e.g. after review feedback)."""
+        """Initialise the network from a checkpoint (fine-tuning, e.g. after review feedback).
+
+        `path` may also be an exported bundle directory (e.g. REGISTRY/current): its meta.json
+        names the source checkpoint and its SHA256, which must still match.
+        """
+        if Path(path).is_dir():
+            from mmdetect.bundle import META_FILE, BundleError, read_json, sha256_file
+
+            try:
+                source = read_json(Path(path) / META_FILE)["checkpoint"]
+            except (BundleError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}: not a bundle with a source checkpoint: {exc}") from exc
+            ckpt_path = Path(source["path"])
+            if not ckpt_path.is_file():
+                raise ValueError(f"{path}: its source checkpoint {ckpt_path} does not exist")
+            if sha256_file(ckpt_path) != source["sha256"]:
+                raise ValueError(
+                    f"{path}: {ckpt_path} has changed since the bundle was exported "
+                    "(SHA256 differs from meta.json); warm-start from the checkpoint explicitly"
+                )
+            log.info("bundle %s: warm start from its checkpoint %s", path, ckpt_path)
+            path = str(ckpt_path)
         ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
         state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
         missing, unexpected = self.net.load_state_dict(state, strict=False)

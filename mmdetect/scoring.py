@@ -23,25 +23,15 @@ def is_bundle(path: str | Path) -> bool:
     return Path(path).is_dir() and (Path(path) / "model.ts").is_file()
 
 
-def load_checkpoint_module(ckpt: str | Path):
-    """DetectorModule and the datamodule hyper-parameters it was trained with."""
-    from mmdetect.lit import DetectorModule
-
-    module = DetectorModule.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
-    data_hp = torch.load(str(ckpt), map_location="cpu", weights_only=False).get(
-        "datamodule_hyper_parameters", {}
-    )
-    return module, dict(data_hp)
-
-
 def checkpoint_proba(
     ckpt: str | Path, snapshot: Snapshot, batch_size: int = 64, num_workers: int = 0
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Probabilities [N, C] for the snapshot's listings, in order, from a checkpoint."""
     from mmdetect.data.dataset import Item
     from mmdetect.datamodule import DetectorDataModule
+    from mmdetect.export import load_checkpoint
 
-    module, data_hp = load_checkpoint_module(ckpt)
+    module, data_hp = load_checkpoint(Path(ckpt))
     # LightningCLI adds private bookkeeping keys (e.g. `_instantiator`) to saved hparams.
     data_hp = {k: v for k, v in data_hp.items() if not k.startswith("_")}
     data_hp.update(batch_size=batch_size, num_workers=num_workers)

@@ -127,8 +127,10 @@ def test_fusion_values():
     xs = [torch.randn(2, 3), torch.randn(2, 5)]
     concat = ConcatFusion([3, 5], hidden=4, dropout=0.0)
     normed = [torch.nn.functional.layer_norm(x, x.shape[-1:]) for x in xs]
-    lin = concat.mlp[0]
-    expected = torch.nn.functional.gelu(lin(torch.cat(normed, -1)))
+    projected = [p[1](x) for p, x in zip(concat.projections, normed, strict=True)]
+    gelu = torch.nn.functional.gelu
+    expected = gelu(concat.mlp[1](gelu(torch.cat(projected, -1))))
+    assert concat(xs).shape == (2, 4)
     assert torch.allclose(concat(xs), expected, atol=1e-6)
 
     gated = GatedFusion([3, 5], hidden=4, dropout=0.0)

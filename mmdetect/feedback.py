@@ -1,0 +1,347 @@
+"""`mmdetect feedback merge`: review decisions + a snapshot → a new, labeled snapshot.
+
+The input snapshot is never modified. Per listing id the review with the latest `reviewed_at`
+wins (the file is not in time order); equal times go to the later line. Merged rows keep every
+original field and get `labels`, `label_source: "review"` and `reviewed_at` from the winning
+review; listings without a review are written back byte for byte. Photos are hard-linked (copied
+when linking fails, e.g. across devices), never re-encoded. The new snapshot is written to a
+temporary directory beside `--out` and renamed into place, so it appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mmdetect.bundle import sha256_file
+from mmdetect.data.reader import (
+    LISTINGS_FILE,
+    MANIFEST_FILE,
+    RowProblem,
+    SnapshotError,
+    iter_jsonl,
+    parse_time,
+    read_manifest,
+    read_snapshot,
+)
+from mmdetect.data.records import Problems
+from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
+
+LABEL_SOURCE = "review"
+MAX_EXAMPLES = 5
+
+
+class FeedbackError(ValueError):
+    """Inputs a merge cannot use (or, with strict, a bad review row), worded for the user."""
+
+
+@dataclass(frozen=True)
+class Review:
+    id: str
+    labels: tuple[str, ...]
+    reviewed_at: str  # as written: the merged row carries it unchanged
+    when: datetime  # parsed, timezone-aware
+    line: int
+
+
+def parse_review(row: Any, taxonomy: Sequence[str], line: int) -> Review:
+    """Validate one decoded reviews.jsonl row; raises RowProblem naming the field."""
+    if not isinstance(row, dict):
+        raise RowProblem("not_an_object", "-", f"expected a JSON object, got {type(row).__name__}")
+    for name in ("id", "labels", "reviewed_at"):
+        if name not in row:
+            raise RowProblem("missing_field", name, "required field is missing")
+    if not isinstance(row["id"], str) or not row["id"].strip():
+        raise RowProblem("wrong_type", "id", f"expected a non-empty string, got {row['id']!r}")
+    labels = row["labels"]
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise RowProblem("wrong_type", "labels", f"expected a list of strings, got {labels!r}")
+    unknown = sorted(set(labels) - set(taxonomy))
+    if unknown:
+        raise RowProblem("unknown_label", "labels", f"not in the taxonomy: {unknown}")
+    when = parse_time(row["reviewed_at"], "reviewed_at")
+    if when.tzinfo is None:
+        raise RowProblem("bad_date", "reviewed_at", f"no UTC offset: {row['reviewed_at']!r}")
+    reviewer = row.get("reviewer")
+    if reviewer is not None and not isinstance(reviewer, str):
+        raise RowProblem("wrong_type", "reviewer", f"expected a string, got {reviewer!r}")
+    return Review(row["id"], tuple(dict.fromkeys(labels)), row["reviewed_at"], when, line)
+
+
+def read_reviews(
+    path: Path, taxonomy: Sequence[str], strict: bool = False
+) -> tuple[list[Review], Problems]:
+    """Valid reviews in file order, and the skipped rows counted per reason (file:line)."""
+    reviews, problems = [], Problems(max_examples=MAX_EXAMPLES)
+    try:
+        for lineno, row, json_error in iter_jsonl(path):
+            where = f"{path}:{lineno}"
+            try:
+                if json_error is not None:
+                    raise RowProblem("invalid_json", "-", f"invalid JSON: {json_error}")
+                reviews.append(parse_review(row, taxonomy, lineno))
+            except RowProblem as exc:
+                if strict:
+                    raise FeedbackError(f"{where}: {exc.field}: {exc}") from exc
+                problems.add(exc.reason, f"{where}: {exc.field}: {exc}")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FeedbackError(f"{path}: cannot read reviews: {exc}") from exc
+    return reviews, problems
+
+
+@dataclass
+class Resolution:
+    """The winning review per id, and the ids whose reviews disagree."""
+
+    winners: dict[str, Review] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)  # examples, one line each
+    n_conflicts: int = 0  # ids with >1 review whose label sets differ
+    n_ties: int = 0  # ...of which the latest time is shared: decided by line order
+
+
+def resolve(reviews: Sequence[Review]) -> Resolution:
+    by_id: dict[str, list[Review]] = {}
+    for r in reviews:
+        by_id.setdefault(r.id, []).append(r)
+    out = Resolution()
+    for listing_id, group in by_id.items():
+        group = sorted(group, key=lambda r: (r.when, r.line))
+        winner = out.winners[listing_id] = group[-1]
+        if len({frozenset(r.labels) for r in group}) < 2:
+            continue
+        out.n_conflicts += 1
+        tied = [r for r in group if r.when == winner.when]
+        out.n_ties += len({frozenset(r.labels) for r in tied}) > 1
+        if len(out.conflicts) < MAX_EXAMPLES:
+            seen = ", ".join(f"{list(r.labels)} at {r.reviewed_at} (line {r.line})" for r in group)
+            out.conflicts.append(f"{listing_id}: {seen} -> {list(winner.labels)}")
+    return out
+
+
+def _link_or_copy(src: str, dst: str) -> str:
+    """Hard link (same bytes, no space); a plain copy where linking fails (other device)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def check_paths(snapshot: Path, reviews: Path, out: Path) -> None:
+    if not (snapshot / LISTINGS_FILE).is_file():
+        raise FeedbackError(f"{snapshot}: no {LISTINGS_FILE} (is this a snapshot directory?)")
+    if not reviews.is_file():
+        raise FeedbackError(f"{reviews}: no such reviews file")
+    if out.exists() or out.is_symlink():
+        raise FeedbackError(f"{out} exists; a merge writes a new snapshot, choose another --out")
+    if _is_within(out.resolve(), snapshot.resolve()):
+        raise FeedbackError(
+            f"{out} is inside the input snapshot {snapshot}; inputs stay as they are"
+        )
+
+
+def _dumps(row: dict) -> str:
+    return json.dumps(row, ensure_ascii=False)
+
+
+def merge_rows(
+    listings: Path, winners: dict[str, Review], counts: Counter
+) -> tuple[list[str], set[str]]:
+    """Output lines of listings.jsonl, and the ids seen. Rows without a review pass verbatim."""
+    lines, seen = [], set()
+    with listings.open(encoding="utf-8") as fh:
+        for raw in fh:
+            text = raw.rstrip("\r\n")
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError:
+                row = None  # kept as it was: the reader skips and counts it downstream
+            listing_id = row.get("id") if isinstance(row, dict) else None
+            review = winners.get(listing_id) if isinstance(listing_id, str) else None
+            if listing_id is not None:
+                seen.add(listing_id)
+            if review is None or _is_newer_label(row, review):
+                counts["older_than_listing"] += review is not None
+                lines.append(text)
+                continue
+            old = row.get("labels")
+            row.update(labels=list(review.labels), label_source=LABEL_SOURCE,
+                       reviewed_at=review.reviewed_at)  # fmt: skip
+            counts["applied"] += 1
+            counts["newly_labeled"] += old is None
+            counts["changed"] += old is not None and set(old) != set(review.labels)
+            lines.append(_dumps(row))
+    return lines, seen
+
+
+def _is_newer_label(row: dict, review: Review) -> bool:
+    """The listing already carries a label decided after this review: it stays."""
+    if row.get("labels") is None or not isinstance(row.get("reviewed_at"), str):
+        return False
+    try:
+        when = parse_time(row["reviewed_at"], "reviewed_at")
+    except RowProblem:
+        return False
+    return when.tzinfo is not None and when > review.when
+
+
+def snapshot_counts(root: Path, taxonomy: Sequence[str]) -> dict[str, Any]:
+    snap = read_snapshot(root, taxonomy=taxonomy, check_images=False)
+    labeled = snap.labeled
+    per_label = Counter(label for x in labeled for label in x.labels)
+    return {
+        "listings": len(snap.listings),
+        "labeled": len(labeled),
+        "unlabeled": len(snap.listings) - len(labeled),
+        "clean": sum(1 for x in labeled if not x.labels),
+        "labels": {name: per_label[name] for name in taxonomy},
+        "months": dict(
+            sorted(Counter(x.created_at.strftime("%Y-%m") for x in snap.listings).items())
+        ),
+        "skipped_rows": dict(snap.problems.counts),
+    }
+
+
+def merge_reviews(
+    snapshot: str | Path,
+    reviews: str | Path,
+    out: str | Path,
+    strict: bool = False,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Write the merged snapshot at `out`; returns its manifest plus `examples` of problems."""
+    snapshot, reviews, out = Path(snapshot), Path(reviews), Path(out)
+    check_paths(snapshot, reviews, out)
+    try:
+        parent = read_manifest(snapshot) or {}
+    except SnapshotError as exc:
+        raise FeedbackError(str(exc)) from exc
+    taxonomy = tuple(parent.get("taxonomy") or DEFAULT_TAXONOMY)
+    valid, skipped = read_reviews(reviews, taxonomy, strict)
+    resolution = resolve(valid)
+    counts: Counter = Counter()
+    lines, seen = merge_rows(snapshot / LISTINGS_FILE, resolution.winners, counts)
+    unknown = sorted(
+        (r for i, r in resolution.winners.items() if i not in seen), key=lambda r: r.line
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        top = {LISTINGS_FILE, MANIFEST_FILE}
+        ignore = lambda d, names: [n for n in names if Path(d) == snapshot and n in top]  # noqa: E731
+        shutil.copytree(snapshot, tmp, symlinks=True, ignore=ignore,
+                        copy_function=_link_or_copy, dirs_exist_ok=True)  # fmt: skip
+        (tmp / LISTINGS_FILE).write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
+        parent_name = parent.get("name") or snapshot.resolve().name
+        review_counts = {
+            "rows": len(valid) + skipped.total,
+            "valid": len(valid),
+            "ids": len(resolution.winners),
+            "applied": counts["applied"],
+            "changed": counts["changed"],
+            "newly_labeled": counts["newly_labeled"],
+            "conflicts": resolution.n_conflicts,
+            "ties": resolution.n_ties,
+            "unknown_ids": len(unknown),
+            "older_than_listing": counts["older_than_listing"],
+            "skipped": skipped.total,
+            "skipped_by_reason": dict(skipped.counts),
+        }
+        manifest = {
+            "name": name or parent_name.removesuffix("+reviews") + "+reviews",
+            "taxonomy": list(taxonomy),
+            "parents": [
+                {
+                    "kind": "snapshot",
+                    "name": parent_name,
+                    "path": str(snapshot),
+                    "listings_sha256": sha256_file(snapshot / LISTINGS_FILE),
+                },
+                {"kind": "reviews", "path": str(reviews), "sha256": sha256_file(reviews)},
+            ],
+            "counts": {**snapshot_counts(tmp, taxonomy), "reviews": review_counts},
+            "description": f"{parent_name} with the review decisions of {reviews.name} merged "
+            "by `mmdetect feedback merge` (latest reviewed_at wins per id).",
+            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        text = json.dumps(manifest, ensure_ascii=False, indent=2)
+        (tmp / MANIFEST_FILE).write_text(text + "\n", encoding="utf-8")
+        if out.exists():
+            raise FeedbackError(f"{out} appeared while merging; nothing written")
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    examples = {
+        "conflicts": resolution.conflicts,
+        "unknown_ids": [f"{reviews}:{r.line}: {r.id}" for r in unknown[:MAX_EXAMPLES]],
+        "skipped": skipped.examples,
+    }
+    return {**manifest, "examples": examples}
+
+
+def format_summary(result: dict[str, Any], out: Path) -> str:
+    c, r, ex = result["counts"], result["counts"]["reviews"], result["examples"]
+    labels = ", ".join(f"{k} {v}" for k, v in c["labels"].items())
+    lines = [
+        f"merged snapshot written to {out} ({result['name']})",
+        f"listings {c['listings']}: labeled {c['labeled']} (clean {c['clean']}), "
+        f"unlabeled {c['unlabeled']}",
+        f"labels: {labels}",
+        f"reviews: {r['rows']} rows, {r['valid']} valid on {r['ids']} ids; applied {r['applied']} "
+        f"(newly labeled {r['newly_labeled']}, changed {r['changed']})",
+        f"conflicts: {r['conflicts']} ids with disagreeing reviews (latest wins; "
+        f"{r['ties']} tied in time, later line wins)",
+        *(f"  {x}" for x in ex["conflicts"]),
+        f"unknown ids: {r['unknown_ids']} reviews of ids not in the snapshot",
+        *(f"  {x}" for x in ex["unknown_ids"]),
+        f"skipped review rows: {r['skipped']} {r['skipped_by_reason'] or ''}".rstrip(),
+        *(f"  {x}" for shown in ex["skipped"].values() for x in shown),
+    ]
+    if r["older_than_listing"]:
+        lines.append(f"kept {r['older_than_listing']} listing labels decided after their review")
+    if c["skipped_rows"]:
+        lines.append(f"input rows the reader skips (kept as they were): {c['skipped_rows']}")
+    return "\n".join(lines)
+
+
+def merge_main(argv: Sequence[str] | None = None) -> int:
+    """`mmdetect feedback merge --snapshot DIR --reviews FILE --out DIR [--strict]`."""
+    p = argparse.ArgumentParser(prog="mmdetect feedback", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="action", required=True)
+    m = sub.add_parser("merge", help="merge review labels into a new snapshot")
+    m.add_argument("--snapshot", type=Path, required=True, help="input snapshot (left unchanged)")
+    m.add_argument("--reviews", type=Path, required=True, help="reviews.jsonl")
+    m.add_argument(
+        "--out", type=Path, required=True, help="new snapshot directory (must not exist)"
+    )
+    m.add_argument("--name", help="name in the new snapshot.json (default: <input>+reviews)")
+    m.add_argument("--strict", action="store_true", help="stop at the first bad review row")
+    m.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    args = p.parse_args(argv)
+    try:
+        result = merge_reviews(args.snapshot, args.reviews, args.out, args.strict, args.name)
+    except FeedbackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        print(format_summary(result, args.out))
+    return 0

@@ -1,0 +1,432 @@
+"""Model registry: promote a bundle over the current one only if it is not worse; roll back.
+
+```
+REGISTRY/
+  bundles/<name>/     complete, verified bundles (copied in; never modified or deleted here)
+  current -> bundles/<name>   relative symlink, switched atomically (os.replace of a new link)
+  history.jsonl       one line per promotion, refusal and rollback
+  reports/<time>-<name>/      champion-vs-challenger evaluation reports
+```
+
+A reader resolves `current` once (`resolve_current`) and uses that directory: bundles are copied
+under a temporary name, verified and renamed before the pointer moves, and nothing here deletes a
+bundle, so a resolved path always holds a complete bundle. Writers (promote, rollback) take an
+exclusive lock on REGISTRY/.lock, so the champion cannot change during an evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mmdetect.bundle import PREPROCESS_FILE, SUMS_FILE, BundleError, read_json, verify_checksums
+from mmdetect.evaluate.config import EvalConfig, EvaluationError, load_eval_config
+
+BUNDLES, CURRENT, HISTORY, REPORTS, LOCK = "bundles", "current", "history.jsonl", "reports", ".lock"
+
+
+class RegistryError(RuntimeError):
+    """A registry operation that cannot proceed, worded for the person who ran it."""
+
+
+# ---- the decision --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    accepted: bool
+    reasons: tuple[str, ...]  # why not, one line each; empty when accepted
+
+
+def promotion_decision(comparison: Mapping[str, Any], cfg: EvalConfig) -> Decision:
+    """Accept unless macro AP is significantly worse (verdict "worse") or a class loses more
+    AP than cfg.class_margin (its `worse_than_margin`). `comparison` is evaluate's result."""
+    reasons = []
+    m = comparison["bootstrap"]["macro_average_precision"]
+    if comparison["verdict"] == "worse":
+        base, chal = (comparison[s]["metrics"]["macro"]["average_precision"]
+                      for s in ("baseline", "challenger"))  # fmt: skip
+        reasons.append(
+            f"macro AP significantly worse: {_f(base)} -> {_f(chal)} ({_f(m['delta'], True)}, "
+            f"95% CI {_f(m['ci_low'], True)} .. {_f(m['ci_high'], True)})"
+        )
+    for name, c in comparison["bootstrap"]["classes"].items():
+        if c["worse_than_margin"]:
+            base, chal = (comparison[s]["metrics"]["classes"][name]["average_precision"]
+                          for s in ("baseline", "challenger"))  # fmt: skip
+            reasons.append(
+                f"{name}: AP {_f(base)} -> {_f(chal)} ({_f(c['delta'], True)}), "
+                f"a drop larger than the class margin {cfg.class_margin:g}"
+            )
+    return Decision(not reasons, tuple(reasons))
+
+
+def _f(x: float | None, sign: bool = False) -> str:
+    return "n/a" if x is None else f"{x:+.4f}" if sign else f"{x:.4f}"
+
+
+def comparison_figures(comparison: Mapping[str, Any]) -> dict[str, Any]:
+    """What history.jsonl keeps of an evaluation: macro AP of both, delta, CI, verdict, classes."""
+    m = comparison["bootstrap"]["macro_average_precision"]
+    ap = {s: comparison[s]["metrics"] for s in ("baseline", "challenger")}
+    return {
+        "champion_macro_ap": ap["baseline"]["macro"]["average_precision"],
+        "challenger_macro_ap": ap["challenger"]["macro"]["average_precision"],
+        "delta": m["delta"],
+        "ci": None if m["ci_low"] is None else [m["ci_low"], m["ci_high"]],
+        "verdict": comparison["verdict"],
+        "class_margin": comparison["class_margin"],
+        "classes_worse_than_margin": list(comparison["classes_worse_than_margin"]),
+        "n_listings": comparison["n_common"],
+        "classes": {
+            name: {
+                "champion_ap": ap["baseline"]["classes"][name]["average_precision"],
+                "challenger_ap": ap["challenger"]["classes"][name]["average_precision"],
+                "delta": c["delta"],
+            }
+            for name, c in comparison["bootstrap"]["classes"].items()
+        },
+    }
+
+
+# ---- the directory -------------------------------------------------------------------------
+
+
+def resolve_current(root: str | Path) -> Path:
+    """The directory `current` points to (resolve once, then read from it)."""
+    try:
+        return (Path(root) / CURRENT).resolve(strict=True)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise RegistryError(f"{root}: no current bundle (nothing promoted yet?)") from exc
+
+
+def current_name(root: Path) -> str | None:
+    link = root / CURRENT
+    return Path(os.readlink(link)).name if link.is_symlink() else None
+
+
+def read_history(root: str | Path) -> list[dict[str, Any]]:
+    path = Path(root) / HISTORY
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def _append_history(root: Path, entry: Mapping[str, Any]) -> None:
+    with (root / HISTORY).open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    (root / BUNDLES).mkdir(parents=True, exist_ok=True)
+    with (root / LOCK).open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def switch_current(root: Path, name: str) -> None:
+    """Point `current` at bundles/<name>: a new symlink renamed over the old one (atomic)."""
+    tmp = root / f".{CURRENT}.tmp-{uuid.uuid4().hex[:8]}"
+    os.symlink(f"{BUNDLES}/{name}", tmp)
+    try:
+        os.replace(tmp, root / CURRENT)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself is durable before history records it
+    finally:
+        os.close(fd)
+
+
+def bundle_name(src: Path) -> str:
+    """<directory name>-<8 hex of its SHA256SUMS>: the same bundle always gets the same name."""
+    digest = hashlib.sha256((src / SUMS_FILE).read_bytes()).hexdigest()[:8]
+    return f"{src.resolve().name}-{digest}"
+
+
+def _verify(path: Path) -> None:
+    try:
+        verify_checksums(path)
+    except BundleError as exc:
+        raise RegistryError(f"not a complete bundle: {exc}") from exc
+
+
+def stage_bundle(root: Path, src: Path, name: str) -> Path:
+    """Copy src to bundles/.tmp-<name>-<rand> and verify the copy; the caller renames it."""
+    tmp = root / BUNDLES / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.copytree(src, tmp)
+        _verify(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER", "unknown")
+
+
+def _report_dir(root: Path, t: datetime, name: str) -> Path:
+    out = root / REPORTS / f"{t:%Y%m%dT%H%M%SZ}-{name}"
+    return out if not out.exists() else out.with_name(f"{out.name}-{uuid.uuid4().hex[:6]}")
+
+
+# ---- promote / rollback --------------------------------------------------------------------
+
+
+def evaluate_pair(
+    champion: Path, challenger: Path, snapshot: Path, cfg: EvalConfig, out: Path, source: dict,
+    batch_size: int = 64, num_workers: int = 0,
+) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+    """Score both bundles on the snapshot and compare; (comparison, classes the challenger
+    drops). The report (metrics.json, report.html, predictions) is written to `out`."""
+    from mmdetect.evaluate.run import run_evaluation
+    from mmdetect.scoring import score_snapshot
+
+    kw = {"batch_size": batch_size, "num_workers": num_workers}
+    base, _, _ = score_snapshot(champion, snapshot, **kw)
+    records, taxonomy, snap = score_snapshot(challenger, snapshot, **kw)
+    if not snap.labeled:
+        raise RegistryError(f"{snapshot}: no labeled listings: promotion needs a labeled snapshot")
+    result = run_evaluation(records, taxonomy, cfg, out, base, source)
+    champion_classes = read_json(champion / PREPROCESS_FILE)["taxonomy"]
+    return result["comparison"], [c for c in champion_classes if c not in taxonomy]
+
+
+def promote(
+    root: str | Path,
+    bundle: str | Path,
+    snapshot: str | Path,
+    cfg: EvalConfig | None = None,
+    force: bool = False,
+    reason: str | None = None,
+    name: str | None = None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+) -> dict[str, Any]:
+    """Promote `bundle` (copied in) unless it loses to the current one on `snapshot`.
+
+    Returns the history entry: action "promote" (current switched) or "refuse" (nothing
+    switched; the challenger is not kept). `force` (with a reason) promotes despite a refusal.
+    """
+    root, bundle, snapshot, cfg = Path(root), Path(bundle), Path(snapshot), cfg or EvalConfig()
+    if force and not (reason or "").strip():
+        raise RegistryError("--force needs --reason: say why the evaluation is overridden")
+    _verify(bundle)
+    name = name or bundle_name(bundle)
+    if name != Path(name).name or name.startswith("."):
+        raise RegistryError(f"bundle name {name!r}: a plain directory name, not hidden")
+    with _locked(root):
+        previous, final = current_name(root), root / BUNDLES / name
+        if previous == name:
+            raise RegistryError(f"{name} is already the current bundle")
+        staged = None
+        if final.exists():  # promoted before (e.g. rolled back from): must be the same bundle
+            if (final / SUMS_FILE).read_bytes() != (bundle / SUMS_FILE).read_bytes():
+                raise RegistryError(f"{final} exists with other content; choose another --name")
+            _verify(final)
+        else:
+            staged = stage_bundle(root, bundle, name)
+        try:
+            t = _now()
+            entry = {"time": _iso(t), "action": "promote", "bundle": name, "previous": previous,
+                     "source": str(bundle), "snapshot": str(snapshot), "forced": force,
+                     "reason": reason, "user": _user(), "metrics": None, "report": None,
+                     "decision": {"accepted": True, "reasons": []}}  # fmt: skip
+            if previous is None:
+                entry["decision"]["reasons"] = ["first promotion: no champion to compare with"]
+            else:
+                report = _report_dir(root, t, name)
+                source = {"snapshot": str(snapshot), "model": name, "baseline": previous}
+                comparison, dropped = evaluate_pair(
+                    root / BUNDLES / previous, staged or final, snapshot, cfg, report, source,
+                    batch_size, num_workers,
+                )  # fmt: skip
+                decision = promotion_decision(comparison, cfg)
+                reasons = list(decision.reasons)
+                if dropped:
+                    reasons.append(f"does not score {dropped}, which the champion scores")
+                entry["metrics"] = comparison_figures(comparison)
+                entry["report"] = str(report.relative_to(root))
+                entry["decision"] = {"accepted": not reasons, "reasons": reasons}
+                if reasons and not force:
+                    entry["action"] = "refuse"
+                    _append_history(root, entry)
+                    return entry
+            if staged is not None:
+                staged.rename(final)
+            switch_current(root, name)
+            _append_history(root, entry)
+            return entry
+        finally:
+            if staged is not None and staged.exists():
+                shutil.rmtree(staged, ignore_errors=True)
+
+
+def pointer_stack(history: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Bundles that were current, oldest first: a promotion pushes, a rollback pops."""
+    stack: list[str] = []
+    for e in history:
+        if e["action"] == "promote":
+            stack.append(e["bundle"])
+        elif e["action"] == "rollback" and stack:
+            stack.pop()
+    return stack
+
+
+def rollback(root: str | Path, reason: str | None = None) -> dict[str, Any]:
+    """Point `current` back at the bundle that was current before it (from history)."""
+    root = Path(root)
+    with _locked(root):
+        stack, current = pointer_stack(read_history(root)), current_name(root)
+        if not stack or current is None:
+            raise RegistryError(f"{root}: nothing promoted: nothing to roll back")
+        if stack[-1] != current:
+            raise RegistryError(
+                f"{root}: current points to {current} but {HISTORY} says {stack[-1]}; "
+                "fix the pointer or the history by hand"
+            )
+        if len(stack) < 2:
+            raise RegistryError(f"{current} is the first promoted bundle: nothing to roll back to")
+        target = stack[-2]
+        _verify(root / BUNDLES / target)
+        entry = {"time": _iso(_now()), "action": "rollback", "bundle": target,
+                 "previous": current, "forced": False, "reason": reason, "user": _user(),
+                 "metrics": None}  # fmt: skip
+        switch_current(root, target)
+        _append_history(root, entry)
+        return entry
+
+
+def format_history(root: str | Path) -> str:
+    root = Path(root)
+    lines = [f"registry {root}", f"current: {current_name(root) or '(none)'}"]
+    for e in read_history(root):
+        m = e.get("metrics") or {}
+        fig = ""
+        if m:
+            ci = m["ci"] and f" CI {m['ci'][0]:+.4f}..{m['ci'][1]:+.4f}"
+            fig = (f" macro AP {_f(m['champion_macro_ap'])} -> {_f(m['challenger_macro_ap'])}"
+                   f" ({_f(m['delta'], True)}{ci or ''}, {m['verdict']})")  # fmt: skip
+        forced = " FORCED" if e.get("forced") else ""
+        why = f" reason: {e['reason']}" if e.get("reason") else ""
+        lines.append(
+            f"{e['time']} {e['action']:<8} {e['bundle']} (previous {e['previous']}){fig}"
+            f"{forced}{why} [{e.get('user')}]"
+        )
+    return "\n".join(lines)
+
+
+# ---- command line --------------------------------------------------------------------------
+
+
+def _run(fn, *args, **kw) -> Any:
+    try:
+        return fn(*args, **kw)
+    except (RegistryError, EvaluationError, BundleError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def promote_main(argv: Sequence[str] | None = None) -> int:
+    """`mmdetect promote --registry DIR --bundle NEW --on SNAPSHOT [--force --reason TEXT]`."""
+    p = argparse.ArgumentParser(prog="mmdetect promote", description=promote.__doc__.split("\n")[0])
+    p.add_argument("--registry", type=Path, required=True)
+    p.add_argument("--bundle", type=Path, help="exported bundle directory to promote")
+    p.add_argument("--on", type=Path, help="labeled snapshot to compare champion and challenger on")
+    p.add_argument("--config", type=Path, help="configs/evaluate/*.yaml (default: built-in)")
+    p.add_argument("--name", help="name under bundles/ (default: <dir>-<checksum prefix>)")
+    p.add_argument("--force", action="store_true", help="promote even if the evaluation refuses")
+    p.add_argument("--reason", help="why (required with --force; recorded)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--list", action="store_true", help="print the current bundle and history")
+    args = p.parse_args(argv)
+    if args.list:
+        return registry_main(["--registry", str(args.registry)])
+    if args.bundle is None or args.on is None:
+        p.error("--bundle and --on are required (or --list)")
+    cfg = _run(load_eval_config, args.config)
+    entry = cfg and _run(promote, args.registry, args.bundle, args.on, cfg, args.force,
+                         args.reason, args.name, args.batch_size, args.num_workers)  # fmt: skip
+    if entry is None:
+        return 1
+    m, reasons = entry["metrics"], entry["decision"]["reasons"]
+    if m:
+        print(f"champion {entry['previous']} vs challenger {entry['bundle']} on {args.on}: "
+              f"{m['verdict']}; macro AP {_f(m['champion_macro_ap'])} -> "
+              f"{_f(m['challenger_macro_ap'])} ({_f(m['delta'], True)})")  # fmt: skip
+        print(f"report: {args.registry / entry['report']}")
+    if entry["action"] == "refuse":
+        print(f"REFUSED: {entry['bundle']} is not promoted; current stays {entry['previous']}:")
+        print("\n".join(f"  - {r}" for r in reasons))
+        print("(to promote anyway: --force --reason TEXT; recorded in history)")
+        return 1
+    if entry["forced"] and not entry["decision"]["accepted"]:
+        print("FORCED despite:\n" + "\n".join(f"  - {r}" for r in reasons))
+    elif reasons:
+        print(reasons[0])
+    print(f"promoted {entry['bundle']} (previous: {entry['previous']}); "
+          f"current -> {BUNDLES}/{entry['bundle']}")  # fmt: skip
+    return 0
+
+
+def rollback_main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="mmdetect rollback", description=rollback.__doc__)
+    p.add_argument("--registry", type=Path, required=True)
+    p.add_argument("--reason", help="recorded in history")
+    args = p.parse_args(argv)
+    entry = _run(rollback, args.registry, args.reason)
+    if entry is None:
+        return 1
+    print(f"rolled back: current -> {BUNDLES}/{entry['bundle']} (was {entry['previous']})")
+    return 0
+
+
+def registry_main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="mmdetect registry", description="Current bundle, history.")
+    p.add_argument("--registry", type=Path, required=True)
+    p.add_argument("--json", action="store_true", help="print history.jsonl entries as JSON")
+    args = p.parse_args(argv)
+    if not args.registry.is_dir():
+        print(f"error: {args.registry}: no such registry", file=sys.stderr)
+        return 1
+    if args.json:
+        doc = {"current": current_name(args.registry), "history": read_history(args.registry)}
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+    else:
+        print(format_history(args.registry))
+    return 0

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The review-feedback loop on data_samples (docs/feedback-loop.md): train on June-September ->
+# evaluate on October (the drift) -> promote -> merge the October reviews -> retrain from the
+# current model -> evaluate on October again -> export -> promote over the first model.
+# Every step is a plain `mmdetect` command. FIT_ARGS (extra flags for both `fit` runs) and
+# WORKERS (data loader workers, default 2) exist for quick smoke runs.
+set -euo pipefail
+RUN=${1:-runs/feedback}
+MM=${MMDETECT:-.venv/bin/mmdetect}
+WORKERS=${WORKERS:-2}
+read -r -a FIT <<< "${FIT_ARGS:-}"
+export HF_HUB_OFFLINE=1
+rm -rf "$RUN" && mkdir -p "$RUN"
+
+fit() {  # fit RUN_SUBDIR CONFIG_FLAGS...: train, log and checkpoint under $RUN/RUN_SUBDIR
+  local dir="$RUN/$1"
+  shift
+  "$MM" fit "$@" --data.num_workers "$WORKERS" \
+    --trainer.default_root_dir "$dir" --trainer.logger.init_args.save_dir "$dir" \
+    --checkpoint.dirpath "$dir/checkpoints" --last_checkpoint.dirpath "$dir/checkpoints" \
+    "${FIT[@]}"
+  ls "$dir"/checkpoints/best-*.ckpt | head -n 1 > "$dir/best.txt"
+}
+
+echo "== 1. train the first model: June-August, validated on September"
+fit first --config configs/train/tiny.yaml
+FIRST=$(cat "$RUN/first/best.txt")
+echo "first model: $FIRST"
+
+echo "== 2. evaluate it: September (thresholds) and October (the drift table)"
+"$MM" evaluate --model "$FIRST" --snapshot data_samples/train --created-from 2026-09-01 \
+  --num-workers "$WORKERS" --out "$RUN/eval_first_september"
+"$MM" evaluate --model "$FIRST" --snapshot data_samples/drift \
+  --num-workers "$WORKERS" --out "$RUN/eval_first_october"
+
+echo "== 3. export it and make it the current model (the first promotion needs no comparison)"
+"$MM" export --ckpt "$FIRST" --thresholds "$RUN/eval_first_september/thresholds.json" \
+  --parity-snapshot data_samples/drift --out "$RUN/bundle_first"
+"$MM" promote --registry "$RUN/registry" --bundle "$RUN/bundle_first" --on data_samples/drift \
+  --num-workers "$WORKERS"
+
+echo "== 4. merge the October review decisions into the incoming listings (a new snapshot)"
+"$MM" feedback merge --snapshot data_samples/incoming --reviews data_samples/reviews.jsonl \
+  --out "$RUN/merged"
+"$MM" validate "$RUN/merged" --no-images
+
+echo "== 5. retrain from the current model on June-September + the reviewed October listings"
+CURRENT=$(readlink -f "$RUN/registry/current")  # the bundle itself, not the moving pointer
+fit retrain --config configs/train/tiny.yaml --config configs/train/retrain.yaml \
+  --model.init_from "$CURRENT" --data.snapshots "[data_samples/train, $RUN/merged]"
+RETRAINED=$(cat "$RUN/retrain/best.txt")
+echo "retrained model: $RETRAINED"
+
+echo "== 6. evaluate the retrained model on October, against the first one"
+# October is the only month held out of retraining, so its thresholds are chosen there too; the
+# promotion below compares average precision, which no threshold affects.
+"$MM" evaluate --model "$RETRAINED" --baseline "$FIRST" --snapshot data_samples/drift \
+  --num-workers "$WORKERS" --out "$RUN/eval_retrained_october"
+
+echo "== 7. export the retrained model"
+"$MM" export --ckpt "$RETRAINED" --thresholds "$RUN/eval_retrained_october/thresholds.json" \
+  --parity-snapshot data_samples/drift --out "$RUN/bundle_retrained"
+
+echo "== 8. promote it: refused (current unchanged) if it is worse than the current model"
+if ! "$MM" promote --registry "$RUN/registry" --bundle "$RUN/bundle_retrained" \
+  --on data_samples/drift --num-workers "$WORKERS"; then
+  echo "(promotion refused: $RUN/registry/current still points to the first model)"
+fi
+"$MM" registry --registry "$RUN/registry"
+
+echo
+echo "drift tables: $RUN/eval_first_october/report.html  $RUN/eval_retrained_october/report.html"
+echo "registry:     $RUN/registry (current -> $(readlink "$RUN/registry/current"))"
