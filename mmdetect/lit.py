@@ -67,6 +67,7 @@ class DetectorModule(L.LightningModule):
         loss: str = "bce",
         focal_gamma: float = 2.0,
         max_pos_weight: float = 20.0,
+        aux_weight: float = 0.5,
         init_from: str | None = None,
     ):
         super().__init__()
@@ -142,16 +143,34 @@ class DetectorModule(L.LightningModule):
     def forward(self, batch: dict) -> torch.Tensor:
         return self.net(*model_inputs(batch))
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean multi-label loss, over the listings selected by `rows` (all by default)."""
         if self.hparams.loss == "focal":
-            return sigmoid_focal_loss(
-                logits, labels, alpha=-1, gamma=self.hparams.focal_gamma, reduction="mean"
+            per = sigmoid_focal_loss(
+                logits, labels, alpha=-1, gamma=self.hparams.focal_gamma, reduction="none"
             )
-        return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=self.pos_weight)
+        else:
+            per = F.binary_cross_entropy_with_logits(
+                logits, labels, pos_weight=self.pos_weight, reduction="none"
+            )
+        if rows is None:
+            return per.mean()
+        return (per * rows[:, None]).sum() / (rows.sum() * per.shape[1]).clamp(min=1)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(batch), batch["labels"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+        labels, n = batch["labels"], len(batch["labels"])
+        logits, aux = self.net.forward_with_aux(*model_inputs(batch))
+        loss = self.loss(logits, labels)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        if aux and self.hparams.aux_weight > 0:
+            text_logits, image_logits = aux
+            # The image head learns only from listings that have a photo.
+            has_photo = batch["image_mask"].any(dim=1).to(logits.dtype)
+            aux_loss = self.loss(text_logits, labels) + self.loss(image_logits, labels, has_photo)
+            self.log("train/aux_loss", aux_loss, batch_size=n)
+            loss = loss + self.hparams.aux_weight * aux_loss
         return loss
 
     def _eval_step(self, batch: dict, prefix: str, metric: MultilabelAveragePrecision) -> None:

@@ -32,6 +32,7 @@ class ModelConfig:
     hidden: int = 128
     dropout: float = 0.1
     modality_dropout: float = 0.0  # training only: per-sample chance to drop text / photos
+    aux_heads: bool = True  # unimodal heads for an auxiliary loss (built only with both towers)
 
 
 class TabularEncoder(nn.Module):
@@ -77,6 +78,12 @@ class MultimodalClassifier(nn.Module):
         dims.append(self.tabular.out_dim)
         self.fusion = build_fusion(cfg.fusion, dims, cfg.hidden, cfg.dropout)
         self.head = nn.Linear(cfg.hidden, cfg.num_labels)
+        both = self.text is not None and self.image is not None
+        self.aux = (
+            nn.ModuleList(nn.Linear(d, cfg.num_labels) for d in dims[:2])
+            if cfg.aux_heads and both
+            else None
+        )
 
     def _modality_drops(self, image_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample (drop_text, drop_photos) bool [B]; all False outside training.
@@ -97,6 +104,34 @@ class MultimodalClassifier(nn.Module):
         drop_photos = drop_photos & ~(both & ~keep_text)
         return drop_text, drop_photos
 
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        images: torch.Tensor,
+        image_mask: torch.Tensor,
+        price: torch.Tensor,
+        price_mask: torch.Tensor,
+        category_id: torch.Tensor,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(inputs of the fusion, after modality dropout; raw tower outputs, before it)."""
+        drop_text, drop_photos = self._modality_drops(image_mask)
+        parts: list[torch.Tensor] = []
+        raw: list[torch.Tensor] = []
+        if self.text is not None:
+            text = self.text(input_ids, attention_mask)
+            missing = self.missing_text.to(text.dtype).expand_as(text)
+            # torch.where keeps missing_text in the graph (zero grad when unused: DDP-friendly).
+            parts.append(torch.where(drop_text.unsqueeze(-1), missing, text))
+            raw.append(text)
+        if self.image is not None:
+            photos = self.image(images, image_mask)
+            missing = self.image.missing.to(photos.dtype).expand_as(photos)
+            parts.append(torch.where(drop_photos.unsqueeze(-1), missing, photos))
+            raw.append(photos)
+        parts.append(self.tabular(price, price_mask, category_id))
+        return parts, raw
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -107,14 +142,20 @@ class MultimodalClassifier(nn.Module):
         price_mask: torch.Tensor,
         category_id: torch.Tensor,
     ) -> torch.Tensor:
-        drop_text, drop_photos = self._modality_drops(image_mask)
-        parts: list[torch.Tensor] = []
-        if self.text is not None:
-            text = self.text(input_ids, attention_mask)
-            missing = self.missing_text.to(text.dtype).expand_as(text)
-            # torch.where keeps missing_text in the graph (zero grad when unused: DDP-friendly).
-            parts.append(torch.where(drop_text.unsqueeze(-1), missing, text))
-        if self.image is not None:
-            parts.append(self.image(images, image_mask & ~drop_photos.unsqueeze(-1)))
-        parts.append(self.tabular(price, price_mask, category_id))
+        parts, _ = self.encode(
+            input_ids, attention_mask, images, image_mask, price, price_mask, category_id
+        )
         return self.head(self.fusion(parts))
+
+    def forward_with_aux(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Fused logits plus [text, image] logits of the unimodal heads (training only).
+
+        Jointly trained towers compete: the from-scratch CNN fits the training photos fast and
+        the fused head then under-uses the text. A loss on each tower's own head makes both
+        learn as they would alone (the exported model never runs these heads).
+        """
+        parts, raw = self.encode(*inputs)
+        logits = self.head(self.fusion(parts))
+        if self.aux is None:
+            return logits, []
+        return logits, [head(x) for head, x in zip(self.aux, raw, strict=True)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 
@@ -36,15 +37,35 @@ def test_price_features_values():
         price_features(-1)
 
 
+FORWARD_ARGS = list(inspect.signature(MultimodalClassifier.forward).parameters)[1:]
+
+
+def test_aux_heads_do_not_change_the_fused_output(tiny_config, make_batch):
+    model = _model(tiny_config(), train=False)
+    batch = make_batch()
+    logits, aux = model.forward_with_aux(*(batch[k] for k in FORWARD_ARGS))
+    assert torch.equal(logits, model(**batch))
+    no_aux = _model(tiny_config(aux_heads=False), train=False)
+    assert (
+        no_aux.aux is None and no_aux.forward_with_aux(*(batch[k] for k in FORWARD_ARGS))[1] == []
+    )
+
+
 @pytest.mark.parametrize(
     "options",
     [{}, {"fusion": "gated", "image": {"pooling": "attention"}, "text": {"pooling": "mean"}}],
 )
 def test_forward_backward_reaches_every_parameter(tiny_config, make_batch, options):
     model = _model(tiny_config(**options), train=True)
-    logits = model(**make_batch())
+    batch = make_batch()
+    logits, aux = model.forward_with_aux(*(batch[k] for k in FORWARD_ARGS))
     assert logits.shape == (3, 7) and torch.isfinite(logits).all()
-    torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.ones(3, 7)).backward()
+    assert [a.shape for a in aux] == [(3, 7), (3, 7)]  # text and image heads
+    loss = sum(
+        torch.nn.functional.binary_cross_entropy_with_logits(x, torch.ones(3, 7))
+        for x in (logits, *aux)
+    )
+    loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert missing == []  # unused embeddings get zero grads, never None (DDP-friendly)
     assert model.image.missing.grad.abs().sum() > 0  # listing 2 has no photo
