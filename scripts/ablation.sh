@@ -5,6 +5,7 @@ set -euo pipefail
 RUN=${1:-runs/ablation}
 MM=${MMDETECT:-.venv/bin/mmdetect}
 export HF_HUB_OFFLINE=1
+mkdir -p "$RUN"
 declare -A OVERLAY=([fused]="" [text_only]="--config configs/train/text_only.yaml"
                     [image_only]="--config configs/train/image_only.yaml")
 for name in fused text_only image_only; do
