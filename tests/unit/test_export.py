@@ -252,9 +252,9 @@ def test_existing_target_needs_force_and_thresholds_are_checked(assets, tmp_path
     th_path = tmp_path / "thresholds.json"
     th_path.write_text(json.dumps(th))
     parity = export_bundle(assets.ckpt, out, cfg, th_path, assets.drift, force=True)
-    # applied at load time (conv-bn folding, MKLDNN): the served graph differs, within 1e-5
+    # applied at load time (conv-bn folding, MKLDNN): the served graph may differ, within 1e-5
     assert (
-        0 < parity["served"]["vs_traced_max_abs_diff"] <= parity["served"]["max_abs_diff"] <= 1e-5
+        0 <= parity["served"]["vs_traced_max_abs_diff"] <= parity["served"]["max_abs_diff"] <= 1e-5
     )
     assert not (out / "old-file").exists() and _siblings(out) == []
     assert json.loads((out / "thresholds.json").read_text())["classes"]["adult"]["hide"] == 0.9
