@@ -12,7 +12,7 @@ import functools
 import string
 import threading
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,30 +138,60 @@ def _is_mecab_wordpiece(tokenizer) -> bool:
     )
 
 
+def _ids_function(tokenizer) -> Callable[[str], list[int]]:
+    """`token_ids` bound to one tokenizer, for many calls in one thread.
+
+    The fast path looks the tagger and the special-token handling up once, and keeps a plain
+    dict of word -> ids in front of the shared `_word_ids` cache for the life of the function
+    (one `encode_batch` call): words repeat a lot across listings, and a dict lookup is cheaper
+    than the LRU wrapper. Ids are those of `tokenizer.tokenize` (checked by scripts/bench.py).
+    """
+    if not _is_mecab_wordpiece(tokenizer):
+        return lambda text: tokenizer.convert_tokens_to_ids(
+            tokenizer.tokenize(text, split_special_tokens=True)
+        )
+    kw = tokenizer.mecab_kwargs or {}
+    parse = _wakati_tagger(kw.get("mecab_dic", "unidic_lite"), kw.get("mecab_option") or "").parse
+    words: dict[str, tuple[int, ...]] = {}
+
+    def ids_of(text: str) -> list[int]:
+        ids: list[int] = []
+        for word in parse(text).split():
+            pieces = words.get(word)
+            if pieces is None:
+                pieces = words[word] = _word_ids(tokenizer, word)
+            ids += pieces
+        return ids
+
+    return ids_of
+
+
 def token_ids(tokenizer, text: str) -> list[int]:
     """Ids of an already NFKC-normalised text, no special tokens.
 
     Same ids as `tokenizer.tokenize(text, split_special_tokens=True)`: a seller typing "[SEP]"
     gets ordinary pieces, not the special token. MeCab + WordPiece tokenizers take a faster path.
     """
-    if _is_mecab_wordpiece(tokenizer):
-        ids: list[int] = []
-        for word in _mecab_words(text, tokenizer.mecab_kwargs):
-            ids.extend(_word_ids(tokenizer, word))
-        return ids
-    return tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text, split_special_tokens=True))
+    return _ids_function(tokenizer)(text)
 
 
-def _first_ids(tokenizer, text: str, limit: int) -> list[int]:
+def _first_ids(ids_of: Callable[[str], list[int]], text: str, limit: int) -> list[int]:
     """The first `limit` ids of `text`, tokenizing only a prefix when the text is long."""
     if limit <= 0 or not text:
         return []
     budget = CHARS_PER_TOKEN * limit + CUT_MARGIN_CHARS
     if len(text) > budget:
-        ids = token_ids(tokenizer, nfkc(text[:budget]))
+        ids = ids_of(nfkc(text[:budget]))
         if len(ids) >= limit + CUT_MARGIN_TOKENS:
             return ids[:limit]
-    return token_ids(tokenizer, nfkc(text))[:limit]
+    return ids_of(nfkc(text))[:limit]
+
+
+def _encode(ids_of, cls: int, sep: int, title: str, description: str, max_length: int):
+    body = max_length - 3
+    title_ids = _first_ids(ids_of, title, body)
+    desc_ids = _first_ids(ids_of, description, body - len(title_ids))
+    return [cls, *title_ids, sep, *desc_ids, sep]
 
 
 def encode_listing(tokenizer, title: str, description: str, max_length: int) -> list[int]:
@@ -170,18 +200,16 @@ def encode_listing(tokenizer, title: str, description: str, max_length: int) -> 
     The description is truncated first; a title too long on its own is truncated too, and the
     two [SEP] are always kept (the description is then empty).
     """
-    if max_length < 4:
-        raise ValueError(f"max_length must be >= 4 ([CLS] title [SEP] [SEP]), got {max_length}")
-    body = max_length - 3
-    title_ids = _first_ids(tokenizer, title, body)
-    desc_ids = _first_ids(tokenizer, description, body - len(title_ids))
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    return [cls, *title_ids, sep, *desc_ids, sep]
+    return encode_batch(tokenizer, [(title, description)], max_length)[0]
 
 
 def encode_batch(tokenizer, pairs: Iterable[tuple[str, str]], max_length: int) -> list[list[int]]:
-    """`encode_listing` over (title, description) pairs."""
-    return [encode_listing(tokenizer, t, d, max_length) for t, d in pairs]
+    """`encode_listing` over (title, description) pairs (tagger and word cache looked up once)."""
+    if max_length < 4:
+        raise ValueError(f"max_length must be >= 4 ([CLS] title [SEP] [SEP]), got {max_length}")
+    ids_of = _ids_function(tokenizer)
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    return [_encode(ids_of, cls, sep, t, d, max_length) for t, d in pairs]
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

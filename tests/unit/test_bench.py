@@ -1,0 +1,67 @@
+"""Smoke test of the benchmarks (scripts/bench.py) at tiny sizes, so that they cannot rot.
+
+The figures themselves mean nothing here; only that every benchmark runs end to end and gives
+sane numbers (positive rates and ratios, identical token ids, agreeing decisions).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import pytest
+
+from mmdetect.bench import gpu, latency, scoring, tokenize, train
+from mmdetect.bench.common import alternate, machine, percentile, speedup
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_benchmarks_run_at_tiny_sizes(tiny_config, tmp_path, monkeypatch):
+    m = machine()
+    assert m["cores"] >= 1 and len(m["loadavg"]) == 3 and m["torch"]
+    times = alternate({"a": lambda: sum(range(100)), "b": lambda: sum(range(1000))}, reps=3)
+    assert positive(speedup(times, "a", "b")) and percentile([1.0, 2.0, 3.0], 99) == 3.0
+
+    tok = tokenize.bench_tokenize(snapshots=("data_samples/drift",), limit=30, reps=1)
+    assert tok["ids_identical"] and positive(tok["speedup_vs_naive"])
+    assert positive(tok["titles_per_cpu_s"]) and positive(tok["fugashi_titles_per_s"])
+
+    score = scoring.bench_scoring(limit=6, reps=1, batch_size=4, num_workers=0,
+                                  parity_listings=8, workdir=tmp_path / "score")  # fmt: skip
+    assert score["listings"] == 6 and score["decisions_agree"] == 1.0
+    assert all(positive(v) for v in score["listings_per_s"].values())
+    assert positive(score["speedup_cli_vs_naive"]) and positive(score["model_share_warm"])
+
+    names = tuple(v for v in latency.VARIANTS if v != "compiled")
+    cfg = tiny_config(text={"vocab_size": 100, "max_length": 16})
+    fig = latency.bench_model(cfg, names, photos=1, reps1=2, reps32=1, big_batch=3)
+    assert set(fig["variants"]) == set(names)
+    for name, v in fig["variants"].items():
+        assert positive(v["p50_ms"]) and positive(v["batch_listings_per_s"]), name
+        assert 0 <= v["flips"] <= v["decisions"] == 3 * cfg.num_labels
+    assert fig["variants"]["ts_fp32"]["max_abs_dp"] < 1e-4
+    assert latency.format_export({"tiny": fig})
+
+    tr = train.bench_train(steps=2, reps=1, workers=(0,), batch_size=8)["by_workers"][0]
+    assert tr["steps_timed"] == 1 and positive(tr["steps_per_s"])
+    assert 0 <= tr["data_wait_share"] < 1
+
+    tokens, out = tmp_path / "tokens.pt", tmp_path / "gpu.json"
+    assert gpu.main(["prep", "--snapshot", "data_samples/drift", "--max-length", "48",
+                     "--out", str(tokens)]) == 0  # fmt: skip
+    monkeypatch.setitem(sys.modules, "fugashi", None)  # `run` must not need MeCab
+    monkeypatch.setattr(gpu.torch.cuda, "is_available", lambda: False)
+    run = ["run", "--tokens", str(tokens), "--out", str(out), "--model", "tiny", "--device",
+           "cpu", "--precision", "32-true", "--steps", "1", "--warmup-steps", "1",
+           "--batch-size", "4", "--infer-batch-size", "8", "--workers", "0", "--limit", "12",
+           "--model-only-batches", "1"]  # fmt: skip
+    assert gpu.main(run) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert positive(result["train"]["listings_per_s"])
+    assert positive(result["inference"]["end_to_end_listings_per_s"])
