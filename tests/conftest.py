@@ -160,3 +160,16 @@ def tiny_checkpoint(small_samples, tmp_path_factory: pytest.TempPathFactory):
     finally:
         os.chdir(cwd)
     return next((run / "ckpt").glob("best-*.ckpt"))
+
+
+@pytest.fixture(scope="session")
+def assets(tmp_path_factory: pytest.TempPathFactory):
+    """A seeded tiny checkpoint, its exported bundle and small snapshots (test_export.tiny_assets)."""
+    from tests.unit.test_export import tiny_assets
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # built before the module-scoped `single_thread` applies
+    try:
+        return tiny_assets(tmp_path_factory.getbasetemp() / "export_assets")
+    finally:
+        torch.set_num_threads(threads)

@@ -16,7 +16,6 @@ import torch
 from mmdetect import bundle as B
 from mmdetect.data.reader import read_snapshot
 from mmdetect.serve import Predictor, build_loader
-from tests.unit.test_export import Assets, tiny_assets
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -54,16 +53,6 @@ CHILD = textwrap.dedent(
     print(json.dumps({"bad": bad, "torch_only": torch_only, "mmdetect": "mmdetect" in sys.modules}))
     """
 )
-
-
-@pytest.fixture(scope="session")
-def assets(tmp_path_factory: pytest.TempPathFactory) -> Assets:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return tiny_assets(tmp_path_factory.getbasetemp() / "export_assets")
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_bundle_in_a_fresh_process_without_lightning(assets, tmp_path):

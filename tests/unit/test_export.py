@@ -99,16 +99,6 @@ def tiny_assets(base: Path) -> Assets:
     return assets
 
 
-@pytest.fixture(scope="session")
-def assets(tmp_path_factory: pytest.TempPathFactory) -> Assets:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # built before the module-scoped `single_thread` applies
-    try:
-        return tiny_assets(tmp_path_factory.getbasetemp() / "export_assets")
-    finally:
-        torch.set_num_threads(threads)
-
-
 def eager_net(assets: Assets):
     from mmdetect.lit import DetectorModule
 

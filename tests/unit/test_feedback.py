@@ -15,7 +15,7 @@ import torch
 from mmdetect.cli import main
 from mmdetect.data.reader import read_snapshot
 from mmdetect.feedback import FeedbackError, merge_reviews
-from tests.unit.test_export import Assets, tiny_assets
+from tests.unit.test_export import Assets
 from tests.unit.test_reader import row, save_jpeg, write_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -235,16 +235,6 @@ def test_retrain_config_overlays_tiny(monkeypatch) -> None:
     assert cfg.trainer.default_root_dir == "runs/retrain"
     assert cfg.trainer.logger.init_args.save_dir == "runs/retrain"
     assert cfg.model.text.hidden_size == 64  # the rest is tiny.yaml's
-
-
-@pytest.fixture(scope="session")
-def assets(tmp_path_factory: pytest.TempPathFactory) -> Assets:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return tiny_assets(tmp_path_factory.getbasetemp() / "export_assets")
-    finally:
-        torch.set_num_threads(threads)
 
 
 def fresh_module(assets: Assets, init_from: str | None):

@@ -35,22 +35,12 @@ from mmdetect.registry import (
     rollback,
     switch_current,
 )
-from tests.unit.test_export import Assets, small_config, tiny_assets
+from tests.unit.test_export import Assets, small_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 CFG = EvalConfig(bootstrap=200)  # enough resamples for a clear verdict, quick on 30 listings
 TOP = 4  # positives per class in the relabeled snapshot
-
-
-@pytest.fixture(scope="session")
-def assets(tmp_path_factory: pytest.TempPathFactory) -> Assets:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return tiny_assets(tmp_path_factory.getbasetemp() / "export_assets")
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)

@@ -14,23 +14,12 @@ import torch
 from mmdetect import bundle as B
 from mmdetect.data.reader import read_snapshot
 from mmdetect.serve import Decision, Predictor, build_loader, predict_main
-from tests.unit.test_export import Assets, tiny_assets
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 MMDETECT = Path(__file__).resolve().parents[2] / "mmdetect"
 FORBIDDEN = ("lightning", "pytorch_lightning", "mmdetect.lit", "mmdetect.training",
              "mmdetect.datamodule")  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def assets(tmp_path_factory: pytest.TempPathFactory) -> Assets:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return tiny_assets(tmp_path_factory.getbasetemp() / "export_assets")
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
