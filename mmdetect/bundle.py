@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmdetect.model import MODEL_INPUTS
+
 FORMAT_VERSION = 1
 MODEL_FILE = "model.ts"
 TOKENIZER_DIR = "tokenizer"
@@ -28,16 +30,8 @@ PREPROCESS_FILE = "preprocess.json"
 THRESHOLDS_FILE = "thresholds.json"
 META_FILE = "meta.json"
 SUMS_FILE = "SHA256SUMS"
-# MultimodalClassifier.forward's argument order (== mmdetect.lit.MODEL_INPUTS, checked in tests).
-INPUT_NAMES = (
-    "input_ids",
-    "attention_mask",
-    "images",
-    "image_mask",
-    "price",
-    "price_mask",
-    "category_id",
-)
+# MultimodalClassifier.forward's argument order: one definition, in the model.
+INPUT_NAMES = MODEL_INPUTS
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TIERS = ("pass", "review", "hide")  # tier codes 0, 1, 2: the overall decision is the max code
 UNCALIBRATED = "uncalibrated default: review at 0.5, never auto-hide; calibrate with `mmdetect evaluate` and re-export with --thresholds"

@@ -16,20 +16,10 @@ from torchvision.ops import sigmoid_focal_loss
 from mmdetect.data.dataset import DEFAULT_CATEGORIES
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 from mmdetect.image import ImageConfig
-from mmdetect.model import ModelConfig, MultimodalClassifier
+from mmdetect.model import MODEL_INPUTS, ModelConfig, MultimodalClassifier
 from mmdetect.text import TextConfig, load_tokenizer
 
 log = logging.getLogger(__name__)
-
-MODEL_INPUTS = (
-    "input_ids",
-    "attention_mask",
-    "images",
-    "image_mask",
-    "price",
-    "price_mask",
-    "category_id",
-)
 
 
 def model_inputs(batch: dict) -> tuple[torch.Tensor, ...]:

@@ -18,6 +18,17 @@ from mmdetect.fusion import build_fusion
 from mmdetect.image import ImageConfig, ImageTower
 from mmdetect.text import TextConfig, TextTower
 
+# forward()'s argument order; the Lightning shell, export and the server all read it from here.
+MODEL_INPUTS = (
+    "input_ids",
+    "attention_mask",
+    "images",
+    "image_mask",
+    "price",
+    "price_mask",
+    "category_id",
+)
+
 
 @dataclass
 class ModelConfig:
