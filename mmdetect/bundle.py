@@ -33,6 +33,7 @@ SUMS_FILE = "SHA256SUMS"
 # MultimodalClassifier.forward's argument order: one definition, in the model.
 INPUT_NAMES = MODEL_INPUTS
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+QUANTIZE = ("none", "dynamic_int8")  # export's `quantize`; int8 kernels are CPU-only
 TIERS = ("pass", "review", "hide")  # tier codes 0, 1, 2: the overall decision is the max code
 UNCALIBRATED = "uncalibrated default: review at 0.5, never auto-hide; calibrate with `mmdetect evaluate` and re-export with --thresholds"
 
@@ -176,6 +177,8 @@ def resolve_device(requested: str | torch.device | None, meta: Mapping[str, Any]
         device = torch.device(requested)
     if device.type not in ("cpu", "cuda"):
         raise BundleError(f"device {device}: bundles run on cpu or cuda only")
+    if device.type == "cuda" and meta.get("quantize", "none") != "none":
+        raise BundleError(f"this bundle is {meta['quantize']}, which runs on CPU only")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BundleError(f"device {device} requested but no CUDA device is visible")
     if device.type == "cpu" and meta.get("dtype") == "fp16":

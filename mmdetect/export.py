@@ -31,6 +31,7 @@ from torch import nn
 import mmdetect
 from mmdetect import bundle as B
 from mmdetect.data.reader import SnapshotError, read_snapshot
+from mmdetect.hardware import cpu_has_native_bf16
 from mmdetect.image import IMAGENET_MEAN, IMAGENET_STD
 from mmdetect.serve import Predictor, build_dataset, build_loader
 from mmdetect.text import load_tokenizer
@@ -50,6 +51,10 @@ class ExportConfig:
     # torch.jit.optimize_for_inference, applied by Predictor at load time on the export device
     # type (torch 2.14 cannot reload an optimized graph); the served parity check covers it
     optimize_for_inference: bool = False
+    # "dynamic_int8": every nn.Linear gets int8 weights, activations quantized per call
+    # (torch.ao dynamic quantization; CPU fp32 only). 1.5x for BERT-base sized text towers on
+    # AVX2 CPUs, a slowdown for the tiny model (docs/BENCHMARKS.md). Parity-gated like bf16.
+    quantize: str = "none"
     parity_listings: int = 256  # first N listings of the parity snapshot
     batch_size: int = 32
     fp32_tolerance: float = 1e-5  # max |p_eager - p_traced| for fp32
@@ -72,9 +77,22 @@ def check_target(cfg: ExportConfig) -> torch.device:
     """The export device, or a clear refusal for combinations that cannot work."""
     if cfg.dtype not in B.DTYPES:
         raise ExportError(f"dtype must be one of {list(B.DTYPES)}, got {cfg.dtype!r}")
+    if cfg.quantize not in B.QUANTIZE:
+        raise ExportError(f"quantize must be one of {list(B.QUANTIZE)}, got {cfg.quantize!r}")
     device = torch.device(cfg.device)
     if device.type not in ("cpu", "cuda"):
         raise ExportError(f"device must be cpu or cuda, got {cfg.device!r}")
+    if cfg.quantize != "none" and (device.type != "cpu" or cfg.dtype != "fp32"):
+        raise ExportError(
+            f"quantize {cfg.quantize} needs --device cpu --dtype fp32 (the int8 kernels are "
+            f"CPU-only), got {cfg.device} {cfg.dtype}"
+        )
+    if device.type == "cpu" and cfg.dtype == "bf16" and not cpu_has_native_bf16():
+        print(
+            "warning: this CPU has no AVX-512 BF16 or AMX: bf16 runs emulated, several times "
+            "slower than fp32 (docs/BENCHMARKS.md); serve it only on CPUs that have them",
+            file=sys.stderr,
+        )
     if device.type == "cpu" and cfg.dtype == "fp16":
         raise ExportError(
             "fp16 on CPU is refused (slow, incomplete kernels): use bf16 or --device cuda"
@@ -113,10 +131,14 @@ class ProbabilityModel(nn.Module):
 def trace_model(
     net: nn.Module, example: tuple, dtype: str, cfg: ExportConfig
 ) -> torch.jit.ScriptModule:
-    """torch.jit.trace of ProbabilityModel on a copy of `net` cast to `dtype` (eval mode)."""
+    """torch.jit.trace of ProbabilityModel on a copy of `net` cast to `dtype` (eval mode),
+    its Linear layers quantized first when cfg.quantize asks for it."""
     wrapper = ProbabilityModel(copy.deepcopy(net).to(B.DTYPES[dtype]), B.DTYPES[dtype]).eval()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings, and trace itself is deprecated in 2.14
+        if cfg.quantize == "dynamic_int8":
+            quantize = torch.ao.quantization.quantize_dynamic
+            wrapper = quantize(wrapper, {nn.Linear}, dtype=torch.qint8, inplace=True)
         traced = torch.jit.trace(wrapper, example, check_trace=False)
         return torch.jit.freeze(traced) if cfg.freeze else traced
 
@@ -167,7 +189,7 @@ def preprocess_doc(module, data: Mapping[str, Any], pad_id: int) -> dict[str, An
 
 
 def parity_failures(fig: dict, cfg: ExportConfig) -> list[str]:
-    if cfg.dtype == "fp32":
+    if cfg.dtype == "fp32" and cfg.quantize == "none":
         tol = cfg.fp32_tolerance
         return (
             [f"max |dp| {fig['max_abs_diff']:.3g} > {tol:g}"] if fig["max_abs_diff"] > tol else []
@@ -182,8 +204,9 @@ def parity_failures(fig: dict, cfg: ExportConfig) -> list[str]:
 
 def format_parity(fig: dict, cfg: ExportConfig, stage: str = "traced") -> str:
     n, c = fig["listings"], fig["class_disagreements"]
+    variant = cfg.dtype if cfg.quantize == "none" else f"{cfg.dtype} {cfg.quantize}"
     return (
-        f"parity {cfg.dtype} on {cfg.device}, eager fp32 vs {stage} TorchScript, {n} listings: "
+        f"parity {variant} on {cfg.device}, eager fp32 vs {stage} TorchScript, {n} listings: "
         f"max |dp| {fig['max_abs_diff']:.3g}, mean |dp| {fig['mean_abs_diff']:.3g}, "
         f"decisions agree {fig['class_agreement']:.2%} per class ({c} differ), "
         f"{fig['overall_agreement']:.2%} overall"
@@ -314,6 +337,7 @@ def meta_doc(module, data, ckpt: Path, device, cfg: ExportConfig, parity: dict, 
         "dtype": cfg.dtype,
         "freeze": cfg.freeze,
         "optimize_for_inference": cfg.optimize_for_inference,
+        "quantize": cfg.quantize,
         "versions": {
             "mmdetect": mmdetect.__version__,
             "torch": torch.__version__,
@@ -334,6 +358,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", type=Path, help="configs/export/*.yaml")
     p.add_argument("--device", choices=["cpu", "cuda"], help="overrides the config")
     p.add_argument("--dtype", choices=list(B.DTYPES), help="overrides the config")
+    p.add_argument("--quantize", choices=list(B.QUANTIZE), help="overrides the config")
     p.add_argument("--thresholds", type=Path, help="thresholds.json from mmdetect evaluate")
     p.add_argument("--parity-snapshot", type=Path, default=Path("data_samples/drift"))
     p.add_argument("--parity-listings", type=int, help="overrides the config")
@@ -342,7 +367,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         cfg = load_export_config(args.config)
-        for key in ("device", "dtype", "parity_listings"):
+        for key in ("device", "dtype", "quantize", "parity_listings"):
             if getattr(args, key) is not None:
                 setattr(cfg, key, getattr(args, key))
         export_bundle(

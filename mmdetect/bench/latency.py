@@ -7,6 +7,8 @@ Every variant wraps the same seeded MultimodalClassifier as export does (probabi
   ts_bf16             export.trace_model at bf16
   eager_channels_last the module with channels_last conv weights
   eager_int8_dynamic  torch.ao.quantization.quantize_dynamic on every nn.Linear (qint8)
+  ts_int8_ofi         export.trace_model with quantize=dynamic_int8 + optimize_for_inference
+                      (what configs/export/cpu_int8.yaml serves)
   compiled            torch.compile (inductor), optional: minutes of compilation here
 Variants are timed in alternating order within each repetition. Flips: decisions (p >= 0.5)
 that differ from eager_fp32 on the same batch.
@@ -28,7 +30,7 @@ from mmdetect.export import ExportConfig, ProbabilityModel, trace_model
 from mmdetect.model import ModelConfig
 
 VARIANTS = ("eager_fp32", "ts_fp32", "ts_fp32_ofi", "ts_bf16", "eager_channels_last",
-            "eager_int8_dynamic", "compiled")  # fmt: skip
+            "eager_int8_dynamic", "ts_int8_ofi", "compiled")  # fmt: skip
 
 
 def build_variants(
@@ -57,6 +59,10 @@ def build_variants(
             elif name == "eager_int8_dynamic":
                 quantize = torch.ao.quantization.quantize_dynamic
                 out[name] = quantize(copy.deepcopy(eager), {nn.Linear}, dtype=torch.qint8)
+            elif name == "ts_int8_ofi":
+                int8 = ExportConfig(freeze=True, quantize="dynamic_int8")
+                traced = trace_model(net, example, "fp32", int8)
+                out[name] = torch.jit.optimize_for_inference(traced)
             elif name == "compiled":
                 out[name] = torch.compile(copy.deepcopy(eager))
             else:

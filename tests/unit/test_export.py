@@ -189,6 +189,46 @@ def test_bf16_export_passes_parity(assets, tmp_path, capsys):
     assert meta["dtype"] == "bf16" and meta["parity"] == parity
 
 
+
+def test_int8_export_quantizes_linear_layers_and_passes_parity(assets, tmp_path, capsys):
+    from mmdetect.data.reader import read_snapshot
+    from mmdetect.serve import Predictor
+
+    out = tmp_path / "int8"
+    argv = ["--ckpt", str(assets.ckpt), "--out", str(out), "--parity-snapshot", str(assets.drift),
+            "--config", str(CONFIGS / "cpu_int8.yaml")]  # fmt: skip
+    assert export_main(argv) == 0
+    assert "parity fp32 dynamic_int8 on cpu, eager fp32 vs traced" in capsys.readouterr().out
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["quantize"] == "dynamic_int8" and meta["optimize_for_inference"] is True
+    for fig in meta["parity"].values():  # quantization moves probabilities a little, not to 0
+        assert 0 < fig["max_abs_diff"] <= 0.02 and fig["class_agreement"] >= 0.995
+    predictor = Predictor.from_bundle(out, "cpu")
+    graph = str(predictor.bundle.module.inlined_graph)
+    assert "quantized::linear_dynamic" in graph and "aten::linear(" not in graph
+    listings = read_snapshot(assets.drift).listings
+    served = predictor.predict_proba(listings, assets.drift)
+    fp32 = Predictor.from_bundle(assets.bundle, "cpu").predict_proba(listings, assets.drift)
+    assert 0 < np.abs(served - fp32).max() <= 0.02
+    with pytest.raises(B.BundleError, match="dynamic_int8, which runs on CPU only"):
+        B.resolve_device("cuda", meta)
+
+
+def test_int8_needs_cpu_fp32_and_bf16_warns_without_native_units(monkeypatch, capsys):
+    import mmdetect.export as export
+
+    for kw in ({"dtype": "bf16"}, {"device": "cuda"}):
+        with pytest.raises(ExportError, match="quantize dynamic_int8 needs --device cpu"):
+            export.check_target(ExportConfig(quantize="dynamic_int8", **kw))
+    with pytest.raises(ExportError, match="quantize must be one of"):
+        export.check_target(ExportConfig(quantize="int4"))
+    monkeypatch.setattr(export, "cpu_has_native_bf16", lambda: False)
+    assert export.check_target(ExportConfig(dtype="bf16")).type == "cpu"
+    assert "no AVX-512 BF16 or AMX: bf16 runs emulated" in capsys.readouterr().err
+    monkeypatch.setattr(export, "cpu_has_native_bf16", lambda: True)
+    export.check_target(ExportConfig(dtype="bf16"))
+    assert capsys.readouterr().err == ""
+
 class _Perturbed(torch.nn.Module):
     def __init__(self, traced, shift: float):
         super().__init__()
@@ -260,7 +300,7 @@ def test_existing_target_needs_force_and_thresholds_are_checked(assets, tmp_path
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_export_configs_load(path):
     cfg = load_export_config(path)
-    assert cfg.device in ("cpu", "cuda") and cfg.dtype in B.DTYPES
+    assert cfg.device in ("cpu", "cuda") and cfg.dtype in B.DTYPES and cfg.quantize in B.QUANTIZE
     first = path.read_text().splitlines()[0]
     assert first.startswith("# mmdetect export") and f"--config configs/export/{path.name}" in first
 
