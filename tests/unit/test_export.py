@@ -189,7 +189,6 @@ def test_bf16_export_passes_parity(assets, tmp_path, capsys):
     assert meta["dtype"] == "bf16" and meta["parity"] == parity
 
 
-
 def test_int8_export_quantizes_linear_layers_and_passes_parity(assets, tmp_path, capsys):
     from mmdetect.data.reader import read_snapshot
     from mmdetect.serve import Predictor
@@ -228,6 +227,7 @@ def test_int8_needs_cpu_fp32_and_bf16_warns_without_native_units(monkeypatch, ca
     monkeypatch.setattr(export, "cpu_has_native_bf16", lambda: True)
     export.check_target(ExportConfig(dtype="bf16"))
     assert capsys.readouterr().err == ""
+
 
 class _Perturbed(torch.nn.Module):
     def __init__(self, traced, shift: float):
