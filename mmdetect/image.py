@@ -116,9 +116,8 @@ class ImageTower(nn.Module):
     """One CNN for all photos, pooled per listing: [B, K, 3, H, W] -> [B, out_dim].
 
     Masked-out photos never influence the output. A listing without any valid photo gets the
-    learned `missing` embedding. In training the CNN runs only on valid photos (BatchNorm batch
-    statistics never see padding); in eval it runs on all photos and masks after, which keeps
-    the graph traceable with a dynamic number of photos.
+    learned `missing` embedding. The CNN runs on the valid photos only, gathered into one
+    batch; the traced graph keeps a dynamic number of photos.
     """
 
     def __init__(self, cfg: ImageConfig):
@@ -130,16 +129,18 @@ class ImageTower(nn.Module):
         self.missing = nn.Parameter(torch.randn(self.out_dim) * 0.02)
 
     def _photo_features(self, flat: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """CNN features [B*K, D] of flat photos; rows of invalid photos are zeros."""
-        if not self.training:
-            feats = self.backbone(flat)
-            return torch.where(valid.unsqueeze(-1), feats, torch.zeros_like(feats))
+        """CNN features [B*K, D] of the valid photos; rows of padding slots are zeros.
+
+        Padding never reaches the CNN, in training (BatchNorm statistics) nor in eval (a batch
+        is padded to its listing with the most photos: on data_samples 3x the real photos).
+        In eval an empty selection goes through the CNN too (N=0 is fine there), so the traced
+        graph has no data-dependent branch.
+        """
         index = valid.nonzero().squeeze(1)
-        if index.numel() == 0:
+        if self.training and index.numel() == 0:  # BatchNorm refuses an empty training batch
             return flat.new_zeros(flat.shape[0], self.out_dim)
         feats = self.backbone(flat.index_select(0, index))
-        out = feats.new_zeros(flat.shape[0], feats.shape[1])
-        return out.index_copy(0, index, feats)
+        return feats.new_zeros(flat.shape[0], feats.shape[1]).index_copy(0, index, feats)
 
     def forward(self, images: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
         b, k = image_mask.shape

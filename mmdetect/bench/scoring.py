@@ -128,7 +128,7 @@ def bench_scoring(
         pre = warm.bundle.preprocess
         collated = list(build_loader(warm.dataset(listings, root), pre, batch_size))
         batches = [tuple(b[name] for name in pre["inputs"]) for b in collated]
-        slots = sum(b["image_mask"].numel() for b in collated)  # photos the CNN runs on
+        slots = sum(b["image_mask"].numel() for b in collated)  # padded photo slots
         photos = sum(int(b["image_mask"].sum()) for b in collated)
 
         def cli() -> None:
@@ -206,6 +206,6 @@ def format_scoring(r: dict) -> list[str]:
         f"goal {MODEL_SHARE_GOAL:.0%} {'met' if share >= MODEL_SHARE_GOAL else 'NOT met'}",
         f"  reading + photo validation alone take {r['read_validate_share_of_warm']:.0%} of "
         "predictor_warm's time (main process; photos are decoded again in the DataLoader)",
-        f"  batched inference runs the CNN on {r['photo_slots']} photo slots for "
-        f"{r['real_photos']} real photos (eval pads every listing to the batch's most photos)",
+        f"  batches carry {r['photo_slots']} photo slots for {r['real_photos']} real photos "
+        "(padded to each batch's most photos); the CNN runs on the real ones only",
     ]

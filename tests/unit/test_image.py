@@ -65,6 +65,18 @@ def test_mean_pooling_values_in_eval():
     assert torch.allclose(masked_mean(feats, mask)[2], torch.zeros(512))
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_cnn_sees_only_the_valid_photos(train):
+    """Padding slots never reach the backbone, in training (BatchNorm) nor in eval (cost)."""
+    tower = _tower().train(train)
+    seen: list[int] = []
+    tower.backbone.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0]))
+    images, mask = _photos()  # 4 valid photos in 9 slots
+    tower(images, mask)
+    tower(images, torch.zeros_like(mask))  # no valid photo in the batch at all
+    assert seen == [4] if train else seen == [4, 0]  # training skips the empty call
+
+
 def test_attention_pooling_values():
     tower = _tower(pooling="attention").eval()
     images, mask = _photos()
