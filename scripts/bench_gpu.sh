@@ -6,6 +6,8 @@
 #                                      #   writes runs/bench_gpu/tokens.pt (data_samples/train)
 #   scripts/bench_gpu.sh run [ARGS]    # on the GPU machine (torch, torchvision, transformers,
 #                                      #   lightning; carry runs/bench_gpu/ and data_samples/)
+#   scripts/bench_gpu.sh profile [ARGS]  # where a training step goes (forward / backward /
+#                                      #   optimizer, new vs seen shapes, kernel launches)
 #
 # ARGS go to `python -m mmdetect.bench.gpu run` (--steps 30 --warmup-steps 5 --batch-size 32
 # --infer-batch-size 128 --workers 8 by default). Results: stdout and $OUT/results.json when
@@ -23,18 +25,19 @@ case "$cmd" in
   prep)
     "$PY" -m mmdetect.bench.gpu prep --out "$TOKENS" "$@"
     ;;
-  run)
+  run | profile)
     if [ ! -f "$TOKENS" ]; then
       echo "error: $TOKENS missing: run 'scripts/bench_gpu.sh prep' on a CPU machine first" >&2
       exit 1
     fi
-    if [ -n "${OUT:-}" ]; then results="$OUT/results.json"; else results=runs/bench_gpu/results.json; fi
+    if [ -n "${OUT:-}" ]; then dir="$OUT"; else dir=runs/bench_gpu; fi
+    results="$dir/$([ "$cmd" = run ] && echo results || echo profile).json"
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
-    "$PY" -m mmdetect.bench.gpu run --tokens "$TOKENS" --out "$results" "$@"
+    "$PY" -m mmdetect.bench.gpu "$cmd" --tokens "$TOKENS" --out "$results" "$@"
     ;;
   *)
-    echo "usage: $0 prep|run [ARGS]" >&2
+    echo "usage: $0 prep|run|profile [ARGS]" >&2
     exit 2
     ;;
 esac

@@ -15,9 +15,12 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
+from itertools import islice
 from pathlib import Path
 
 import torch
+
+from mmdetect.bench.gpu_profile import format_profile
 
 FORMAT = 1
 
@@ -83,12 +86,8 @@ def loader(ds, doc: dict, image_size: int, batch_size: int, workers: int, shuffl
                       persistent_workers=workers > 0, drop_last=shuffle)  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> dict:
-    import lightning as L
-
-    from mmdetect.bench.train import StepTimer, summarize
-    from mmdetect.lit import model_inputs
-
+def setup(args: argparse.Namespace) -> tuple[dict, object, object, dict]:
+    """(tokens doc, DetectorModule, ModelConfig, result header) for `run` and `profile`."""
     doc = torch.load(args.tokens, map_location="cpu", weights_only=True)
     if doc.get("format") != FORMAT:
         raise SystemExit(f"{args.tokens}: format {doc.get('format')!r}, expected {FORMAT}")
@@ -98,13 +97,39 @@ def run(args: argparse.Namespace) -> dict:
     if doc["max_length"] > cfg.text.max_length:
         raise SystemExit(f"{args.tokens}: ids up to {doc['max_length']} tokens, the {args.model} "
                          f"model takes {cfg.text.max_length}: prep with --max-length")  # fmt: skip
+    cuda = torch.device(args.device).type == "cuda"
+    head = {"device": torch.cuda.get_device_name() if cuda else "cpu",
+            "torch": torch.__version__, "model": args.model, "precision": args.precision,
+            "batch_size": args.batch_size, "workers": args.workers,
+            "listings": len(doc["rows"]), "image_size": cfg.image.image_size,
+            "max_photos": cfg.image.max_photos}  # fmt: skip
+    return doc, module, cfg, head
+
+
+def profile(args: argparse.Namespace) -> dict:
+    """mmdetect.bench.gpu_profile over `--batches` training batches already on the device."""
+    from mmdetect.bench.gpu_profile import profile_steps
+
+    doc, module, cfg, out = setup(args)
+    size, k, device = cfg.image.image_size, cfg.image.max_photos, torch.device(args.device)
+    torch.backends.cudnn.benchmark = False  # as in `run`'s training
+    ds = load_dataset(doc, size, k, train=True)
+    batches = loader(ds, doc, size, args.batch_size, args.workers, shuffle=True)
+    batches = [{n: v.to(device) for n, v in b.items()} for b in islice(batches, args.batches)]
+    out["profile"] = profile_steps(module.to(device), batches, args.precision != "32-true")
+    return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    import lightning as L
+
+    from mmdetect.bench.train import StepTimer, summarize
+    from mmdetect.lit import model_inputs
+
+    doc, module, cfg, out = setup(args)
     size, k = cfg.image.image_size, cfg.image.max_photos
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    out: dict = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                 "torch": torch.__version__, "model": args.model, "precision": args.precision,
-                 "batch_size": args.batch_size, "workers": args.workers,
-                 "listings": len(doc["rows"]), "image_size": size, "max_photos": k}  # fmt: skip
 
     train_ds = load_dataset(doc, size, k, train=True)
     # Training runs the CNN on the valid photos only, a different count every step: cuDNN
@@ -176,19 +201,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     pp.add_argument("--tokenizer", default="data_samples/tokenizer")
     pp.add_argument("--max-length", type=int, default=128)
     pp.add_argument("--out", type=Path, default=Path("runs/bench_gpu/tokens.pt"))
-    pr = sub.add_parser("run", help="train and infer from the saved ids (no MeCab)")
-    pr.add_argument("--tokens", type=Path, default=Path("runs/bench_gpu/tokens.pt"))
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--tokens", type=Path, default=Path("runs/bench_gpu/tokens.pt"))
+    common.add_argument("--model", choices=["big", "tiny"], default="big")
+    common.add_argument("--device", default="cuda")
+    common.add_argument("--precision", default="bf16-mixed")
+    common.add_argument("--batch-size", type=int, default=32)
+    common.add_argument("--workers", type=int, default=8)
+    common.add_argument("--limit", type=int, help="first N listings only (smoke runs)")
+    pr = sub.add_parser("run", parents=[common], help="train and infer from the saved ids")
     pr.add_argument("--out", type=Path, default=Path("runs/bench_gpu/results.json"))
-    pr.add_argument("--model", choices=["big", "tiny"], default="big")
-    pr.add_argument("--device", default="cuda")
-    pr.add_argument("--precision", default="bf16-mixed")
-    pr.add_argument("--batch-size", type=int, default=32)
     pr.add_argument("--infer-batch-size", type=int, default=128)
-    pr.add_argument("--workers", type=int, default=8)
     pr.add_argument("--steps", type=int, default=30, help="timed training steps")
     pr.add_argument("--warmup-steps", type=int, default=5)
     pr.add_argument("--model-only-batches", type=int, default=8)
-    pr.add_argument("--limit", type=int, help="first N listings only (smoke runs)")
+    pf = sub.add_parser("profile", parents=[common], help="where a training step goes")
+    pf.add_argument("--out", type=Path, default=Path("runs/bench_gpu/profile.json"))
+    pf.add_argument("--batches", type=int, default=8, help="distinct training batches")
     args = p.parse_args(argv)
     if args.cmd == "prep":
         print(json.dumps(prep(args.snapshot, args.tokenizer, args.max_length, args.out)))
@@ -197,6 +226,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: no CUDA device visible (use --device cpu for a smoke run)", file=sys.stderr)
         return 1
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if args.cmd == "profile":
+        result = profile(args)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"{result['device']}: {result['model']} {result['precision']}, batch "
+              f"{result['batch_size']}: {format_profile(result['profile'])}")  # fmt: skip
+        return 0
     result = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -65,3 +65,16 @@ def test_benchmarks_run_at_tiny_sizes(tiny_config, tmp_path, monkeypatch):
     result = json.loads(out.read_text(encoding="utf-8"))
     assert positive(result["train"]["listings_per_s"])
     assert positive(result["inference"]["end_to_end_listings_per_s"])
+
+    prof = ["profile", "--tokens", str(tokens), "--out", str(tmp_path / "profile.json"),
+            "--model", "tiny", "--device", "cpu", "--precision", "32-true", "--batch-size", "4",
+            "--workers", "0", "--limit", "12", "--batches", "2"]  # fmt: skip
+    assert gpu.main(prof) == 0
+    fig = json.loads((tmp_path / "profile.json").read_text(encoding="utf-8"))["profile"]
+    assert fig["batches"] == 2 and fig["kernel_launches_per_step"] == 0  # no GPU here
+    for phases in (fig["new_shapes"], fig["seen_shapes"]):
+        assert all(positive(v) for v in phases.values())
+        assert phases["step_ms"] == pytest.approx(
+            phases["forward_ms"] + phases["backward_ms"] + phases["optimizer_ms"]
+        )
+    assert positive(fig["cpu_ms_per_step"]) and "aten::" in fig["top_ops"]
