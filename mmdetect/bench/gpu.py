@@ -226,16 +226,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: no CUDA device visible (use --device cpu for a smoke run)", file=sys.stderr)
         return 1
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    result = profile(args) if args.cmd == "profile" else run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if args.cmd == "profile":
-        result = profile(args)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         print(f"{result['device']}: {result['model']} {result['precision']}, batch "
               f"{result['batch_size']}: {format_profile(result['profile'])}")  # fmt: skip
         return 0
-    result = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     t, i = result["train"], result["inference"]
     print(json.dumps(result))
     print(f"{result['device']}: {result['model']} {result['precision']}: train "
