@@ -51,9 +51,9 @@ class ExportConfig:
     # torch.jit.optimize_for_inference, applied by Predictor at load time on the export device
     # type (torch 2.14 cannot reload an optimized graph); the served parity check covers it
     optimize_for_inference: bool = False
-    # "dynamic_int8": every nn.Linear gets int8 weights, activations quantized per call
-    # (torch.ao dynamic quantization; CPU fp32 only). 1.5x for BERT-base sized text towers on
-    # AVX2 CPUs, a slowdown for the tiny model (docs/BENCHMARKS.md). Parity-gated like bf16.
+    # "dynamic_int8" (quantize_linear; CPU fp32 only): 1.65x eager fp32 at batch 32 for
+    # BERT-base + ResNet-50 on our AVX2 CPUs, no better than fp32 for the tiny model, whose time
+    # is in the convolutions (docs/BENCHMARKS.md). Parity-gated like bf16.
     quantize: str = "none"
     parity_listings: int = 256  # first N listings of the parity snapshot
     batch_size: int = 32
@@ -128,6 +128,13 @@ class ProbabilityModel(nn.Module):
         return torch.sigmoid(logits.float())
 
 
+def quantize_linear(module: nn.Module, inplace: bool = False) -> nn.Module:
+    """`quantize: dynamic_int8`: every nn.Linear with int8 weights, activations quantized per
+    call (torch.ao dynamic quantization, CPU kernels only)."""
+    quantize = torch.ao.quantization.quantize_dynamic
+    return quantize(module, {nn.Linear}, dtype=torch.qint8, inplace=inplace)
+
+
 def trace_model(
     net: nn.Module, example: tuple, dtype: str, cfg: ExportConfig
 ) -> torch.jit.ScriptModule:
@@ -137,8 +144,7 @@ def trace_model(
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings, and trace itself is deprecated in 2.14
         if cfg.quantize == "dynamic_int8":
-            quantize = torch.ao.quantization.quantize_dynamic
-            wrapper = quantize(wrapper, {nn.Linear}, dtype=torch.qint8, inplace=True)
+            wrapper = quantize_linear(wrapper, inplace=True)
         traced = torch.jit.trace(wrapper, example, check_trace=False)
         return torch.jit.freeze(traced) if cfg.freeze else traced
 

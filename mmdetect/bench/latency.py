@@ -6,7 +6,7 @@ Every variant wraps the same seeded MultimodalClassifier as export does (probabi
   ts_fp32_ofi         ts_fp32 + torch.jit.optimize_for_inference (what cpu.yaml serves)
   ts_bf16             export.trace_model at bf16
   eager_channels_last the module with channels_last conv weights
-  eager_int8_dynamic  torch.ao.quantization.quantize_dynamic on every nn.Linear (qint8)
+  eager_int8_dynamic  export.quantize_linear: dynamic int8 quantization of every nn.Linear
   ts_int8_ofi         export.trace_model with quantize=dynamic_int8 + optimize_for_inference
                       (what configs/export/cpu_int8.yaml serves)
   compiled            torch.compile (inductor), optional: minutes of compilation here
@@ -26,7 +26,7 @@ from torch import nn
 
 from mmdetect.bench.assets import big_config, build_net, random_batch, tiny_config
 from mmdetect.bench.common import median, percentile
-from mmdetect.export import ExportConfig, ProbabilityModel, trace_model
+from mmdetect.export import ExportConfig, ProbabilityModel, quantize_linear, trace_model
 from mmdetect.model import ModelConfig
 
 VARIANTS = ("eager_fp32", "ts_fp32", "ts_fp32_ofi", "ts_bf16", "eager_channels_last",
@@ -57,8 +57,7 @@ def build_variants(
             elif name == "eager_channels_last":
                 out[name] = copy.deepcopy(eager).to(memory_format=torch.channels_last)
             elif name == "eager_int8_dynamic":
-                quantize = torch.ao.quantization.quantize_dynamic
-                out[name] = quantize(copy.deepcopy(eager), {nn.Linear}, dtype=torch.qint8)
+                out[name] = quantize_linear(copy.deepcopy(eager))
             elif name == "ts_int8_ofi":
                 int8 = ExportConfig(freeze=True, quantize="dynamic_int8")
                 traced = trace_model(net, example, "fp32", int8)
