@@ -6,8 +6,8 @@ import platform
 from functools import cache
 from pathlib import Path
 
-# Native bf16 matrix units: without one of these, torch emulates bf16 on the CPU (5-16x slower
-# than fp32 on our AVX2 machines, docs/BENCHMARKS.md).
+# Native bf16 matrix units: without one of these, torch emulates bf16 on the CPU (7-20x slower
+# than eager fp32 on our AVX2 machines, docs/BENCHMARKS.md).
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
