@@ -1,0 +1,88 @@
+"""Where scoring's preprocessing time goes, per photo and per listing (docs/BENCHMARKS.md).
+
+    HF_HUB_OFFLINE=1 python scripts/profile_scoring.py [--limit 300]
+
+A diagnostic, not a benchmark: it prints absolute times (best of 3, one torch thread) of each
+step that `Predictor` runs before the model, on data_samples/incoming with the untrained tiny
+bundle that `scripts/bench.py --only score` exports. It also checks that the cheaper order of the
+same torchvision ops (uint8 resize and crop per photo, ToDtype + Normalize once per batch) gives
+bit-identical tensors, the lever the doc names.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torchvision.transforms.v2.functional as F  # noqa: E402
+
+from mmdetect.bench.assets import export_tiny_bundle  # noqa: E402
+from mmdetect.data.images import load_image, resolve_image_path  # noqa: E402
+from mmdetect.image import IMAGENET_MEAN, IMAGENET_STD, ImageConfig, build_transforms  # noqa: E402
+from mmdetect.serve import Predictor, RunSummary, read_listings  # noqa: E402
+
+
+def best_of(fn: Callable, reps: int = 3) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(reps):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--snapshot", type=Path, default=Path("data_samples/incoming"))
+    p.add_argument("--limit", type=int, default=300)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    root, src = args.snapshot, args.snapshot / "listings.jsonl"
+    with tempfile.TemporaryDirectory() as tmp:
+        _, bundle = export_tiny_bundle(Path(tmp), "data_samples/tokenizer", "data_samples/drift")
+        predictor = Predictor.from_bundle(bundle, "cpu", 64, 0)
+        start = time.perf_counter()
+        listings = list(read_listings(src.open("rb"), src, root, predictor.taxonomy, RunSummary()))
+        listings = listings[: args.limit]
+        read_s = time.perf_counter() - start  # includes the photo validation (a full decode)
+        n, rels = len(listings), [rel for x in listings for rel in x.images]
+        dataset = predictor.dataset(listings, root)
+        getitem_s, _ = best_of(lambda: [dataset[i] for i in range(n)])
+        predict_s, _ = best_of(lambda: predictor.predict_proba(listings, root))
+    per_photo = 1e3 / len(rels)
+    resolve_s, paths = best_of(lambda: [resolve_image_path(root, r) for r in rels])
+    decode_s, images = best_of(lambda: [load_image(path) for path in paths])
+    transform = build_transforms(ImageConfig(image_size=64), train=False)
+    compose_s, composed = best_of(lambda: [transform(img) for img in images])
+
+    def uint8(img):
+        return F.center_crop(F.resize(F.pil_to_tensor(img), [64], antialias=True), [64, 64])
+
+    uint8_s, small = best_of(lambda: [uint8(img) for img in images])
+    stacked = torch.stack(small)
+    norm_s, batched = best_of(
+        lambda: F.normalize(
+            F.to_dtype(stacked, torch.float32, scale=True), IMAGENET_MEAN, IMAGENET_STD
+        )
+    )
+    identical = torch.equal(torch.stack(composed), batched)
+    print(f"{n} listings, {len(rels)} photos of {root}; one torch thread, best of 3")
+    print(f"  read + validate (serve.read_listings)  {1e3 * read_s / n:6.3f} ms/listing (one pass)")
+    print(f"  ListingDataset.__getitem__             {1e3 * getitem_s / n:6.3f} ms/listing")
+    print(f"  Predictor.predict_proba (incl. model)  {1e3 * predict_s / n:6.3f} ms/listing")
+    print(
+        f"  per photo: resolve path {resolve_s * per_photo:.3f} ms, PIL decode "
+        f"{decode_s * per_photo:.3f} ms, v2 eval transform {compose_s * per_photo:.3f} ms"
+    )
+    print(f"  lever: uint8 resize + crop {uint8_s * per_photo:.3f} ms/photo + batched ToDtype + "
+          f"Normalize {norm_s * per_photo:.3f} ms/photo; bit-identical: {identical}")  # fmt: skip
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
