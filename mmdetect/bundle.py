@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from mmdetect.model import MODEL_INPUTS
+from mmdetect.policy import PolicyError, check_operating_point, decide
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.ts"
@@ -34,8 +35,6 @@ SUMS_FILE = "SHA256SUMS"
 INPUT_NAMES = MODEL_INPUTS
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 QUANTIZE = ("none", "dynamic_int8")  # export's `quantize`; int8 kernels are CPU-only
-TIERS = ("pass", "review", "hide")  # tier codes 0, 1, 2: the overall decision is the max code
-UNCALIBRATED = "uncalibrated default: review at 0.5, never auto-hide; calibrate with `mmdetect evaluate` and re-export with --thresholds"
 
 
 class BundleError(RuntimeError):
@@ -100,54 +99,23 @@ def read_json(path: Path) -> Any:
         raise BundleError(f"{path}: cannot read JSON: {exc}") from exc
 
 
-def default_thresholds(taxonomy: Sequence[str]) -> dict[str, Any]:
-    """Review at 0.5, hide nothing: the safe uncalibrated choice (humans see every flag)."""
-    classes = {c: {"hide": None, "review": 0.5, "note": UNCALIBRATED} for c in taxonomy}
-    return {
-        "taxonomy": list(taxonomy),
-        "classes": classes,
-        "calibrated": False,
-        "note": UNCALIBRATED,
-        "source": {"snapshot": None, "model": None},
-    }
-
-
 def check_thresholds(doc: Any, taxonomy: Sequence[str], where: str = THRESHOLDS_FILE) -> None:
-    """Raise ValueError unless doc has hide/review (a probability or null) for every class."""
-    if not isinstance(doc, Mapping) or not isinstance(doc.get("classes"), Mapping):
-        raise ValueError(f"{where}: expected an object with a 'classes' object")
-    if doc.get("taxonomy") is not None and set(doc["taxonomy"]) != set(taxonomy):
-        raise ValueError(
-            f"{where}: taxonomy {doc['taxonomy']} differs from the model's {list(taxonomy)}"
-        )
-    for name in taxonomy:
-        cls = doc["classes"].get(name)
-        if not isinstance(cls, Mapping):
-            raise ValueError(f"{where}: no thresholds for class {name!r}")
-        for tier in ("hide", "review"):
-            t = cls.get(tier)
-            ok = t is None or (isinstance(t, (int, float)) and not isinstance(t, bool))
-            if not ok or (t is not None and not (math.isfinite(t) and 0.0 <= t <= 1.0)):
-                raise ValueError(f"{where}: {name}.{tier} must be a probability or null, got {t!r}")
+    """Raise BundleError unless doc is an operating point that may be served for `taxonomy`
+    (policy.check_operating_point: format, taxonomy and order, review threshold, certified hides)."""
+    try:
+        check_operating_point(doc, taxonomy, where)
+    except PolicyError as exc:
+        raise BundleError(str(exc)) from None
 
 
 def tiers(probs: np.ndarray, taxonomy: Sequence[str], thresholds: Mapping[str, Any]) -> np.ndarray:
-    """Tier codes [N, C] int8 (0 pass, 1 review, 2 hide): score >= threshold; null never fires.
-
-    The same rule as mmdetect.evaluate.thresholds.tier_masks (checked in tests).
-    """
-    classes = thresholds["classes"]
-    never = np.inf
-    hide = np.array([_or(classes[c]["hide"], never) for c in taxonomy])
-    review = np.array([_or(classes[c]["review"], never) for c in taxonomy])
-    probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(taxonomy))
-    out = np.where(probs >= review, 1, 0).astype(np.int8)
-    out[probs >= hide] = 2
-    return out
+    """Tier codes [N, C] int8 (0 pass, 1 review, 2 hide) under the operating point."""
+    return decide(thresholds, probs, taxonomy).codes
 
 
 def parity_figures(ref: np.ndarray, test: np.ndarray, taxonomy: Sequence[str], thresholds) -> dict:
-    """max / mean |dp| and how often the hide/review/pass tiers agree, per class and overall."""
+    """max / mean |dp| and how often the hide/review/pass tiers (after calibration, under the
+    bundle's operating point) agree, per class and overall."""
     t_ref, t_test = tiers(ref, taxonomy, thresholds), tiers(test, taxonomy, thresholds)
     dp = np.abs(ref.astype(np.float64) - test.astype(np.float64))
     return {
@@ -264,10 +232,7 @@ def load_bundle(
         )
     preprocess = read_json(root / PREPROCESS_FILE)
     thresholds = read_json(root / THRESHOLDS_FILE)
-    try:
-        check_thresholds(thresholds, preprocess["taxonomy"])
-    except ValueError as exc:
-        raise BundleError(f"{root}: {exc}") from exc
+    check_thresholds(thresholds, preprocess["taxonomy"], str(root / THRESHOLDS_FILE))
     target = resolve_device(device, meta)
     module = load_torchscript(root / MODEL_FILE, target, meta, optimize)
     return LoadedBundle(root, module, target, preprocess, thresholds, meta)

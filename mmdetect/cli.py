@@ -83,51 +83,15 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
         from mmdetect.evaluate.run import evaluate_predictions_main
 
         return evaluate_predictions_main(argv)
-    from mmdetect.data.reader import SnapshotError
-    from mmdetect.evaluate import EvaluationError, format_console, load_eval_config, run_evaluation
-    from mmdetect.scoring import score_snapshot
+    from mmdetect.operating_cli import evaluate_main
 
-    p = argparse.ArgumentParser(
-        prog="mmdetect evaluate",
-        description="Score a labeled snapshot with a checkpoint or bundle; write a report. "
-        "`--predictions FILE --out DIR` recomputes a report without the model.",
-    )
-    p.add_argument("--model", required=True, help="a .ckpt file or an exported bundle directory")
-    p.add_argument("--snapshot", type=Path, required=True)
-    p.add_argument("--baseline", help="the champion (.ckpt or bundle) to compare against")
-    p.add_argument("--config", type=Path, help="configs/evaluate/*.yaml (default: built-in)")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--created-from", help="only listings created on or after this ISO date")
-    p.add_argument("--created-to", help="only listings created before this ISO date")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--num-workers", type=int, default=2)
-    args = p.parse_args(argv)
-    try:
-        cfg = load_eval_config(args.config)
-        kw = {
-            "batch_size": args.batch_size,
-            "num_workers": args.num_workers,
-            "created_from": args.created_from,
-            "created_to": args.created_to,
-        }
-        records, taxonomy, snap = score_snapshot(args.model, args.snapshot, **kw)
-        if not snap.labeled:
-            raise EvaluationError(
-                f"{args.snapshot}: snapshot has no labels: evaluation needs labeled listings"
-            )
-        baseline = None
-        if args.baseline:
-            baseline, _, _ = score_snapshot(args.baseline, args.snapshot, **kw)
-        source = {"snapshot": str(args.snapshot), "model": args.model, "baseline": args.baseline}
-        result = run_evaluation(records, taxonomy, cfg, args.out, baseline, source)
-    except (EvaluationError, SnapshotError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(format_console(result))
-    if snap.problems.total:
-        print(f"skipped while reading the snapshot: {dict(snap.problems.counts)}")
-    print(f"report: {args.out / 'report.html'}")
-    return 0
+    return evaluate_main(argv)
+
+
+def cmd_thresholds(argv: Sequence[str]) -> int:
+    from mmdetect.operating_cli import thresholds_main
+
+    return thresholds_main(argv)
 
 
 def cmd_export(argv: Sequence[str]) -> int:
@@ -170,6 +134,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "samples": cmd_samples,
     "vocab": cmd_vocab,
     "evaluate": cmd_evaluate,
+    "thresholds": cmd_thresholds,
     "export": cmd_export,
     "feedback": cmd_feedback,
     "promote": cmd_promote,

@@ -33,6 +33,7 @@ from mmdetect import bundle as B
 from mmdetect.data.reader import SnapshotError, read_snapshot
 from mmdetect.hardware import cpu_has_native_bf16
 from mmdetect.image import IMAGENET_MEAN, IMAGENET_STD
+from mmdetect.policy.decide import UNFITTED, unfitted_operating_point
 from mmdetect.serve import Predictor, build_dataset, build_loader
 from mmdetect.text import load_tokenizer
 
@@ -267,12 +268,14 @@ def export_bundle(
     module, data = load_checkpoint(ckpt, tokenizer)
     taxonomy = list(module.taxonomy)
     if thresholds is None:
-        th_doc = B.default_thresholds(taxonomy)
+        th_doc = unfitted_operating_point(taxonomy)
+        print(f"warning: no --thresholds: the bundle serves unfitted ones ({UNFITTED})",
+              file=sys.stderr)  # fmt: skip
     else:
         try:
             th_doc = B.read_json(Path(thresholds))
             B.check_thresholds(th_doc, taxonomy, str(thresholds))
-        except (ValueError, B.BundleError) as exc:
+        except B.BundleError as exc:
             raise ExportError(str(exc)) from exc
     tok = load_tokenizer(data["tokenizer"])
     pre = preprocess_doc(module, data, tok.pad_token_id or 0)
@@ -365,7 +368,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", choices=["cpu", "cuda"], help="overrides the config")
     p.add_argument("--dtype", choices=list(B.DTYPES), help="overrides the config")
     p.add_argument("--quantize", choices=list(B.QUANTIZE), help="overrides the config")
-    p.add_argument("--thresholds", type=Path, help="thresholds.json from mmdetect evaluate")
+    p.add_argument("--thresholds", type=Path, help="thresholds.json from mmdetect thresholds fit")
     p.add_argument("--parity-snapshot", type=Path, default=Path("data_samples/drift"))
     p.add_argument("--parity-listings", type=int, help="overrides the config")
     p.add_argument("--tokenizer", help="tokenizer directory, if the recorded one moved")

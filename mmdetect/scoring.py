@@ -25,8 +25,9 @@ def is_bundle(path: str | Path) -> bool:
 
 def checkpoint_proba(
     ckpt: str | Path, snapshot: Snapshot, batch_size: int = 64, num_workers: int = 0
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Probabilities [N, C] for the snapshot's listings, in order, from a checkpoint."""
+) -> tuple[np.ndarray, tuple[str, ...], None]:
+    """Probabilities [N, C] for the snapshot's listings, in order, from a checkpoint (which
+    serves no operating point: the third value is None)."""
     from mmdetect.data.dataset import Item
     from mmdetect.datamodule import DetectorDataModule
     from mmdetect.export import load_checkpoint
@@ -44,16 +45,18 @@ def checkpoint_proba(
         for batch in tqdm(dm.loader("score", shuffle=False), desc="scoring", unit="batch"):
             out.append(torch.sigmoid(module(batch)).float())
     probs = torch.cat(out).numpy() if out else np.zeros((0, len(module.taxonomy)))
-    return probs, module.taxonomy
+    return probs, module.taxonomy, None
 
 
 def bundle_proba(
     bundle: str | Path, snapshot: Snapshot, batch_size: int = 64, num_workers: int = 0
-) -> tuple[np.ndarray, tuple[str, ...]]:
+) -> tuple[np.ndarray, tuple[str, ...], dict]:
+    """Raw probabilities from a verified bundle, and the operating point it serves."""
     from mmdetect.serve import Predictor
 
     predictor = Predictor.from_bundle(bundle, batch_size=batch_size, num_workers=num_workers)
-    return predictor.predict_proba(snapshot.listings, snapshot.root), tuple(predictor.taxonomy)
+    probs = predictor.predict_proba(snapshot.listings, snapshot.root)
+    return probs, tuple(predictor.taxonomy), predictor.thresholds
 
 
 def score_snapshot(
@@ -63,16 +66,19 @@ def score_snapshot(
     num_workers: int = 0,
     created_from: str | None = None,
     created_to: str | None = None,
-) -> tuple[list[PredictionRecord], tuple[str, ...], Snapshot]:
-    """Score the listings of a snapshot (optionally one period of it) with a checkpoint or bundle."""
+) -> tuple[list[PredictionRecord], tuple[str, ...], Snapshot, dict | None]:
+    """Score the listings of a snapshot (optionally one period of it) with a checkpoint or bundle.
+
+    Records carry the model's raw probabilities; the fourth value is the operating point the
+    model serves (a bundle's thresholds.json, already checked) or None for a checkpoint."""
     snapshot = read_snapshot(snapshot_dir)
     snapshot.listings = [
         x for x in snapshot.listings if in_period(x.created_at, created_from, created_to)
     ]
     score = bundle_proba if is_bundle(model) else checkpoint_proba
-    probs, taxonomy = score(model, snapshot, batch_size, num_workers)
+    probs, taxonomy, served = score(model, snapshot, batch_size, num_workers)
     records = [
         prediction_from_listing(x, dict(zip(taxonomy, row.tolist(), strict=True)))
         for x, row in zip(snapshot.listings, probs, strict=True)
     ]
-    return records, taxonomy, snapshot
+    return records, taxonomy, snapshot, served

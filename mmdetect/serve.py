@@ -23,11 +23,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mmdetect.bundle import TIERS, BundleError, LoadedBundle, load_bundle, tiers
+from mmdetect.bundle import BundleError, LoadedBundle, load_bundle
 from mmdetect.data.dataset import Item, ListingDataset, collate_listings
 from mmdetect.data.reader import RowProblem, check_photos, parse_row
 from mmdetect.data.records import Listing, Problems
 from mmdetect.image import IMAGENET_MEAN, IMAGENET_STD, ImageConfig, build_transforms
+from mmdetect.policy import TIERS, Decisions, decide
+from mmdetect.review_queue import write_review_queue
 from mmdetect.text import encode_batch, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -56,19 +58,25 @@ def build_loader(
 
 @dataclass(frozen=True)
 class Decision:
-    """One scored listing: probability, tier per class, and the overall tier."""
+    """One scored listing: calibrated probabilities, review priority, tier per class, overall tier.
+
+    `model_scores` are the model's raw probabilities (what calibration was fitted on)."""
 
     id: str
     scores: dict[str, float]
     decisions: dict[str, str]
     decision: str
+    priority: float = 0.0
+    model_scores: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
             "id": self.id,
-            "scores": self.scores,
-            "decisions": self.decisions,
             "decision": self.decision,
+            "priority": self.priority,
+            "decisions": self.decisions,
+            "scores": self.scores,
+            "model_scores": self.model_scores,
         }
 
 
@@ -127,17 +135,26 @@ class Predictor:
                 out[batch["index"].numpy()] = probs.float().cpu().numpy()
         return out
 
+    def decisions(self, probs: np.ndarray) -> Decisions:
+        """Calibrated scores, priorities and tiers under the bundle's operating point."""
+        return decide(self.thresholds, probs, self.taxonomy)
+
     def decide(self, ids: Sequence[str], probs: np.ndarray) -> list[Decision]:
-        codes = tiers(probs, self.taxonomy, self.thresholds)
-        return [
-            Decision(
-                id=listing_id,
-                scores={c: float(p) for c, p in zip(self.taxonomy, row, strict=True)},
-                decisions={c: TIERS[t] for c, t in zip(self.taxonomy, tier_row, strict=True)},
-                decision=TIERS[int(tier_row.max(initial=0))],
+        d = self.decisions(probs)
+        out = []
+        for i, listing_id in enumerate(ids):
+            per_class, overall = d.tier_names(i, self.taxonomy)
+            out.append(
+                Decision(
+                    id=listing_id,
+                    scores=dict(zip(self.taxonomy, d.calibrated[i].tolist(), strict=True)),
+                    decisions=per_class,
+                    decision=overall,
+                    priority=float(d.priority[i]),
+                    model_scores=dict(zip(self.taxonomy, map(float, probs[i]), strict=True)),
+                )
             )
-            for listing_id, row, tier_row in zip(ids, probs, codes, strict=True)
-        ]
+        return out
 
     def predict(self, listings: Sequence[Listing], root: Path) -> list[Decision]:
         return self.decide([x.id for x in listings], self.predict_proba(listings, root))
@@ -285,6 +302,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
                 summary.decisions[decision.decision] += 1
             bar.update(fin.tell() - bar.n)  # bytes behind the scored rows
         bar.update(fin.tell() - bar.n)
+    queue, queued = write_review_queue(args.out)
     print(summary.format())
-    print(f"decisions written to {args.out}")
+    print(f"decisions written to {args.out}; review queue ({queued}, by priority): {queue}")
     return 1 if summary.rows and not summary.scored else 0  # rows, yet none usable: say so

@@ -1,7 +1,7 @@
 """Per-class, macro and micro metrics of multi-label scores against labels.
 
-AP, ROC-AUC and ECE come from torchmetrics; operating points (P@R, R@P, rates at a threshold) from
-the exact counts in `curves.py`. A metric that is undefined (no positives, or no negatives for
+AP, ROC-AUC and ECE come from torchmetrics; operating points (P@R, R@P) from the exact counts in
+`curves.py`. What the served thresholds do is in operating.py, not here. A metric that is undefined (no positives, or no negatives for
 AUC) is None with a note, never NaN. Macro = mean over the classes that have a value, and
 `n_classes` says how many; micro = the same metric over all flattened (listing, class) pairs.
 """
@@ -20,16 +20,10 @@ from torchmetrics.functional.classification import (
 )
 
 from mmdetect.evaluate.config import EvalConfig
-from mmdetect.evaluate.curves import (
-    binary_curve,
-    precision_at_recall,
-    rates_at,
-    rates_from_counts,
-    recall_at_precision,
-)
-from mmdetect.evaluate.thresholds import NO_POSITIVES, tier_masks
+from mmdetect.evaluate.curves import binary_curve, precision_at_recall, recall_at_precision
 
 NOT_AVERAGED = ("count", "support", "note", "threshold")
+NO_POSITIVES = "no positives in this snapshot"
 
 
 def key(value: float) -> str:
@@ -62,10 +56,8 @@ def expected_calibration_error(y: np.ndarray, s: np.ndarray, n_bins: int) -> flo
     return float(binary_calibration_error(_t(s), _t(y), n_bins=n_bins))
 
 
-def class_metrics(
-    y: np.ndarray, s: np.ndarray, cfg: EvalConfig, tiers: Mapping[str, float | None]
-) -> dict[str, Any]:
-    """All metrics of one class; `tiers` holds its `review` and `hide` thresholds."""
+def class_metrics(y: np.ndarray, s: np.ndarray, cfg: EvalConfig) -> dict[str, Any]:
+    """All threshold-free metrics of one class."""
     curve = binary_curve(y, s)
     n_pos = int(y.sum())
     notes = []
@@ -84,34 +76,14 @@ def class_metrics(
         "recall_at_precision": {
             key(p): recall_at_precision(curve, p) for p in cfg.recall_at_precision
         },
-        "at_review": _at(y, s, tiers.get("review")),
-        "at_hide": _at(y, s, tiers.get("hide")),
         "ece": expected_calibration_error(y, s, cfg.ece_bins),
         "note": "; ".join(notes) or None,
     }
 
 
-def _at(y: np.ndarray, s: np.ndarray, threshold: float | None) -> dict[str, Any]:
-    if threshold is None:
-        return {"threshold": None, "precision": None, "recall": None, "f1": None}
-    return {"threshold": threshold, **rates_at(y, s, threshold)}
-
-
-def micro_metrics(
-    y_true: np.ndarray,
-    y_score: np.ndarray,
-    taxonomy: Sequence[str],
-    cfg: EvalConfig,
-    thresholds: Mapping[str, Any],
-) -> dict[str, Any]:
-    """Metrics over all flattened pairs; rates at the per-class review/hide thresholds."""
-    y, s = y_true.ravel(), y_score.ravel()
-    out = class_metrics(y, s, cfg, {})
-    hide, flag = tier_masks(y_score, taxonomy, thresholds)
-    for name, mask in (("at_review", flag), ("at_hide", hide)):
-        tp, n_pos = int((mask & (y_true == 1)).sum()), int(y_true.sum())
-        out[name] = rates_from_counts(tp, int(mask.sum()), n_pos)
-    return out
+def micro_metrics(y_true: np.ndarray, y_score: np.ndarray, cfg: EvalConfig) -> dict[str, Any]:
+    """The same metrics over all flattened (listing, class) pairs."""
+    return class_metrics(y_true.ravel(), y_score.ravel(), cfg)
 
 
 def macro_average(per_class: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -133,19 +105,27 @@ def macro_average(per_class: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def summarize_metrics(
-    y_true: np.ndarray,
-    y_score: np.ndarray,
-    taxonomy: Sequence[str],
-    cfg: EvalConfig,
-    thresholds: Mapping[str, Any],
+    y_true: np.ndarray, y_score: np.ndarray, taxonomy: Sequence[str], cfg: EvalConfig
 ) -> dict[str, Any]:
     """`{"classes": {name: ...}, "macro": ..., "micro": ...}` for one model."""
     classes = {
-        name: class_metrics(y_true[:, j], y_score[:, j], cfg, thresholds["classes"][name])
-        for j, name in enumerate(taxonomy)
+        name: class_metrics(y_true[:, j], y_score[:, j], cfg) for j, name in enumerate(taxonomy)
     }
     return {
         "classes": classes,
         "macro": macro_average(list(classes.values())),
-        "micro": micro_metrics(y_true, y_score, taxonomy, cfg, thresholds),
+        "micro": micro_metrics(y_true, y_score, cfg),
     }
+
+
+def calibration_errors(
+    y_true: np.ndarray, raw: np.ndarray, calibrated: np.ndarray, taxonomy: Sequence[str], bins: int
+) -> dict[str, Any]:
+    """ECE per class and macro of the model's raw probabilities and of the calibrated ones."""
+    out = {}
+    for name, s in (("raw", raw), ("calibrated", calibrated)):
+        per = {c: expected_calibration_error(y_true[:, j], s[:, j], bins)
+               for j, c in enumerate(taxonomy)}  # fmt: skip
+        values = [v for v in per.values() if v is not None]
+        out[name] = {"classes": per, "macro": float(np.mean(values)) if values else None}
+    return out

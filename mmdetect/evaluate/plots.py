@@ -63,9 +63,9 @@ def histograms_png(
     y_true: np.ndarray,
     y_score: np.ndarray,
     taxonomy: Sequence[str],
-    thresholds: Mapping[str, Mapping[str, Any]],
+    hide: Mapping[str, float | None],
 ) -> bytes:
-    """Score histograms of positives vs negatives per class, with hide/review lines."""
+    """Calibrated-score histograms of positives vs negatives per class, with the hide line."""
     fig, axes = _grid(len(taxonomy))
     bins = np.linspace(0, 1, 21)
     for j, (ax, name) in enumerate(zip(axes, taxonomy, strict=True)):
@@ -74,11 +74,9 @@ def histograms_png(
             ax.hist(
                 y_score[mask, j], bins, histtype="stepfilled", alpha=0.5, label=label, color=color
             )
-        tiers = thresholds[name]
-        for tier, color in (("review", "tab:orange"), ("hide", "black")):
-            if tiers.get(tier) is not None:
-                ax.axvline(tiers[tier], color=color, linestyle="--", label=tier)
+        if hide.get(name) is not None:
+            ax.axvline(hide[name], color="black", linestyle="--", label="hide")
         ax.set_yscale("log")
-        ax.set(title=name, xlabel="score", ylabel="listings", xlim=(0, 1))
+        ax.set(title=name, xlabel="calibrated score", ylabel="listings", xlim=(0, 1))
         ax.legend(fontsize=7)
     return to_png(fig)

@@ -35,13 +35,23 @@ class PredictionRecord:
     created_at: str | None = None
     category: str | None = None
     n_photos: int | None = None
+    # Under an operating point (evaluate/operating.py): `scores` are then calibrated, these are
+    # the model's own probabilities, and the decision fields are those `predict` writes.
+    model_scores: dict[str, float] | None = None
+    priority: float | None = None
+    decision: str | None = None
+    decisions: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         labels = None if self.labels is None else list(self.labels)
-        return {
+        out = {
             "id": self.id, "created_at": self.created_at, "category": self.category,
             "n_photos": self.n_photos, "labels": labels, "scores": dict(self.scores),
         }  # fmt: skip
+        if self.decision is not None:
+            out.update(decision=self.decision, priority=self.priority, decisions=self.decisions,
+                       model_scores=self.model_scores)  # fmt: skip
+        return out
 
 
 def prediction_from_listing(listing: Listing, scores: Mapping[str, float]) -> PredictionRecord:
@@ -105,7 +115,36 @@ def parse_record(obj: Any) -> PredictionRecord:
         created_at=created_at,
         category=category,
         n_photos=n_photos,
+        **_decision_fields(obj, scores),
     )
+
+
+def _decision_fields(obj: dict, scores: dict) -> dict[str, Any]:
+    """The optional decision fields of a row (all or none), checked like the scores."""
+    if obj.get("decision") is None:
+        return {}
+    from mmdetect.policy import TIERS
+
+    model_scores, decisions = obj.get("model_scores"), obj.get("decisions")
+    if obj["decision"] not in TIERS:
+        raise ValueError(f"decision: expected one of {list(TIERS)}, got {obj['decision']!r}")
+    if not _is_number(obj.get("priority")):
+        raise ValueError(f"priority: expected a number, got {obj.get('priority')!r}")
+    if not isinstance(decisions, dict) or set(decisions) != set(scores):
+        raise ValueError("decisions: expected one tier per class of scores")
+    if any(t not in TIERS for t in decisions.values()):
+        raise ValueError(f"decisions: tiers must be in {list(TIERS)}")
+    if not isinstance(model_scores, dict) or set(model_scores) != set(scores):
+        raise ValueError("model_scores: expected one probability per class of scores")
+    for name, p in model_scores.items():
+        if not _is_number(p) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"model_scores.{name}: expected a probability, got {p!r}")
+    return {
+        "model_scores": {k: float(v) for k, v in model_scores.items()},
+        "priority": float(obj["priority"]),
+        "decision": obj["decision"],
+        "decisions": dict(decisions),
+    }
 
 
 def read_predictions(path: str | Path) -> tuple[list[PredictionRecord], tuple[str, ...]]:

@@ -1,5 +1,6 @@
-"""Report files of an evaluation: metrics.json, thresholds.json, report.md (+ PNGs) and a
-self-contained report.html (figures inlined as base64 PNG), plus a console summary.
+"""Report files of an evaluation: metrics.json, thresholds.json (the operating point that was
+applied), report.md (+ PNGs) and a self-contained report.html (figures inlined as base64 PNG),
+plus a console summary.
 
 Markdown and HTML render the same `Section`s, so the two reports cannot drift apart.
 """
@@ -19,10 +20,13 @@ from mmdetect.evaluate.plots import histograms_png, pr_curves_png
 from mmdetect.evaluate.predictions import PredictionRecord, records_to_arrays, score_array
 from mmdetect.evaluate.tables import (
     Table,
+    calibration_table,
     comparison_table,
-    decisions_table,
     fmt,
+    hidden_table,
     metrics_table,
+    operating_lines,
+    operating_table,
     slice_table,
     summary_lines,
 )
@@ -39,12 +43,27 @@ class Section:
 
 
 def build_sections(result: Mapping[str, Any]) -> list[Section]:
-    """The report's sections in reading order."""
+    """The report's sections in reading order (label-dependent ones only with labels)."""
+    hidden = result["operating"]["hidden_listings"]
     sections = [
         Section("Summary", summary_lines(result)),
-        Section("Metrics", tables=[metrics_table(result)]),
+        Section(
+            "Decisions of the served operating point",
+            operating_lines(result),
+            [operating_table(result)],
+        ),  # fmt: skip
+        Section(f"Hidden listings ({hidden['count']})", tables=[hidden_table(result)]),
+    ]
+    if result["metrics"] is None:
+        return sections
+    sections += [
+        Section(
+            "Calibration",
+            ["expected calibration error, 10 equal-width bins"],
+            [calibration_table(result)],
+        ),  # fmt: skip
+        Section("Metrics (calibrated scores)", tables=[metrics_table(result)]),
         Section("Precision-recall curves", image="pr_curves"),
-        Section("Thresholds and decisions", tables=[decisions_table(result)]),
         Section("Score histograms", image="score_histograms"),
     ]
     comp = result.get("comparison")
@@ -111,6 +130,7 @@ def to_html(sections: Sequence[Section], images: Mapping[str, bytes]) -> str:
 def report_images(
     result: Mapping[str, Any],
     records: Sequence[PredictionRecord],
+    operating_point: Mapping[str, Any],
     baseline: Sequence[PredictionRecord] | None = None,
 ) -> dict[str, bytes]:
     """PR curves (both models on the shared listings when there is a baseline) and histograms."""
@@ -128,7 +148,8 @@ def report_images(
         scores = {"baseline": score_array(base, classes), "challenger": score_array(chal, classes)}
         ap = {side: _ap(comp[side]["metrics"]) for side in scores}
         pr = pr_curves_png(y_shared, scores, classes, ap)
-    hist = histograms_png(y_true, y_score, taxonomy, result["thresholds"]["classes"])
+    hide = {c: operating_point["classes"][c]["hide"] for c in taxonomy}
+    hist = histograms_png(y_true, y_score, taxonomy, hide)
     return {"pr_curves": pr, "score_histograms": hist}
 
 
@@ -140,6 +161,7 @@ def write_report(
     out_dir: str | Path,
     result: Mapping[str, Any],
     records: Sequence[PredictionRecord],
+    operating_point: Mapping[str, Any],
     baseline: Sequence[PredictionRecord] | None = None,
 ) -> dict[str, Path]:
     """Write metrics.json, thresholds.json, report.md, its PNGs and report.html; return paths."""
@@ -147,10 +169,14 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("metrics.json", "thresholds.json")}
     # allow_nan=False: a NaN that slipped through fails here, not in a strict reader later
-    for name, doc in (("metrics.json", result), ("thresholds.json", result["thresholds"])):
+    for name, doc in (("metrics.json", result), ("thresholds.json", operating_point)):
         text = json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False)
         paths[name].write_text(text + "\n", encoding="utf-8")
-    images = report_images(result, records, baseline)
+    images = (
+        {}
+        if result["metrics"] is None
+        else report_images(result, records, operating_point, baseline)
+    )
     for key, png in images.items():
         paths[f"{key}.png"] = out / f"{key}.png"
         paths[f"{key}.png"].write_bytes(png)
@@ -165,25 +191,31 @@ def write_report(
 
 
 def format_console(result: Mapping[str, Any]) -> str:
-    """A compact fixed-width summary: per class AP/AUC/ECE, thresholds, decisions, verdict."""
-    m, th, dec = result["metrics"], result["thresholds"]["classes"], result["decisions"]
-    macro_label = f"macro ({m['macro']['n_classes']['average_precision']} classes)"
-    width = max(len(macro_label), *(len(c) for c in result["taxonomy"]))
-    cols = ["pos", "AP", "AUC", "ECE", "hide", "review", "hidden", "to rev", "passed"]
+    """A compact summary: per class AP/ECE and the served decisions, then the overall rates."""
+    o, m, cal = result["operating"], result["metrics"], result["calibration"]
+    width = max(len("macro"), *(len(c) for c in result["taxonomy"]))
+    cols = ["pos", "AP", "ECE", "ECEcal", "hide>=", "hidden", "P@hide", "recall"]
     lines = [f"{'class':<{width}} " + " ".join(f"{c:>7}" for c in cols)]
     for name in result["taxonomy"]:
-        c, d = m["classes"][name], dec["classes"][name]
-        values = [c["support"], *(fmt(c[k]) for k in ("average_precision", "roc_auc", "ece"))]
-        values += [fmt(th[name]["hide"]), fmt(th[name]["review"]), d["hide"], d["review"]]
-        lines.append(f"{name:<{width}} " + " ".join(f"{v!s:>7}" for v in [*values, d["pass"]]))
-    for label, block in ((macro_label, m["macro"]), ("micro", m["micro"])):
-        values = ["", *(fmt(block[k]) for k in ("average_precision", "roc_auc", "ece"))]
-        lines.append(f"{label:<{width}} " + " ".join(f"{v:>7}" for v in values))
-    o = dec["overall"]
-    lines.append(
-        f"{result['n_listings']} listings: hidden {o['hide']}, to review {o['review']}, "
-        f"passed {o['pass']}"
-    )
+        c = o["classes"][name]
+        values = [c.get("positives", "-")]
+        if m is not None:
+            values += [fmt(m["classes"][name]["average_precision"]),
+                       fmt(cal["raw"]["classes"][name]), fmt(cal["calibrated"]["classes"][name])]  # fmt: skip
+        else:
+            values += ["-", "-", "-"]
+        values += [fmt(c["hide_threshold"]), c["hidden"]]
+        values += [_short(c.get("hide_precision")), _short(c.get("recall_at_review"))]
+        lines.append(f"{name:<{width}} " + " ".join(f"{v!s:>7}" for v in values))
+    if m is not None:
+        macro = ["", fmt(m["macro"]["average_precision"]), fmt(cal["raw"]["macro"]),
+                 fmt(cal["calibrated"]["macro"])]  # fmt: skip
+        lines.append(f"{'macro':<{width}} " + " ".join(f"{v:>7}" for v in macro))
+    lines += operating_lines(result)
     if result.get("comparison"):
         lines.append(result["comparison"]["verdict_line"])
     return "\n".join(lines)
+
+
+def _short(r: Mapping[str, Any] | None) -> str:
+    return "-" if r is None or r["value"] is None else f"{r['value']:.3f}"

@@ -1,5 +1,8 @@
 """Entry points: `evaluate_records` (pure), `run_evaluation` (writes files), and the
 `mmdetect evaluate --predictions FILE ...` front that recomputes everything without the model.
+
+Evaluation judges the operating point a model SERVES (its thresholds.json): it never fits one.
+Fitting is `mmdetect thresholds fit` (mmdetect/policy).
 """
 
 from __future__ import annotations
@@ -10,9 +13,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mmdetect.evaluate.compare import compare
 from mmdetect.evaluate.config import EvalConfig, EvaluationError, load_eval_config
-from mmdetect.evaluate.metrics import summarize_metrics
+from mmdetect.evaluate.metrics import calibration_errors, summarize_metrics
+from mmdetect.evaluate.operating import apply_operating_point, flagged, operating_figures
 from mmdetect.evaluate.predictions import (
     PredictionRecord,
     check_labels,
@@ -22,46 +28,75 @@ from mmdetect.evaluate.predictions import (
 )
 from mmdetect.evaluate.report import format_console, write_report
 from mmdetect.evaluate.slices import drift_slices
-from mmdetect.evaluate.thresholds import decision_table, thresholds_document
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def operating_point_summary(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """What metrics.json keeps of the served thresholds.json (the whole file is beside it)."""
+    return {
+        "fitted": bool(doc.get("fitted")),
+        "note": doc.get("note"),
+        "source": doc.get("source"),
+        "policy": doc.get("policy"),
+        "calibration": doc["calibration"]["method"],
+        "review_threshold": doc["review"]["threshold"],
+        "review_budget": doc["review"].get("budget"),
+        "classes": {
+            c: {k: v.get(k) for k in ("hide", "certified", "note")}
+            for c, v in doc["classes"].items()
+        },
+    }
 
 
 def evaluate_records(
     records: Sequence[PredictionRecord],
     taxonomy: Sequence[str],
     cfg: EvalConfig,
+    operating_point: Mapping[str, Any],
     baseline: Sequence[PredictionRecord] | None = None,
     source: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole evaluation as a JSON-serialisable dict (the content of metrics.json).
 
-    Unlabeled records are skipped and counted; `source` is free-form provenance (strings or
-    paths; its `snapshot` and `model` go into thresholds.json).
+    `records` carry decisions (apply_operating_point). Figures that need labels are computed on
+    the labeled records; an unlabeled snapshot still gets hide/review rates and hidden listings.
     """
     if not taxonomy:
         raise EvaluationError("empty taxonomy: nothing to evaluate")
-    check_labels(records, taxonomy)
+    if not records:
+        raise EvaluationError("no listings to evaluate (an empty snapshot or period?)")
     labeled = [r for r in records if r.labels is not None]
-    y_true, y_score = records_to_arrays(labeled, taxonomy)
     src = {"snapshot": None, "model": None, **(source or {})}
     src = {k: str(v) if isinstance(v, Path) else v for k, v in src.items()}
-    th = thresholds_document(
-        y_true, y_score, taxonomy, cfg.target_precision, cfg.target_recall, src
-    )
-    return {
+    result: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "source": src,
         "config": cfg.to_dict(),
         "taxonomy": list(taxonomy),
-        "n_listings": len(labeled),
-        "n_unlabeled_skipped": len(records) - len(labeled),
-        "metrics": summarize_metrics(y_true, y_score, taxonomy, cfg, th),
-        "thresholds": th,
-        "decisions": decision_table(y_true, y_score, taxonomy, th),
-        "slices": drift_slices(labeled, y_true, y_score, taxonomy, th, cfg),
-        "comparison": None if baseline is None else compare(baseline, labeled, taxonomy, cfg),
+        "n_listings": len(records),
+        "n_labeled": len(labeled),
+        "operating_point": operating_point_summary(operating_point),
+        "operating": operating_figures(records, taxonomy, operating_point),
+        "metrics": None,
+        "calibration": None,
+        "slices": None,
+        "comparison": None,
     }
+    if not labeled:
+        return result
+    check_labels(labeled, taxonomy)
+    y_true, y_score = records_to_arrays(labeled, taxonomy)
+    raw = np.array([[(r.model_scores or r.scores)[c] for c in taxonomy] for r in labeled])
+    result["metrics"] = summarize_metrics(y_true, y_score, taxonomy, cfg)
+    result["calibration"] = calibration_errors(
+        y_true, raw.reshape(y_true.shape), y_score, taxonomy, cfg.ece_bins
+    )
+    flags = flagged(labeled, taxonomy)
+    result["slices"] = drift_slices(labeled, y_true, y_score, flags, taxonomy, cfg)
+    if baseline is not None:
+        result["comparison"] = compare(baseline, labeled, taxonomy, cfg)
+    return result
 
 
 def run_evaluation(
@@ -69,36 +104,49 @@ def run_evaluation(
     taxonomy: Sequence[str],
     cfg: EvalConfig,
     out_dir: str | Path,
+    operating_point: Mapping[str, Any],
     baseline: Sequence[PredictionRecord] | None = None,
     source: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`evaluate_records`, then write predictions.jsonl (+ baseline_predictions.jsonl) and the
-    report files (metrics.json, thresholds.json, report.md, report.html) into `out_dir`."""
-    result = evaluate_records(records, taxonomy, cfg, baseline, source)
+    """`evaluate_records`, then write predictions.jsonl (+ baseline_predictions.jsonl), the
+    operating point that was applied (thresholds.json) and the report files into `out_dir`."""
+    result = evaluate_records(records, taxonomy, cfg, operating_point, baseline, source)
     out = Path(out_dir)
     write_predictions(out / "predictions.jsonl", records)
     if baseline is not None:
         write_predictions(out / "baseline_predictions.jsonl", baseline)
-    write_report(out, result, records, baseline)
+    write_report(out, result, records, operating_point, baseline)
     return result
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mmdetect evaluate",
-        description="Recompute metrics, thresholds and the report from saved predictions.",
+        description="Recompute the report from saved predictions (their decisions, or those of "
+        "--thresholds applied to their model scores).",
     )
     p.add_argument("--predictions", type=Path, required=True, help="predictions.jsonl to score")
     p.add_argument("--baseline-predictions", type=Path, help="champion predictions to compare")
+    p.add_argument("--thresholds", type=Path, help="an operating point to apply instead")
     p.add_argument("--config", type=Path, help="configs/evaluate/*.yaml (default: built-in)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--source-model", help="model name recorded in thresholds.json")
-    p.add_argument("--source-snapshot", help="snapshot name recorded in thresholds.json")
+    p.add_argument("--source-model", help="model name recorded in the report")
+    p.add_argument("--source-snapshot", help="snapshot name recorded in the report")
     return p
 
 
+def _model_scores(records: Sequence[PredictionRecord]) -> list[PredictionRecord]:
+    """Records whose `scores` are the model's own probabilities again (for re-application)."""
+    from dataclasses import replace
+
+    return [replace(r, scores=r.model_scores or r.scores) for r in records]
+
+
 def evaluate_predictions_main(argv: Sequence[str] | None = None) -> int:
-    """`mmdetect evaluate --predictions FILE [--baseline-predictions FILE] --out DIR`."""
+    """`mmdetect evaluate --predictions FILE [--thresholds FILE] --out DIR`."""
+    from mmdetect.policy import PolicyError, check_operating_point
+    from mmdetect.policy.io import read_operating_point
+
     args = _parser().parse_args(argv)
     try:
         cfg = load_eval_config(args.config)
@@ -106,16 +154,36 @@ def evaluate_predictions_main(argv: Sequence[str] | None = None) -> int:
         baseline = None
         if args.baseline_predictions is not None:
             baseline, _ = read_predictions(args.baseline_predictions)
+        if args.thresholds is not None:
+            doc = read_operating_point(args.thresholds, taxonomy)
+            records = apply_operating_point(_model_scores(records), doc, taxonomy)
+        else:
+            doc = _embedded_operating_point(args.predictions)
+            check_operating_point(doc, taxonomy, str(args.predictions.parent / "thresholds.json"))
         source = {
             "snapshot": args.source_snapshot,
             "model": args.source_model,
             "predictions": str(args.predictions),
             "baseline_predictions": args.baseline_predictions and str(args.baseline_predictions),
+            "thresholds": str(args.thresholds) if args.thresholds else None,
         }
-        result = run_evaluation(records, taxonomy, cfg, args.out, baseline, source)
-    except (EvaluationError, OSError) as exc:
+        result = run_evaluation(records, taxonomy, cfg, args.out, doc, baseline, source)
+    except (EvaluationError, PolicyError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(format_console(result))
     print(f"report: {args.out / 'report.html'}")
     return 0
+
+
+def _embedded_operating_point(predictions: Path) -> dict[str, Any]:
+    """The thresholds.json that evaluate wrote beside predictions.jsonl (the one applied)."""
+    from mmdetect.policy.io import read_json_doc
+
+    path = predictions.parent / "thresholds.json"
+    if not path.is_file():
+        raise EvaluationError(
+            f"{path}: not found; the decisions in {predictions} need the operating point they "
+            "were made under: pass --thresholds FILE"
+        )
+    return read_json_doc(path)

@@ -1,6 +1,6 @@
 """Drift slices: AP, support and flag rate by month, category and has-photo.
 
-Thresholds are the ones chosen on the whole snapshot, so a slice's `flag_rate` shows how the
+Decisions are those of the served operating point, so a slice's `flag_rate` shows how the
 review load shifts. A slice with fewer than `min_slice_support` listings is listed with its counts
 but null metrics (too few listings to trust).
 """
@@ -8,7 +8,7 @@ but null metrics (too few listings to trust).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,6 @@ import numpy as np
 from mmdetect.evaluate.config import EvalConfig
 from mmdetect.evaluate.metrics import average_precision
 from mmdetect.evaluate.predictions import PredictionRecord
-from mmdetect.evaluate.thresholds import tier_masks
 
 UNKNOWN = "(unknown)"
 
@@ -74,12 +73,12 @@ def drift_slices(
     records: Sequence[PredictionRecord],
     y_true: np.ndarray,
     y_score: np.ndarray,
+    flag: np.ndarray,
     taxonomy: Sequence[str],
-    thresholds: Mapping[str, Any],
     cfg: EvalConfig,
 ) -> dict[str, list[dict[str, Any]]]:
-    """`{kind: [slice, ...]}` for each configured kind; months in order, others largest first."""
-    _, flag = tier_masks(y_score, taxonomy, thresholds)
+    """`{kind: [slice, ...]}` for each configured kind; months in order, others largest first.
+    `flag` [N, C]: the class sent the listing to review or hid it (operating.flagged)."""
     out = {}
     for kind in cfg.slices:
         groups: dict[str, list[int]] = defaultdict(list)

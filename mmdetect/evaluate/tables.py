@@ -19,18 +19,106 @@ def _signed(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.3f}"
 
 
+def fmt_rate(r: Mapping[str, Any] | None, pct: bool = False) -> str:
+    """`0.950 [0.83, 0.99] (19/20)`, or `n/a (0/0)`; percentages with pct."""
+    if r is None:
+        return "n/a"
+    if r["value"] is None:
+        return f"n/a ({r['count']}/{r['of']})"
+    f = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:.3f}")
+    return f"{f(r['value'])} [{f(r['ci'][0])}, {f(r['ci'][1])}] ({r['count']}/{r['of']})"
+
+
 def summary_lines(result: Mapping[str, Any]) -> list[str]:
-    """Provenance, size and targets of the evaluation."""
+    """Provenance, size and the operating point that was applied."""
     src = ", ".join(f"{k}={v}" for k, v in result["source"].items() if v is not None)
-    cfg = result["config"]
+    op = result["operating_point"]
+    policy = op.get("policy") or {}
+    fitted_on = (op.get("source") or {}).get("snapshot")
     lines = [
         f"source: {src or 'not given'}",
-        f"labeled listings: {result['n_listings']} (unlabeled skipped: "
-        f"{result['n_unlabeled_skipped']}); classes: {', '.join(result['taxonomy'])}",
-        f"targets: hide at precision >= {cfg['target_precision']:g}, "
-        f"review at recall >= {cfg['target_recall']:g}",
+        f"listings: {result['n_listings']} ({result['n_labeled']} labeled); "
+        f"classes: {', '.join(result['taxonomy'])}",
+        "operating point: "
+        + (
+            f"fitted on {fitted_on or '?'}; calibration {op['calibration']}; review when "
+            f"priority >= {op['review_threshold']:.4g} (budget {_pct(op['review_budget'])}); "
+            f"auto-hide certified at precision >= {policy.get('hide_precision')} with "
+            f"{policy.get('hide_confidence')} confidence"
+            if op["fitted"]
+            else f"NOT FITTED: {op['note']}"
+        ),
     ]
     return lines
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def operating_lines(result: Mapping[str, Any]) -> list[str]:
+    """What the served decisions did, with 95 % intervals (labels used where present)."""
+    o = result["operating"]
+    ratio = o["review_vs_budget"]
+    lines = [
+        f"{o['listings']} listings: hidden {o['hidden']}, to review {o['reviewed']}, "
+        f"passed {o['passed']}",
+        f"review rate {fmt_rate(o['review_rate'], True)}; budget {_pct(o['review_budget'])}"
+        + ("" if ratio is None else f" ({ratio:.2f}x the budget)"),
+        f"hide rate {fmt_rate(o['hide_rate'], True)}",
+    ]
+    if o["labeled"]:
+        lines += [
+            f"auto-hide precision (hidden listings that are prohibited): "
+            f"{fmt_rate(o['hide_precision'])}",
+            f"false-hide rate (clean listings hidden): {fmt_rate(o['false_hide_rate'], True)}",
+            f"recall of prohibited listings (hidden or reviewed): "
+            f"{fmt_rate(o['recall_at_review'])}",
+            f"review precision (reviewed listings that are prohibited): "
+            f"{fmt_rate(o['review_precision'])}",
+        ]
+    else:
+        lines.append("no labels: rates only (precision and recall need labeled listings)")
+    return lines
+
+
+def operating_table(result: Mapping[str, Any]) -> Table:
+    """Per class: hide threshold, certification, hidden and flagged, realised rates."""
+    o, op = result["operating"], result["operating_point"]
+    header = ["class", "hide >=", "certified", "hidden", "flagged", "positives"]
+    header += ["precision at hide [95% CI]", "recall (hidden or reviewed) [95% CI]", "note"]
+    rows = []
+    for name in result["taxonomy"]:
+        c = o["classes"][name]
+        rows.append([
+            name, fmt(c["hide_threshold"], 4), "yes" if c["certified"] else "no",
+            str(c["hidden"]), str(c["flagged"]), str(c.get("positives", "n/a")),
+            fmt_rate(c.get("hide_precision")), fmt_rate(c.get("recall_at_review")),
+            op["classes"][name].get("note") or "",
+        ])  # fmt: skip
+    return header, rows
+
+
+def hidden_table(result: Mapping[str, Any], limit: int = 50) -> Table:
+    """The hidden listings (highest priority first), with the classes that hid them."""
+    header = ["id", "hidden by", "calibrated scores", "labels"]
+    rows = [
+        [h["id"], ", ".join(h["classes"]),
+         ", ".join(f"{c}={v:.3f}" for c, v in h["scores"].items()),
+         "unlabeled" if h["labels"] is None else (", ".join(h["labels"]) or "clean")]
+        for h in result["operating"]["hidden_listings"]["listed"][:limit]
+    ]  # fmt: skip
+    return header, rows
+
+
+def calibration_table(result: Mapping[str, Any]) -> Table:
+    """ECE per class of the model's probabilities and of the calibrated ones."""
+    cal = result["calibration"]
+    header = ["class", "ECE model", "ECE calibrated"]
+    rows = [[c, fmt(cal["raw"]["classes"][c]), fmt(cal["calibrated"]["classes"][c])]
+            for c in result["taxonomy"]]  # fmt: skip
+    rows.append(["macro", fmt(cal["raw"]["macro"]), fmt(cal["calibrated"]["macro"])])
+    return header, rows
 
 
 def metrics_table(result: Mapping[str, Any]) -> Table:
@@ -60,35 +148,10 @@ def metrics_table(result: Mapping[str, Any]) -> Table:
     return header, rows
 
 
-def decisions_table(result: Mapping[str, Any]) -> Table:
-    """Per class: thresholds, hidden / to review / passed (positives among them), rates."""
-    th, dec, m = result["thresholds"]["classes"], result["decisions"], result["metrics"]
-    header = ["class", "hide >=", "review >=", "hidden (pos)", "to review (pos)", "passed (pos)"]
-    header += ["P@hide", "R@hide", "P@review", "R@review", "F1@review", "note"]
-
-    def counts(d: Mapping[str, int]) -> list[str]:
-        return [f"{d[t]} ({d[t + '_positives']})" for t in ("hide", "review", "pass")]
-
-    def rates(block: Mapping[str, Any]) -> list[str]:
-        h, r = block["at_hide"], block["at_review"]
-        return [fmt(v) for v in (h["precision"], h["recall"], r["precision"], r["recall"], r["f1"])]
-
-    rows = [
-        [name, fmt(th[name]["hide"], 4), fmt(th[name]["review"], 4)]
-        + counts(dec["classes"][name])
-        + rates(m["classes"][name])
-        + [th[name]["note"] or ""]
-        for name in result["taxonomy"]
-    ]
-    rows.append(["any class (per listing)", "", ""] + counts(dec["overall"]) + rates(m["micro"]))
-    rows[-1].append("rates: micro over (listing, class) pairs")
-    return header, rows
-
-
 def comparison_table(comp: Mapping[str, Any]) -> Table:
     """Baseline vs challenger AP per class and macro, with the paired-bootstrap CI."""
     header = ["class", "positives", "baseline AP", "challenger AP", "ΔAP", "95% CI", "ΔROC-AUC"]
-    header += ["ΔECE", f"ΔAP < -{comp['class_margin']:g}"]
+    header += ["ΔECE", f"CI below -{comp['class_margin']:g}"]
     base, chal = comp["baseline"]["metrics"], comp["challenger"]["metrics"]
     boot, delta = comp["bootstrap"], comp["delta"]
 
@@ -115,7 +178,7 @@ def comparison_table(comp: Mapping[str, Any]) -> Table:
 
 
 def slice_table(result: Mapping[str, Any], slices: Sequence[Mapping[str, Any]]) -> Table:
-    """One row per slice: size, labels, macro AP, flag rate at review, AP per class."""
+    """One row per slice: size, labels, macro AP, flag rate, AP per class."""
     taxonomy = result["taxonomy"]
     header = ["slice", "listings", "labels", "macro AP", "flag rate"]
     header += [f"AP {c}" for c in taxonomy] + ["note"]

@@ -26,7 +26,6 @@ from mmdetect.evaluate.metrics import (
     roc_auc,
     summarize_metrics,
 )
-from mmdetect.evaluate.thresholds import thresholds_document
 
 # 10 listings, 5 positives; worked out by hand in the comments of each test
 S10 = np.array([0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
@@ -109,18 +108,17 @@ def test_metrics_match_sklearn_and_torchmetrics_on_random_data(seed: int) -> Non
 
 def test_class_without_positives_is_null_with_note() -> None:
     y, s = np.zeros(10, dtype=np.int64), np.linspace(0, 0.9, 10)
-    m = class_metrics(y, s, EvalConfig(), {"review": None, "hide": None})
+    m = class_metrics(y, s, EvalConfig())
     assert m["support"] == 0 and m["count"] == 10
     assert m["average_precision"] is None and m["roc_auc"] is None
     assert m["precision_at_recall"] == {"0.8": None, "0.9": None}
     assert m["recall_at_precision"] == {"0.9": None, "0.95": None}
-    assert m["at_review"]["f1"] is None
     assert m["ece"] is not None  # calibration is defined without positives
     assert m["note"] == "no positives in this snapshot"
 
 
 def test_all_positive_class_has_ap_but_no_auc() -> None:
-    m = class_metrics(np.ones(5, dtype=np.int64), np.linspace(0.1, 0.9, 5), EvalConfig(), {})
+    m = class_metrics(np.ones(5, dtype=np.int64), np.linspace(0.1, 0.9, 5), EvalConfig())
     assert m["average_precision"] == pytest.approx(1.0)
     assert m["roc_auc"] is None and "no negatives" in m["note"]
 
@@ -144,8 +142,7 @@ def test_summary_macro_and_micro_against_sklearn() -> None:
     y[:, 2] = 0
     s = np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1)
     tax = ["a", "b", "c"]
-    th = thresholds_document(y, s, tax, 0.9, 0.8)
-    m = summarize_metrics(y, s, tax, EvalConfig(), th)
+    m = summarize_metrics(y, s, tax, EvalConfig())
     per_class = [average_precision_score(y[:, j], s[:, j]) for j in range(2)]
     assert m["macro"]["average_precision"] == pytest.approx(np.mean(per_class), abs=1e-5)
     assert m["macro"]["n_classes"]["average_precision"] == 2
@@ -153,7 +150,3 @@ def test_summary_macro_and_micro_against_sklearn() -> None:
         average_precision_score(y.ravel(), s.ravel()), abs=1e-5
     )
     assert m["micro"]["count"] == 600 and m["micro"]["support"] == int(y.sum())
-    # micro recall at review pools the per-class decisions: flagged positives / all positives
-    review = np.array([th["classes"][c]["review"] or np.inf for c in tax])
-    expected = ((s >= review) & (y == 1)).sum() / y.sum()
-    assert m["micro"]["at_review"]["recall"] == pytest.approx(expected)

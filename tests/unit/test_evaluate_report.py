@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +20,14 @@ from mmdetect.evaluate import (
     run_evaluation,
     write_predictions,
 )
+from mmdetect.evaluate.operating import apply_operating_point
+from mmdetect.evaluate.predictions import records_to_arrays
 from mmdetect.evaluate.slices import slice_value
-from mmdetect.evaluate.thresholds import decision_table
+from mmdetect.policy import PolicyConfig, decide, fit_operating_point
 
 TAX = ("a", "b", "c")
 CFG = EvalConfig(bootstrap=50, min_slice_support=20)
+POLICY = PolicyConfig(review_budget=0.1, min_positives=5, hide_precision=0.8)
 
 
 def strict_json(text: str):
@@ -52,13 +56,21 @@ def make_records(n: int = 120, seed: int = 0, signal: float = 0.5) -> list[Predi
     ]
 
 
+def fitted(seed: int = 1) -> dict:
+    """An operating point fitted on other records of the same kind (a calibration split)."""
+    cal = make_records(400, seed=seed)
+    y, s = records_to_arrays(cal, TAX)
+    return fit_operating_point(y, s, TAX, POLICY, source={"snapshot": "cal"})
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("eval")
-    records = make_records()
-    baseline = make_records(seed=0, signal=0.2)[5:]
+    doc = fitted()
+    records = apply_operating_point(make_records(), doc, TAX)
+    baseline = apply_operating_point(make_records(seed=0, signal=0.2)[5:], doc, TAX)
     source = {"snapshot": "data_samples/drift", "model": "m.ckpt"}
-    return out, run_evaluation(records, TAX, CFG, out, baseline=baseline, source=source)
+    return out, run_evaluation(records, TAX, CFG, out, doc, baseline=baseline, source=source)
 
 
 def test_slice_values() -> None:
@@ -89,28 +101,32 @@ def test_result_shape_and_strict_json(run) -> None:
     loaded = strict_json((out / "metrics.json").read_text(encoding="utf-8"))
     assert loaded == json.loads(json.dumps(result))
     assert loaded["schema_version"] == SCHEMA_VERSION
-    assert loaded["n_listings"] == 120
+    assert loaded["n_listings"] == 120 and loaded["n_labeled"] == 120
     assert loaded["metrics"]["classes"]["c"]["average_precision"] is None
     assert loaded["metrics"]["classes"]["c"]["note"] == "no positives in this snapshot"
     assert loaded["comparison"]["n_common"] == 115
     assert loaded["comparison"]["verdict"] == "better"
     assert set(loaded["slices"]) == {"month", "category", "has_photo"}
+    o = loaded["operating"]
+    assert o["hidden"] + o["reviewed"] + o["passed"] == 120
+    assert o["review_budget"] == 0.1
+    lo, hi = o["review_rate"]["ci"]
+    assert lo <= o["review_rate"]["value"] <= hi
 
 
-def test_thresholds_json_round_trips(run) -> None:
+def test_decisions_in_predictions_are_those_of_the_operating_point(run) -> None:
     out, result = run
     doc = strict_json((out / "thresholds.json").read_text(encoding="utf-8"))
-    assert doc == result["thresholds"]
-    assert doc["taxonomy"] == list(TAX)
-    assert doc["source"] == {"snapshot": "data_samples/drift", "model": "m.ckpt"}
-    assert doc["classes"]["c"] == {
-        "hide": None, "review": None,
-        "note": "no positives in this snapshot: hides and reviews nothing",
-    }  # fmt: skip
+    assert doc["source"]["snapshot"] == "cal" and doc["fitted"] is True
     records, _ = read_predictions(out / "predictions.jsonl")
-    y = np.array([[c in r.labels for c in TAX] for r in records])
-    s = np.array([[r.scores[c] for c in TAX] for r in records])
-    assert decision_table(y, s, TAX, doc) == result["decisions"]  # reloaded file -> same decisions
+    raw = np.array([[r.model_scores[c] for c in TAX] for r in records])
+    d = decide(doc, raw, TAX)
+    assert [r.decision for r in records] == [d.tier_names(i, TAX)[1] for i in range(len(raw))]
+    assert sum(r.decision == "hide" for r in records) == result["operating"]["hidden"]
+    # the realised figures by hand: hidden listings that carry any label
+    hidden = [r for r in records if r.decision == "hide"]
+    hp = result["operating"]["hide_precision"]
+    assert hp["count"] == sum(bool(r.labels) for r in hidden) and hp["of"] == len(hidden)
 
 
 def test_report_files(run) -> None:
@@ -119,6 +135,7 @@ def test_report_files(run) -> None:
     assert html.count('<img alt="') == 2
     assert '<img alt="Precision-recall curves" src="data:image/png;base64,iVBOR' in html
     assert "Champion vs challenger" in html and "Drift by month" in html
+    assert "Decisions of the served operating point" in html and "Calibration" in html
     assert "<link" not in html and "<script" not in html  # self-contained
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "| macro |" in md and "![Score histograms](score_histograms.png)" in md
@@ -130,21 +147,40 @@ def test_console_summary(run) -> None:
     _, result = run
     text = format_console(result)
     assert text.splitlines()[0].split()[:3] == ["class", "pos", "AP"]
-    assert "macro (2 classes)" in text and "challenger vs baseline: better" in text
+    assert "review rate" in text and "budget 10.0%" in text
+    assert "challenger vs baseline: better" in text
 
 
-def test_unlabeled_records_are_skipped_and_counted() -> None:
-    records = make_records(40)
-    records[0] = PredictionRecord(records[0].id, records[0].scores, None)
-    result = evaluate_records(records, TAX, EvalConfig(slices=("month",)))
-    assert (result["n_listings"], result["n_unlabeled_skipped"]) == (39, 1)
-    assert result["comparison"] is None
+def test_unlabeled_snapshot_reports_rates_and_hidden_listings(tmp_path: Path) -> None:
+    doc = fitted()
+    records = [replace(r, labels=None) for r in make_records(200, seed=5)]
+    records = apply_operating_point(records, doc, TAX)
+    result = run_evaluation(records, TAX, EvalConfig(slices=("month",)), tmp_path, doc)
+    o = result["operating"]
+    assert result["metrics"] is None and result["n_labeled"] == 0
+    n_hide = sum(r.decision == "hide" for r in records)
+    assert o["hidden"] == n_hide and o["hidden_listings"]["count"] == n_hide
+    assert o["hide_rate"]["value"] == pytest.approx(n_hide / 200) and o["hide_rate"]["ci"]
+    assert "hide_precision" not in o
+    assert "no labels: rates only" in format_console(result)
+    assert (tmp_path / "report.html").exists() and not (tmp_path / "pr_curves.png").exists()
 
 
-def test_cli_recomputes_from_predictions(tmp_path: Path, capsys) -> None:
-    pred = write_predictions(tmp_path / "p.jsonl", make_records(60))
+def test_all_clean_snapshot_counts_false_hides(tmp_path: Path) -> None:
+    doc = fitted()
+    records = [replace(r, labels=()) for r in make_records(200, seed=6)]
+    records = apply_operating_point(records, doc, TAX)
+    o = evaluate_records(records, TAX, EvalConfig(slices=()), doc)["operating"]
+    hidden = sum(r.decision == "hide" for r in records)
+    assert o["false_hide_rate"]["count"] == hidden and o["false_hide_rate"]["of"] == 200
+    assert o["recall_at_review"]["value"] is None  # no prohibited listing to recall
+
+
+def test_cli_recomputes_from_predictions(run, tmp_path: Path, capsys) -> None:
+    out, result = run
     cfg = tmp_path / "c.yaml"
     cfg.write_text("bootstrap: 10\nslices: [month]\n", encoding="utf-8")
+    pred = out / "predictions.jsonl"
     code = evaluate_predictions_main(
         ["--predictions", str(pred), "--config", str(cfg), "--out", str(tmp_path / "o")]
     )
@@ -153,12 +189,28 @@ def test_cli_recomputes_from_predictions(tmp_path: Path, capsys) -> None:
     assert "macro" in printed and f"report: {tmp_path / 'o' / 'report.html'}" in printed
     metrics = strict_json((tmp_path / "o/metrics.json").read_text(encoding="utf-8"))
     assert metrics["source"]["predictions"] == str(pred)
+    assert metrics["operating"]["hidden"] == result["operating"]["hidden"]
     assert list(metrics["slices"]) == ["month"]
 
 
+def test_cli_applies_another_operating_point(run, tmp_path: Path) -> None:
+    out, _ = run
+    other = fitted(seed=7)
+    other["review"]["threshold"] = 2.0  # severity x probability never reaches 2: no review
+    for c in TAX:  # and no auto-hide (a hide threshold below review is refused)
+        other["classes"][c].update(hide=None, certified=False)
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(other), encoding="utf-8")
+    code = evaluate_predictions_main(["--predictions", str(out / "predictions.jsonl"),
+                                      "--thresholds", str(path), "--out", str(tmp_path / "o")])  # fmt: skip
+    assert code == 0
+    metrics = json.loads((tmp_path / "o/metrics.json").read_text(encoding="utf-8"))
+    assert metrics["operating"]["reviewed"] == 0 and metrics["operating"]["hidden"] == 0
+    assert metrics["operating"]["passed"] == 120
+
+
 def test_cli_errors_are_clear(tmp_path: Path, capsys) -> None:
-    unlabeled = [PredictionRecord(r.id, r.scores, None) for r in make_records(5)]
-    pred = write_predictions(tmp_path / "p.jsonl", unlabeled)
+    pred = write_predictions(tmp_path / "p.jsonl", make_records(5))  # no decisions, no thresholds
     code = evaluate_predictions_main(["--predictions", str(pred), "--out", str(tmp_path / "o")])
     assert code == 1
-    assert "snapshot has no labels: evaluation needs labeled listings" in capsys.readouterr().err
+    assert "pass --thresholds FILE" in capsys.readouterr().err

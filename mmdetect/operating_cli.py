@@ -1,0 +1,187 @@
+"""`mmdetect thresholds fit` and `mmdetect evaluate --model`: fitting an operating point, and
+judging the one a model serves. Both score a snapshot through mmdetect.scoring (checkpoint or
+bundle); fitting and deciding are mmdetect.policy, the report is mmdetect.evaluate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmdetect.data.reader import SnapshotError
+from mmdetect.evaluate import EvaluationError, format_console, load_eval_config, run_evaluation
+from mmdetect.evaluate.metrics import calibration_errors
+from mmdetect.evaluate.operating import apply_operating_point
+from mmdetect.evaluate.predictions import PredictionRecord, records_to_arrays
+from mmdetect.policy import PolicyError, decide, fit_operating_point, load_policy
+from mmdetect.policy.io import read_operating_point, write_operating_point
+
+ERRORS = (EvaluationError, SnapshotError, PolicyError, FileNotFoundError)
+HOW_TO_FIT = (
+    "fit one with `mmdetect thresholds fit --model {model} --snapshot CALIBRATION_SNAPSHOT "
+    "--out DIR` and pass --thresholds DIR/thresholds.json"
+)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _scoring_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="a .ckpt file or an exported bundle directory")
+    p.add_argument("--snapshot", type=Path, required=True)
+    p.add_argument("--created-from", help="only listings created on or after this ISO date")
+    p.add_argument("--created-to", help="only listings created before this ISO date")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--num-workers", type=int, default=2, choices=range(0, 65), metavar="N")
+    p.add_argument("--out", type=Path, required=True)
+
+
+def _score(model: str, args: argparse.Namespace):
+    from mmdetect.scoring import score_snapshot
+
+    kw = {"batch_size": args.batch_size, "num_workers": args.num_workers,
+          "created_from": args.created_from, "created_to": args.created_to}  # fmt: skip
+    return score_snapshot(model, args.snapshot, **kw)
+
+
+def operating_point_for(
+    model: str, served: dict | None, thresholds: Path | None, taxonomy: Sequence[str]
+) -> dict[str, Any]:
+    """--thresholds if given, else the one the bundle serves; a checkpoint must be given one."""
+    if thresholds is not None:
+        return read_operating_point(thresholds, taxonomy)
+    if served is None:
+        raise EvaluationError(
+            f"{model}: a checkpoint serves no thresholds; " + HOW_TO_FIT.format(model=model)
+        )
+    return served
+
+
+def evaluate_main(argv: Sequence[str]) -> int:
+    """`mmdetect evaluate --model CKPT_OR_BUNDLE --snapshot DIR [--thresholds F] --out DIR`."""
+    p = argparse.ArgumentParser(
+        prog="mmdetect evaluate",
+        description="Judge the operating point a model serves on a snapshot (labeled or not): "
+        "decisions, hide/review rates against the budget, precision and recall with intervals, "
+        "metrics, drift. `--predictions FILE --out DIR` recomputes a report without the model.",
+    )
+    _scoring_args(p)
+    p.add_argument("--thresholds", type=Path, help="operating point (default: the bundle's own)")
+    p.add_argument("--baseline", help="the champion (.ckpt or bundle) to compare against")
+    p.add_argument("--baseline-thresholds", type=Path, help="the champion's operating point")
+    p.add_argument("--config", type=Path, help="configs/evaluate/*.yaml (default: built-in)")
+    args = p.parse_args(argv)
+    try:
+        cfg = load_eval_config(args.config)
+        records, taxonomy, snap, served = _score(args.model, args)
+        doc = operating_point_for(args.model, served, args.thresholds, taxonomy)
+        records = apply_operating_point(records, doc, taxonomy)
+        baseline = None
+        if args.baseline:
+            base, base_tax, _, base_served = _score(args.baseline, args)
+            if args.baseline_thresholds or base_served:
+                base_doc = operating_point_for(
+                    args.baseline, base_served, args.baseline_thresholds, base_tax
+                )
+                base = apply_operating_point(base, base_doc, base_tax)
+            baseline = base
+        source = {"snapshot": str(args.snapshot), "model": args.model, "baseline": args.baseline,
+                  "thresholds": str(args.thresholds or f"{args.model}/thresholds.json"),
+                  "created_from": args.created_from, "created_to": args.created_to}  # fmt: skip
+        result = run_evaluation(records, taxonomy, cfg, args.out, doc, baseline, source)
+    except ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(format_console(result))
+    if snap.problems.total:
+        print(f"skipped while reading the snapshot: {dict(snap.problems.counts)}")
+    print(f"report: {args.out / 'report.html'}")
+    return 0
+
+
+def listings_per_day(records: Sequence[PredictionRecord]) -> float | None:
+    """Listings per day over the records' created_at span (None without a span)."""
+    times = [datetime.fromisoformat(r.created_at) for r in records if r.created_at]
+    if len(times) < 2:
+        return None
+    days = (max(times) - min(times)).total_seconds() / 86400
+    return len(times) / days if days >= 1 else None
+
+
+def thresholds_main(argv: Sequence[str]) -> int:
+    """`mmdetect thresholds fit --model M --snapshot CAL [--policy P] --out DIR`."""
+    if not argv or argv[0] != "fit":
+        print("usage: mmdetect thresholds fit --model CKPT_OR_BUNDLE --snapshot CAL "
+              "[--policy FILE] --out DIR", file=sys.stderr)  # fmt: skip
+        return 2
+    p = argparse.ArgumentParser(
+        prog="mmdetect thresholds fit",
+        description="Fit calibration, certified auto-hide thresholds and the review threshold "
+        "of the policy on a labeled calibration snapshot; write DIR/thresholds.json and a report.",
+    )
+    _scoring_args(p)
+    p.add_argument("--policy", type=Path, help="configs/policy/*.yaml (default: built-in)")
+    args = p.parse_args(argv[1:])
+    try:
+        policy = load_policy(args.policy)
+        records, taxonomy, snap, _ = _score(args.model, args)
+        labeled = [r for r in records if r.labels is not None]
+        if not labeled:
+            raise EvaluationError(f"{args.snapshot}: no labeled listings in the period to fit on")
+        y, raw = records_to_arrays(labeled, taxonomy)
+        source = {"snapshot": str(args.snapshot), "model": str(args.model),
+                  "created_from": args.created_from, "created_to": args.created_to,
+                  "listings": len(records), "labeled": len(labeled),
+                  "fitted_utc": datetime.now().astimezone().isoformat(timespec="seconds")}  # fmt: skip
+        doc = fit_operating_point(
+            y, raw, taxonomy, policy, listings_per_day=listings_per_day(labeled), source=source
+        )
+        cal = decide(doc, raw, taxonomy).calibrated
+        doc["fit_report"] = {
+            "ece_in_sample": calibration_errors(y, raw, cal, taxonomy, 10),
+        }
+        path = write_operating_point(args.out / "thresholds.json", doc)
+    except ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(format_fit(doc, taxonomy))
+    print(f"operating point written to {path}")
+    return 0
+
+
+def format_fit(doc: dict[str, Any], taxonomy: Sequence[str]) -> str:
+    """The fitted operating point in a few lines a reviewer lead can read."""
+    r, ece = doc["review"], doc["fit_report"]["ece_in_sample"]
+    cal = doc["calibration"]
+    lines = [
+        f"{'class':<17} {'severity':>8} {'calib':>8} {'ECE':>6} {'ECEcal':>6} {'hide>=':>7}  note"
+    ]
+    for c in taxonomy:
+        k = cal["classes"][c]
+        t = f"T={k['temperature']:.2f}" if "temperature" in k else "isotonic"
+        hide = "-" if doc["classes"][c]["hide"] is None else f"{doc['classes'][c]['hide']:.4f}"
+        lines.append(
+            f"{c:<17} {doc['severity'][c]:>8.2f} {t:>8} {_f(ece['raw']['classes'][c]):>6} "
+            f"{_f(ece['calibrated']['classes'][c]):>6} {hide:>7}  {doc['classes'][c]['note']}"
+        )
+    lines.append(
+        f"review when priority >= {r['threshold']:.4f}: {100 * r['fitted_rate']:.1f}% of "
+        f"{r['listings']} listings (budget {100 * r['budget']:.1f}%), hidden "
+        f"{100 * r['fitted_hide_rate']:.1f}% (in-sample ECE macro {_f(ece['raw']['macro'])} -> "
+        f"{_f(ece['calibrated']['macro'])})"
+    )
+    return "\n".join(lines)
+
+
+def _f(x: float | None) -> str:
+    return "n/a" if x is None or np.isnan(x) else f"{x:.3f}"

@@ -1,0 +1,48 @@
+"""The review queue `mmdetect predict` writes beside its decisions: the listings sent to human
+review, highest priority first, so reviewers who stop early have seen the riskiest ones.
+
+Built from the finished decisions file (not while scoring), so it is complete, ordered across
+chunks, and the same whether the run was resumed or not. Written atomically (temp + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+
+def queue_path(decisions: Path) -> Path:
+    """decisions.jsonl -> decisions.review_queue.jsonl, beside it."""
+    return decisions.with_name(f"{decisions.stem}.review_queue.jsonl")
+
+
+def queue_rows(decisions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with decision "review", ordered by priority (ties by id), with rank and top class."""
+    rows = [d for d in decisions if d["decision"] == "review"]
+    rows.sort(key=lambda d: (-d["priority"], d["id"]))
+    out = []
+    for rank, d in enumerate(rows, 1):
+        flagged = [c for c, t in d["decisions"].items() if t == "review"]
+        top = max(flagged, key=lambda c: d["scores"][c]) if flagged else None
+        out.append({"rank": rank, "id": d["id"], "priority": d["priority"], "top_class": top,
+                    "flagged": flagged, "scores": d["scores"]})  # fmt: skip
+    return out
+
+
+def write_review_queue(decisions: Path, out: Path | None = None) -> tuple[Path, int]:
+    """Read a decisions JSONL, write its review queue; returns (path, listings queued)."""
+    out = out or queue_path(decisions)
+    with decisions.open(encoding="utf-8") as fh:
+        rows = queue_rows(json.loads(line) for line in fh if line.strip())
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out, len(rows)
