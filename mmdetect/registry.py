@@ -87,7 +87,7 @@ def promotion_gates(
     }
     budget, tol = doc["review"].get("budget"), float(policy.get("review_tolerance", 1.5))
     rate = o["review_rate"]["value"]
-    ok = budget is not None and rate is not None and rate <= budget * tol
+    ok = bool(budget is not None and rate is not None and rate <= budget * tol)
     gates["review_load"] = {
         "passed": ok, "review_rate": o["review_rate"], "budget": budget, "tolerance": tol,
         "reason": f"review load {_pct(rate)} of the snapshot exceeds the budget "
@@ -131,7 +131,7 @@ def false_hide_gate(base: Sequence[Any], records: Sequence[Any]) -> dict[str, An
         c += theirs and not mine
     p = binomtest(b, b + c, 0.5, alternative="greater").pvalue if b + c else 1.0
     return {
-        "passed": p >= 0.05, "clean_listings": n_clean, "only_challenger_hides": b,
+        "passed": bool(p >= 0.05), "clean_listings": n_clean, "only_challenger_hides": b,
         "only_champion_hides": c, "p_value": float(p),
         "reason": f"hides significantly more clean listings than the champion ({b} vs {c} of "
         f"{n_clean}, one-sided McNemar p = {p:.3g})",

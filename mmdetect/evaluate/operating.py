@@ -63,8 +63,9 @@ def tier_codes(
 
 def rate(k: int, n: int, confidence: float = 0.95, method: str = "clopper_pearson") -> dict:
     """`{count, of, value, ci}`: k of n with its two-sided interval (value and ci None if n = 0)."""
-    ci = interval(int(k), int(n), confidence, method)
-    return {"count": int(k), "of": int(n), "value": k / n if n else None,
+    k, n = int(k), int(n)
+    ci = interval(k, n, confidence, method)
+    return {"count": k, "of": n, "value": k / n if n else None,
             "ci": None if ci is None else [ci[0], ci[1]]}  # fmt: skip
 
 

@@ -128,8 +128,8 @@ def test_bundle_layout_and_documents(assets, capsys):
     assert pre["mean"] == [0.485, 0.456, 0.406] and pre["inputs"][0] == "input_ids"
 
     th = json.loads((root / "thresholds.json").read_text())
-    assert th["calibrated"] is False and "uncalibrated" in th["note"]
-    assert th["classes"]["adult"] == {"hide": None, "review": 0.5, "note": B.UNCALIBRATED}
+    assert th["fitted"] is False and "not fitted" in th["note"] and th["format_version"] == 2
+    assert th["classes"]["adult"]["hide"] is None and th["review"]["threshold"] == 0.5
 
     meta = json.loads((root / "meta.json").read_text())
     assert meta["device"] == "cpu" and meta["dtype"] == "fp32" and meta["format_version"] == 1
@@ -278,7 +278,7 @@ def test_existing_target_needs_force_and_thresholds_are_checked(assets, tmp_path
         export_bundle(assets.ckpt, out, cfg, parity_snapshot=assets.drift)
 
     th = json.loads((assets.bundle / "thresholds.json").read_text())
-    th["classes"]["adult"] = {"hide": 0.9, "review": 0.2}
+    th["classes"]["adult"] = {"hide": 0.9, "certified": True, "note": "test"}
     th_path = tmp_path / "thresholds.json"
     th_path.write_text(json.dumps(th))
     parity = export_bundle(assets.ckpt, out, cfg, th_path, assets.drift, force=True)
@@ -292,9 +292,13 @@ def test_existing_target_needs_force_and_thresholds_are_checked(assets, tmp_path
 
     del th["classes"]["adult"]
     th_path.write_text(json.dumps(th))
-    with pytest.raises(ExportError, match="no thresholds for class 'adult'"):
+    with pytest.raises(ExportError, match="classes.adult: missing"):
         export_bundle(assets.ckpt, tmp_path / "other", cfg, th_path, assets.drift)
     assert not (tmp_path / "other").exists()
+    th["taxonomy"] = th["taxonomy"][::-1]  # fitted for another class order
+    th_path.write_text(json.dumps(th))
+    with pytest.raises(ExportError, match="names and order must match"):
+        export_bundle(assets.ckpt, tmp_path / "other", cfg, th_path, assets.drift)
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
@@ -313,8 +317,10 @@ def test_unknown_config_key_is_an_error(tmp_path):
 
 
 def test_parity_figures_count_tier_disagreements():
-    th = B.default_thresholds(["a", "b"])
-    th["classes"]["b"]["hide"] = 0.9
+    from mmdetect.policy import unfitted_operating_point
+
+    th = unfitted_operating_point(["a", "b"])
+    th["classes"]["b"].update(hide=0.9, certified=True)
     ref = np.array([[0.49, 0.95], [0.10, 0.20]])
     test = np.array([[0.51, 0.89], [0.10, 0.20]])
     fig = B.parity_figures(ref, test, ["a", "b"], th)

@@ -22,12 +22,16 @@ import torch
 from mmdetect import bundle as B
 from mmdetect.cli import main
 from mmdetect.evaluate.config import EvalConfig
+from mmdetect.evaluate.predictions import PredictionRecord, records_to_arrays
 from mmdetect.export import export_bundle
 from mmdetect.feedback import merge_reviews
+from mmdetect.policy import PolicyConfig, fit_operating_point
+from mmdetect.policy.io import write_operating_point
 from mmdetect.registry import (
     BUNDLES,
     RegistryError,
     bundle_name,
+    false_hide_gate,
     promote,
     promotion_decision,
     read_history,
@@ -40,6 +44,8 @@ from tests.unit.test_export import Assets, small_config
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 CFG = EvalConfig(bootstrap=200)  # enough resamples for a clear verdict, quick on 30 listings
+# 4 positives per class can certify only a lenient claim; the review budget fits 30 listings
+LENIENT = PolicyConfig(review_budget=0.3, min_positives=1, hide_precision=0.5, hide_confidence=0.5)
 TOP = 4  # positives per class in the relabeled snapshot
 
 
@@ -60,10 +66,8 @@ def pair(assets: Assets, tmp_path_factory: pytest.TempPathFactory) -> Pair:
     for key in ("net.head.weight", "net.head.bias"):
         ckpt["state_dict"][key] = -ckpt["state_dict"][key]
     torch.save(ckpt, base / "bad.ckpt")
-    bad = base / "bad"
-    export_bundle(base / "bad.ckpt", bad, small_config(), parity_snapshot=assets.drift)
 
-    records, taxonomy, _ = score_snapshot(assets.bundle, assets.drift, num_workers=0)
+    records, taxonomy, _, _ = score_snapshot(assets.bundle, assets.drift, num_workers=0)
     top = {c: {r.id for r in sorted(records, key=lambda r: -r.scores[c])[:TOP]} for c in taxonomy}
     reviews = base / "reviews.jsonl"
     reviews.write_text("".join(
@@ -72,9 +76,17 @@ def pair(assets: Assets, tmp_path_factory: pytest.TempPathFactory) -> Pair:
     ), encoding="utf-8")  # fmt: skip
     snapshot = base / "relabeled"
     merge_reviews(assets.drift, reviews, snapshot)
+    # an operating point fitted on the good model's scores (lenient: 4 positives per class)
+    records, taxonomy, _, _ = score_snapshot(assets.bundle, snapshot, num_workers=0)
+    y, s = records_to_arrays(records, taxonomy)
+    doc = fit_operating_point(y, s, taxonomy, LENIENT)
+    write_operating_point(base / "thresholds.json", doc)
+    good, bad = base / "good", base / "bad"
+    export_bundle(assets.ckpt, good, small_config(), base / "thresholds.json", assets.drift)
+    export_bundle(base / "bad.ckpt", bad, small_config(), base / "thresholds.json", assets.drift)
     config = base / "eval.yaml"
     config.write_text("bootstrap: 200\n", encoding="utf-8")
-    return Pair(assets.bundle, bad, snapshot, config)
+    return Pair(good, bad, snapshot, config)
 
 
 def variant(src: Path, dst: Path, tag: str) -> Path:
@@ -94,43 +106,37 @@ def promote_cli(reg: Path, bundle: Path, pair: Pair, *extra: str) -> int:
 # ---- the rule ----------------------------------------------------------------------------
 
 
-def comparison(verdict: str, class_deltas: dict[str, float], margin: float = 0.05) -> dict:
-    """The parts of evaluate's comparison that the rule reads (champion AP 0.8 per class)."""
-    macro = sum(class_deltas.values()) / len(class_deltas)
-    ap = lambda d: {"average_precision": 0.8 + d}  # noqa: E731
-    return {
-        "verdict": verdict,
-        "class_margin": margin,
-        "bootstrap": {
-            "macro_average_precision": {"delta": macro, "ci_low": macro - 0.02,
-                                        "ci_high": macro + 0.02},
-            "classes": {c: {"delta": d, "worse_than_margin": d < -margin}
-                        for c, d in class_deltas.items()},
-        },  # fmt: skip
-        "baseline": {"metrics": {"macro": ap(0), "classes": {c: ap(0) for c in class_deltas}}},
-        "challenger": {"metrics": {"macro": ap(macro),
-                                   "classes": {c: ap(d) for c, d in class_deltas.items()}}},
-    }  # fmt: skip
+def _rec(i: int, decision: str, labels: tuple[str, ...] | None = ()) -> PredictionRecord:
+    return PredictionRecord(f"L{i}", {"a": 0.5}, labels, decision=decision)
 
 
 @pytest.mark.parametrize(
-    ("verdict", "deltas", "accepted", "words"),
-    [
-        ("better", {"a": 0.10, "b": 0.02}, True, []),
-        ("no significant difference", {"a": 0.01, "b": -0.04}, True, []),
-        ("not tested", {"a": 0.0, "b": 0.0}, True, []),
-        ("no significant difference", {"a": 0.08, "b": -0.06}, False,
-         ["b: AP 0.8000 -> 0.7400 (-0.0600)", "class margin 0.05"]),
-        ("worse", {"a": -0.04, "b": -0.04}, False,
-         ["macro AP significantly worse: 0.8000 -> 0.7600 (-0.0400, 95% CI -0.0600 .. -0.0200)"]),
-    ],
-)  # fmt: skip
-def test_promotion_decision(verdict, deltas, accepted, words) -> None:
-    decision = promotion_decision(comparison(verdict, deltas), CFG)
-    assert decision.accepted is accepted
-    assert len(decision.reasons) == (0 if accepted else 1)
-    for w in words:
-        assert w in decision.reasons[0]
+    ("only_challenger", "only_champion", "passed"),
+    [(6, 0, False), (5, 0, False), (4, 0, True), (8, 2, True), (10, 1, False), (0, 0, True)],
+)
+def test_false_hide_gate_is_an_exact_mcnemar_test(only_challenger, only_champion, passed):
+    # one-sided exact test p = P(X >= b), X ~ Binomial(b + c, 1/2): 5 of 5 = 1/32 refuses,
+    # 4 of 4 = 1/16 does not; 8 of 10 = 56/1024 = 0.055 does not; 10 of 11 = 12/2048 refuses
+    n = 40
+    base = [_rec(i, "hide" if only_challenger <= i < only_challenger + only_champion else "pass")
+            for i in range(n)]  # fmt: skip
+    chal = [_rec(i, "hide" if i < only_challenger else "pass") for i in range(n)]
+    chal += [_rec(99, "hide", ("a",))]  # a prohibited listing: not counted
+    gate = false_hide_gate(base, chal)
+    b, c = only_challenger, only_champion
+    from math import comb
+
+    p = sum(comb(b + c, k) for k in range(b, b + c + 1)) / 2 ** (b + c) if b + c else 1.0
+    assert gate["p_value"] == pytest.approx(p)
+    assert gate["clean_listings"] == n and gate["only_challenger_hides"] == b
+    assert gate["passed"] is passed is (p >= 0.05)
+
+
+def test_promotion_decision_lists_failed_gates() -> None:
+    gates = {"a": {"passed": True, "reason": "x"}, "b": {"passed": False, "reason": "why b"}}
+    decision = promotion_decision(gates)
+    assert decision.accepted is False and decision.reasons == ("why b",)
+    assert promotion_decision({"a": {"passed": True, "reason": "x"}}).accepted
 
 
 # ---- end to end --------------------------------------------------------------------------
@@ -146,6 +152,7 @@ def test_first_accepted_worse_refused_force_recorded_rollback(pair, tmp_path, ca
     first = read_history(reg)[0]
     assert (first["action"], first["previous"], first["metrics"]) == ("promote", None, None)
     assert "first promotion" in first["decision"]["reasons"][0]
+    assert first["gates"]["operating_point"]["passed"] is True
 
     capsys.readouterr()
     assert promote_cli(reg, pair.bad, pair) == 1
@@ -161,6 +168,10 @@ def test_first_accepted_worse_refused_force_recorded_rollback(pair, tmp_path, ca
     assert m["n_listings"] == 30 and m["classes_worse_than_margin"]
     report = json.loads((reg / refused["report"] / "metrics.json").read_text())
     assert report["comparison"]["verdict"] == "worse"
+    gates = refused["gates"]
+    assert set(gates) == {"operating_point", "review_load", "false_hides", "macro_ap", "class_ap"}
+    assert gates["operating_point"]["passed"] and not gates["macro_ap"]["passed"]
+    assert gates["review_load"]["budget"] == pytest.approx(0.3)
 
     assert promote_cli(reg, pair.bad, pair, "--force") == 1
     assert "--force needs --reason" in capsys.readouterr().err
@@ -187,6 +198,13 @@ def test_first_accepted_worse_refused_force_recorded_rollback(pair, tmp_path, ca
     assert len(listing.strip().splitlines()) == 2 + 4
     assert main(["promote", "--registry", str(reg), "--list"]) == 0
     assert capsys.readouterr().out == listing
+
+
+def test_unfitted_thresholds_are_refused(assets, tmp_path, capsys) -> None:
+    reg = tmp_path / "reg"
+    entry = promote(reg, assets.bundle, assets.drift, CFG)  # exported without --thresholds
+    assert entry["action"] == "refuse" and "not fitted" in entry["decision"]["reasons"][0]
+    assert not (reg / "current").exists()
 
 
 def test_a_better_challenger_is_promoted(pair, tmp_path) -> None:

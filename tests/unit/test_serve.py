@@ -51,37 +51,30 @@ def test_predictor_matches_the_detector_module_on_training_batches(assets, predi
         np.testing.assert_allclose(served, eager, atol=1e-5, rtol=0)
 
 
-def test_decisions_follow_thresholds(predictor):
-    th = B.default_thresholds(predictor.taxonomy)
-    th["classes"]["counterfeit"].update(hide=0.75, review=0.25)  # exact in float32
-    th["classes"]["adult"].update(review=None)
+def test_decisions_follow_the_operating_point(predictor):
+    from mmdetect.policy import unfitted_operating_point
+
+    th = unfitted_operating_point(predictor.taxonomy)
+    th["severity"] = dict.fromkeys(predictor.taxonomy, 1.0)
+    th["severity"]["adult"] = 0.2  # adult at 0.99 weighs 0.198 < 0.25: not reviewed
+    th["review"]["threshold"] = 0.25
+    th["classes"]["counterfeit"].update(hide=0.75, certified=True)  # exact in float32
     predictor.thresholds = th
     try:
         probs = np.full((3, 7), 0.1, dtype=np.float32)
         probs[0, 0] = 0.75  # counterfeit at the hide threshold: hidden (score >= threshold)
-        probs[1, 0], probs[1, 2] = 0.25, 0.99  # counterfeit reviewed; adult never flags
+        probs[1, 0], probs[1, 2] = 0.25, 0.99  # counterfeit reviewed; adult weighs too little
         out = predictor.decide(["a", "b", "c"], probs)
     finally:
         predictor.thresholds = predictor.bundle.thresholds
     assert [d.decision for d in out] == ["hide", "review", "pass"]
     assert out[0].decisions["counterfeit"] == "hide" and out[1].decisions["adult"] == "pass"
     assert out[1].decisions["counterfeit"] == "review"
-    assert out[2].scores["counterfeit"] == pytest.approx(0.1)
-    assert set(out[0].to_json()) == {"id", "scores", "decisions", "decision"}
-
-
-def test_tiers_agree_with_evaluation_thresholds():
-    from mmdetect.evaluate.thresholds import tier_masks
-
-    rng = np.random.default_rng(0)
-    names = ["a", "b", "c", "d"]
-    th = {"classes": {"a": {"hide": 0.8, "review": 0.5}, "b": {"hide": None, "review": 0.2},
-                      "c": {"hide": None, "review": None}, "d": {"hide": 0.5, "review": 0.5}}}  # fmt: skip
-    scores = np.concatenate([rng.random((200, 4)), np.full((1, 4), 0.5), np.full((1, 4), 0.8)])
-    hide, flag = tier_masks(scores, names, th)
-    codes = B.tiers(scores, names, th)
-    np.testing.assert_array_equal(codes == 2, hide)
-    np.testing.assert_array_equal(codes >= 1, flag)
+    assert out[1].priority == pytest.approx(0.25)
+    assert out[2].scores["counterfeit"] == pytest.approx(0.1)  # identity calibration
+    assert set(out[0].to_json()) == {
+        "id", "scores", "decisions", "decision", "priority", "model_scores"
+    }  # fmt: skip
 
 
 def test_bundle_input_names_are_the_model_inputs():
@@ -219,6 +212,14 @@ def test_predict_cli_skips_bad_rows_and_scores_the_rest(assets, predictor, tmp_p
     assert "decisions: hide 0, review 11, pass 0" in printed  # HEAD_BIAS: two classes at p > 0.5
 
     written = [json.loads(line) for line in out.read_text().splitlines()]
+    queue_file = out.parent / "decisions.review_queue.jsonl"
+    assert f"review queue (11, by priority): {queue_file}" in printed
+    queue = [json.loads(line) for line in queue_file.read_text().splitlines()]
+    reviewed = sorted((d for d in written if d["decision"] == "review"),
+                      key=lambda d: (-d["priority"], d["id"]))  # fmt: skip
+    assert [q["id"] for q in queue] == [d["id"] for d in reviewed]
+    assert [q["rank"] for q in queue] == list(range(1, 12))
+    assert all(a["priority"] >= b["priority"] for a, b in zip(queue, queue[1:]))
     expected_ids = [r["id"] for r in good[:5]] + [rows[9]["id"], rows[10]["id"]]
     expected_ids += [r["id"] for r in good[5:]]
     assert [d["id"] for d in written] == expected_ids
