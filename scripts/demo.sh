@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job on data_samples: validate -> train -> evaluate -> export -> evaluate the bundle
-# on the drifted month -> predict. Called by `make demo`; every step is a plain `mmdetect` command.
+# The main job on data_samples: validate -> train -> fit the operating point -> export ->
+# evaluate the bundle on September and the drifted October -> predict. Called by `make demo`; every step is a plain `mmdetect` command.
 set -euo pipefail
 RUN=${1:-runs/demo}
 MM=${MMDETECT:-.venv/bin/mmdetect}
@@ -18,21 +18,26 @@ echo "== 2. train the tiny model (train June-August, validate September)"
 BEST=$(ls "$RUN"/checkpoints/best-*.ckpt | head -n 1)
 echo "best checkpoint: $BEST"
 
-echo "== 3. evaluate on the validation month; choose the two-tier thresholds there"
-"$MM" evaluate --model "$BEST" --snapshot data_samples/train --created-from 2026-09-01 \
-  --out "$RUN/eval_val"
+echo "== 3. fit the operating point on the validation month (configs/policy/default.yaml):"
+echo "   calibration, certified auto-hide, and the review threshold sized to the review budget"
+"$MM" thresholds fit --model "$BEST" --snapshot data_samples/train --created-from 2026-09-01 \
+  --policy configs/policy/default.yaml --out "$RUN/thresholds"
 
-echo "== 4. export a TorchScript bundle carrying those thresholds"
-"$MM" export --ckpt "$BEST" --thresholds "$RUN/eval_val/thresholds.json" \
+echo "== 4. export a TorchScript bundle carrying that operating point"
+"$MM" export --ckpt "$BEST" --thresholds "$RUN/thresholds/thresholds.json" \
   --parity-snapshot data_samples/drift --out "$RUN/bundle"
 
-echo "== 5. evaluate the bundle (the artifact that will be served) on the drifted month"
+echo "== 5. evaluate the bundle (the served artifact and its thresholds) on September and on the"
+echo "   drifted October: realised review rate vs budget, auto-hide precision with its interval"
+"$MM" evaluate --model "$RUN/bundle" --snapshot data_samples/train --created-from 2026-09-01 \
+  --out "$RUN/eval_val"
 "$MM" evaluate --model "$RUN/bundle" --snapshot data_samples/drift --out "$RUN/eval_drift"
 
-echo "== 6. predict on incoming (unlabeled) listings"
+echo "== 6. predict on incoming (unlabeled) listings; the review queue is written beside"
 "$MM" predict --bundle "$RUN/bundle" --input data_samples/incoming/listings.jsonl \
   --out "$RUN/decisions.jsonl"
 
 echo
 echo "reports: $RUN/eval_val/report.html  $RUN/eval_drift/report.html"
 echo "bundle:  $RUN/bundle    decisions: $RUN/decisions.jsonl"
+echo "review queue (highest priority first): $RUN/decisions.review_queue.jsonl"

@@ -219,7 +219,7 @@ def test_predict_cli_skips_bad_rows_and_scores_the_rest(assets, predictor, tmp_p
                       key=lambda d: (-d["priority"], d["id"]))  # fmt: skip
     assert [q["id"] for q in queue] == [d["id"] for d in reviewed]
     assert [q["rank"] for q in queue] == list(range(1, 12))
-    assert all(a["priority"] >= b["priority"] for a, b in zip(queue, queue[1:]))
+    assert all(a["priority"] >= b["priority"] for a, b in zip(queue, queue[1:], strict=False))
     expected_ids = [r["id"] for r in good[:5]] + [rows[9]["id"], rows[10]["id"]]
     expected_ids += [r["id"] for r in good[5:]]
     assert [d["id"] for d in written] == expected_ids
