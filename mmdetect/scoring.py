@@ -27,11 +27,16 @@ def checkpoint_proba(
     ckpt: str | Path, snapshot: Snapshot, batch_size: int = 64, num_workers: int = 0
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Probabilities [N, C] for the snapshot's listings, in order, from a checkpoint."""
+    from mmdetect.checkpoint import CheckpointError
     from mmdetect.data.dataset import Item
     from mmdetect.datamodule import DetectorDataModule
+    from mmdetect.evaluate.config import EvaluationError
     from mmdetect.export import load_checkpoint
 
-    module, data_hp = load_checkpoint(Path(ckpt))
+    try:
+        module, data_hp = load_checkpoint(Path(ckpt))
+    except CheckpointError as exc:  # one line naming the file, not a traceback
+        raise EvaluationError(str(exc)) from None
     # LightningCLI adds private bookkeeping keys (e.g. `_instantiator`) to saved hparams.
     data_hp = {k: v for k, v in data_hp.items() if not k.startswith("_")}
     data_hp.update(batch_size=batch_size, num_workers=num_workers)
@@ -50,9 +55,14 @@ def checkpoint_proba(
 def bundle_proba(
     bundle: str | Path, snapshot: Snapshot, batch_size: int = 64, num_workers: int = 0
 ) -> tuple[np.ndarray, tuple[str, ...]]:
+    from mmdetect.bundle import BundleError
+    from mmdetect.evaluate.config import EvaluationError
     from mmdetect.serve import Predictor
 
-    predictor = Predictor.from_bundle(bundle, batch_size=batch_size, num_workers=num_workers)
+    try:
+        predictor = Predictor.from_bundle(bundle, batch_size=batch_size, num_workers=num_workers)
+    except BundleError as exc:
+        raise EvaluationError(str(exc)) from None
     return predictor.predict_proba(snapshot.listings, snapshot.root), tuple(predictor.taxonomy)
 
 
