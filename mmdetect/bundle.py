@@ -282,11 +282,11 @@ def load_bundle(
     preprocess = read_json(root / PREPROCESS_FILE)
     C.check_preprocess(preprocess, root / PREPROCESS_FILE)
     thresholds = read_json(root / THRESHOLDS_FILE)
+    C.check_taxonomy_order(root, meta, preprocess, thresholds)
     try:
         check_thresholds(thresholds, preprocess["taxonomy"])
     except ValueError as exc:
         raise BundleError(f"{root}: {exc}") from exc
-    C.check_taxonomy_order(root, meta, preprocess, thresholds)
     C.check_tokenizer(root)
     target = resolve_device(device, meta)
     module = load_torchscript(root / MODEL_FILE, target, meta, optimize)

@@ -9,6 +9,7 @@ loads the weights itself, so a mismatch is one clear line instead of a traceback
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,9 +37,19 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _detail(exc: BaseException) -> str:
+    """The useful part of torch's message: its weights-only refusals open with advice to
+    retry with weights_only=False, which is exactly what must not be done with this file."""
+    if isinstance(exc, pickle.UnpicklingError):
+        match = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
+        if match:
+            return match.group(1).strip()
+    return _first_line(exc)
+
+
 def _refused_global(exc: BaseException) -> str | None:
     """The global a weights-only load refused (torch names it in its long message), if any."""
-    match = re.search(r"(?:Unsupported global|GLOBAL)[: ]+(?:GLOBAL )?([\w.]+)", str(exc))
+    match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
     return match.group(1) if match else None
 
 
@@ -63,8 +74,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
                 "(loading it could run code); nothing from it was loaded"
             ) from None
         raise CheckpointError(
-            f"{path}: not a readable checkpoint (truncated, corrupt or not a torch file): "
-            f"{_first_line(exc)}"
+            f"{path}: not a readable checkpoint (truncated, corrupt, not a torch file, or a "
+            f"pickle that a weights-only load rejects): {_detail(exc)}"
         ) from None
     return check_layout(raw, path)
 
