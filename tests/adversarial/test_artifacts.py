@@ -293,6 +293,14 @@ BUNDLE_ATTACKS = {
         _json_edit("preprocess.json", lambda d: d.update(image_size="32")),
         "preprocess.json: image_size",
     ),
+    "thresholds.json a list": (
+        lambda r: (r / "thresholds.json").write_text("[]"),
+        "thresholds.json: expected an object",
+    ),
+    "meta.json without format_version": (
+        _json_edit("meta.json", lambda d: d.pop("format_version")),
+        "bundle format None",
+    ),
     "preprocess.json not JSON": (
         lambda r: (r / "preprocess.json").write_text("{"),
         "preprocess.json: cannot read JSON",
