@@ -130,8 +130,23 @@ def build_module(raw: Mapping[str, Any], path: Path, tokenizer: str | None = Non
     hp["init_from"] = None
     if tokenizer:
         hp["tokenizer"] = tokenizer
+    # First on the meta device: shapes without memory, so hyper-parameters that describe a
+    # model far larger than the weights (hidden=10**6) are refused before anything is allocated.
+    shape = _construct(DetectorModule, hp, path, torch.device("meta"))
+    mismatch = state_mismatch(shape.state_dict(), raw["state_dict"])
+    if mismatch:
+        raise CheckpointError(
+            f"{path}: weights do not fit its hyper-parameters (edited or mixed up?): {mismatch}"
+        )
+    module = _construct(DetectorModule, hp, path, torch.device("cpu"))
+    module.load_state_dict(raw["state_dict"], strict=True)
+    return module.eval()
+
+
+def _construct(cls, hp: Mapping[str, Any], path: Path, device: torch.device):
     try:
-        module = DetectorModule(**hp)
+        with device:
+            return cls(**hp)
     # Hostile hyper-parameters fail inside torch/transformers/torchvision constructors with
     # any exception type; each means the same thing to the user.
     except Exception as exc:
@@ -140,10 +155,3 @@ def build_module(raw: Mapping[str, Any], path: Path, tokenizer: str | None = Non
         raise CheckpointError(
             f"{path}: its hyper-parameters do not build a model: {_first_line(exc)}{hint}"
         ) from None
-    mismatch = state_mismatch(module.state_dict(), raw["state_dict"])
-    if mismatch:
-        raise CheckpointError(
-            f"{path}: weights do not fit its hyper-parameters (edited or mixed up?): {mismatch}"
-        )
-    module.load_state_dict(raw["state_dict"], strict=True)
-    return module.eval()

@@ -165,6 +165,10 @@ BROKEN = {
         lambda a, p: _edited(a, p, _set_hp("taxonomy", ["a", "b", "c"])),
         "weights do not fit its hyper-parameters.*shape",
     ),
+    "hidden=10**7 (a huge model)": (
+        lambda a, p: _edited(a, p, _set_hp("hidden", 10**7)),
+        "weights do not fit its hyper-parameters.*shape",
+    ),
     "unknown hyper-parameter": (
         lambda a, p: _edited(a, p, _set_hp("bogus", 1)),
         "hyper-parameters do not build a model",
