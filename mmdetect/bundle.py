@@ -10,8 +10,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import shutil
-import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -138,11 +136,11 @@ def resolve_device(requested: str | torch.device | None, meta: Mapping[str, Any]
     Refuses what cannot run: CUDA without a GPU, fp16 on CPU.
     """
     if requested is None:
-        exported = torch.device(meta.get("device", "cpu"))
+        exported = _device(meta.get("device", "cpu"), META_FILE)
         usable = exported.type != "cuda" or torch.cuda.is_available()
         device = exported if usable else torch.device("cpu")
     else:
-        device = torch.device(requested)
+        device = _device(requested, "requested")
     if device.type not in ("cpu", "cuda"):
         raise BundleError(f"device {device}: bundles run on cpu or cuda only")
     if device.type == "cuda" and meta.get("quantize", "none") != "none":
@@ -152,6 +150,15 @@ def resolve_device(requested: str | torch.device | None, meta: Mapping[str, Any]
     if device.type == "cpu" and meta.get("dtype") == "fp16":
         raise BundleError("this bundle is fp16, which runs on CUDA only; export bf16 for CPU")
     return device
+
+
+def _device(value: Any, where: str) -> torch.device:
+    try:
+        return torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise BundleError(
+            f"{where}: device {value!r} is not a torch device (cpu, cuda:N)"
+        ) from None
 
 
 def retarget_devices(module: torch.jit.ScriptModule, device: torch.device) -> int:
@@ -188,7 +195,14 @@ def load_torchscript(
     exported_on = str(meta.get("device", "cpu"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated in 2.14
-        module = torch.jit.load(str(path), map_location=device)
+        try:
+            module = torch.jit.load(str(path), map_location=device)
+        # torch reports a damaged archive as RuntimeError, ValueError or worse; all mean this.
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BundleError(
+                f"{path}: cannot load TorchScript (truncated or corrupt?): {first}"
+            ) from None
     if str(device) != exported_on:
         retarget_devices(module, device)
     if optimize is None:
@@ -221,18 +235,24 @@ def load_bundle(
     root: str | Path, device: str | torch.device | None = None, optimize: bool | None = None
 ) -> LoadedBundle:
     """Verify SHA256SUMS, read the JSON files, load model.ts on the resolved device."""
+    from mmdetect import bundle_check as C  # it imports this module's names
+
     root = Path(root)
     if not root.is_dir():
         raise BundleError(f"{root}: no such bundle directory")
     verify_checksums(root)
     meta = read_json(root / META_FILE)
+    C.check_meta(meta, root / META_FILE)
     if meta.get("format_version") != FORMAT_VERSION:
         raise BundleError(
             f"{root}: bundle format {meta.get('format_version')!r}, this mmdetect reads {FORMAT_VERSION}"
         )
     preprocess = read_json(root / PREPROCESS_FILE)
+    C.check_preprocess(preprocess, root / PREPROCESS_FILE)
     thresholds = read_json(root / THRESHOLDS_FILE)
+    C.check_taxonomy_order(root, meta, preprocess, thresholds)
     check_thresholds(thresholds, preprocess["taxonomy"], str(root / THRESHOLDS_FILE))
+    C.check_tokenizer(root)
     target = resolve_device(device, meta)
     module = load_torchscript(root / MODEL_FILE, target, meta, optimize)
     return LoadedBundle(root, module, target, preprocess, thresholds, meta)
@@ -251,20 +271,3 @@ def jsonable(obj: Any) -> Any:
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return obj
     return str(obj) if isinstance(obj, Path) else repr(obj)
-
-
-def install(tmp: Path, out: Path, force: bool) -> None:
-    """Rename tmp to out; with force, the old out is renamed away first and deleted last."""
-    if not out.exists():
-        tmp.rename(out)
-        return
-    if not force:
-        raise BundleError(f"{out} exists; pass --force to replace it")
-    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-    out.rename(old)
-    try:
-        tmp.rename(out)
-    except OSError:
-        old.rename(out)
-        raise
-    shutil.rmtree(old) if old.is_dir() else old.unlink()

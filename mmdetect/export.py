@@ -15,7 +15,6 @@ import copy
 import dataclasses
 import shutil
 import sys
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,9 @@ import yaml
 from torch import nn
 
 import mmdetect
+from mmdetect import artifact_dir as AD
 from mmdetect import bundle as B
+from mmdetect.checkpoint import CheckpointError, build_module, read_checkpoint
 from mmdetect.data.reader import SnapshotError, read_snapshot
 from mmdetect.hardware import cpu_has_native_bf16
 from mmdetect.image import IMAGENET_MEAN, IMAGENET_STD
@@ -151,28 +152,19 @@ def trace_model(
 
 
 def load_checkpoint(ckpt: Path, tokenizer: str | None = None):
-    """(DetectorModule in eval mode on CPU, datamodule hparams dict or {})."""
-    from mmdetect.lit import DetectorModule  # Lightning stays out of `import mmdetect.export`
+    """(DetectorModule in eval mode on CPU, datamodule hparams dict or {}).
 
-    raw = torch.load(ckpt, map_location="cpu", weights_only=False)
+    Read with weights_only=True (mmdetect.checkpoint); raises CheckpointError naming the file.
+    """
+    raw = read_checkpoint(ckpt)
     data = dict(raw.get("datamodule_hyper_parameters") or {})
-    tok = tokenizer or data.get("tokenizer") or raw.get("hyper_parameters", {}).get("tokenizer")
-    del raw
-    if tok is None:
-        raise ExportError(f"{ckpt}: no tokenizer recorded; pass --tokenizer DIR")
-    # init_from only seeds a fresh training run; the checkpoint's own weights follow anyway,
-    # and the parent it names may be long gone.
-    overrides = {"tokenizer": tok, "init_from": None} if tokenizer else {"init_from": None}
-    try:
-        module = DetectorModule.load_from_checkpoint(
-            ckpt, map_location="cpu", weights_only=False, **overrides
-        )
-    except (OSError, ValueError) as exc:  # typically a tokenizer directory that has moved
-        raise ExportError(
-            f"{ckpt}: cannot load ({exc}); tokenizer {tok!r}: pass --tokenizer DIR if it has moved"
-        ) from exc
+    hp = raw.get("hyper_parameters") or {}
+    tok = tokenizer or data.get("tokenizer") or hp.get("tokenizer")
+    if not isinstance(tok, str):
+        raise CheckpointError(f"{ckpt}: no tokenizer recorded; pass --tokenizer DIR")
+    module = build_module(raw, Path(ckpt), tokenizer)
     data["tokenizer"] = tok
-    return module.eval(), data
+    return module, data
 
 
 def preprocess_doc(module, data: Mapping[str, Any], pad_id: int) -> dict[str, Any]:
@@ -261,10 +253,13 @@ def export_bundle(
     """Write a verified bundle at `out`; returns the parity figures. Raises ExportError."""
     cfg, ckpt, out = cfg or ExportConfig(), Path(ckpt), Path(out)
     device = check_target(cfg)
-    if out.exists() and not force:
-        raise ExportError(f"{out} exists; pass --force to replace it")
-    if not ckpt.is_file():
-        raise ExportError(f"{ckpt}: no such checkpoint")
+    inputs = [ckpt.parent, Path(parity_snapshot), thresholds, tokenizer]
+    try:
+        AD.check_target(out, [p for p in inputs if p is not None], force)
+    except AD.TargetError as exc:
+        raise ExportError(str(exc)) from None
+    for note in AD.clean_stale(out):
+        print(note, file=sys.stderr)
     module, data = load_checkpoint(ckpt, tokenizer)
     taxonomy = list(module.taxonomy)
     if thresholds is None:
@@ -277,8 +272,16 @@ def export_bundle(
             B.check_thresholds(th_doc, taxonomy, str(thresholds))
         except B.BundleError as exc:
             raise ExportError(str(exc)) from exc
-    tok = load_tokenizer(data["tokenizer"])
-    pre = preprocess_doc(module, data, tok.pad_token_id or 0)
+    try:
+        tok = load_tokenizer(data["tokenizer"])
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{ckpt}: tokenizer {data['tokenizer']!r}: {exc}; pass --tokenizer DIR if it has moved"
+        ) from None
+    try:
+        pre = preprocess_doc(module, data, tok.pad_token_id or 0)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CheckpointError(f"{ckpt}: datamodule_hyper_parameters: {exc}") from None
     try:
         snap = read_snapshot(parity_snapshot, taxonomy=taxonomy)
     except SnapshotError as exc:
@@ -289,7 +292,7 @@ def export_bundle(
     traced, ref, test = trace_and_compare(module, listings, snap.root, tok, pre, cfg, device)
     parity = {"traced": gate(B.parity_figures(ref, test, taxonomy, th_doc), cfg, "traced")}
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = AD.temp_dir(out)
     try:
         traced.save(str(tmp / B.MODEL_FILE))
         tok.save_pretrained(str(tmp / B.TOKENIZER_DIR))
@@ -303,7 +306,7 @@ def export_bundle(
         parity["served"]["vs_traced_max_abs_diff"] = float(np.abs(served - test).max())
         B.write_json(tmp / B.META_FILE, meta)  # now with the served figures
         B.write_checksums(tmp)
-        B.install(tmp, out, force)
+        AD.install(tmp, out, force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -388,7 +391,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
             args.force,
             args.tokenizer,
         )
-    except (ExportError, B.BundleError) as exc:
+    except (ExportError, CheckpointError, B.BundleError, AD.TargetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MultilabelAveragePrecision
 from torchvision.ops import sigmoid_focal_loss
 
+from mmdetect.checkpoint import CheckpointError, read_checkpoint, state_mismatch
 from mmdetect.data.dataset import DEFAULT_CATEGORIES
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 from mmdetect.image import ImageConfig
@@ -25,6 +26,27 @@ log = logging.getLogger(__name__)
 def model_inputs(batch: dict) -> tuple[torch.Tensor, ...]:
     """The collated batch in MultimodalClassifier.forward's argument order."""
     return tuple(batch[name] for name in MODEL_INPUTS)
+
+
+def bundle_checkpoint(bundle: Path) -> Path:
+    """The source checkpoint of a verified bundle, unchanged since export (else CheckpointError)."""
+    from mmdetect.bundle import META_FILE, BundleError, read_json, sha256_file, verify_checksums
+
+    try:
+        verify_checksums(bundle)  # before reading anything in it
+        source = read_json(bundle / META_FILE)["checkpoint"]
+        ckpt, digest = Path(source["path"]), source["sha256"]
+    except (BundleError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{bundle}: not a bundle with a source checkpoint: {exc}") from None
+    if not ckpt.is_file():
+        raise CheckpointError(f"{bundle}: its source checkpoint {ckpt} does not exist")
+    if sha256_file(ckpt) != digest:
+        raise CheckpointError(
+            f"{bundle}: {ckpt} has changed since the bundle was exported "
+            "(SHA256 differs from meta.json); warm-start from the checkpoint explicitly"
+        )
+    log.info("bundle %s: warm start from its checkpoint %s", bundle, ckpt)
+    return ckpt
 
 
 def warmup_decay(step: int, warmup: int, total: int) -> float:
@@ -94,35 +116,18 @@ class DetectorModule(L.LightningModule):
     def warm_start(self, path: str) -> None:
         """Initialise the network from a checkpoint (fine-tuning, e.g. after review feedback).
 
-        `path` may also be an exported bundle directory (e.g. REGISTRY/current): its meta.json
-        names the source checkpoint and its SHA256, which must still match.
+        `path` may also be an exported bundle directory (e.g. REGISTRY/current): its SHA256SUMS
+        must verify, and the source checkpoint its meta.json names must still have the SHA256
+        recorded there. Read with weights_only=True; raises CheckpointError (a ValueError).
         """
-        if Path(path).is_dir():
-            from mmdetect.bundle import META_FILE, BundleError, read_json, sha256_file
-
-            try:
-                source = read_json(Path(path) / META_FILE)["checkpoint"]
-            except (BundleError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}: not a bundle with a source checkpoint: {exc}") from exc
-            ckpt_path = Path(source["path"])
-            if not ckpt_path.is_file():
-                raise ValueError(f"{path}: its source checkpoint {ckpt_path} does not exist")
-            if sha256_file(ckpt_path) != source["sha256"]:
-                raise ValueError(
-                    f"{path}: {ckpt_path} has changed since the bundle was exported "
-                    "(SHA256 differs from meta.json); warm-start from the checkpoint explicitly"
-                )
-            log.info("bundle %s: warm start from its checkpoint %s", path, ckpt_path)
-            path = str(ckpt_path)
-        ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
-        state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-        missing, unexpected = self.net.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"{path}: checkpoint does not match this model: missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]}"
-            )
-        log.info("warm start from %s", path)
+        ckpt_path = bundle_checkpoint(Path(path)) if Path(path).is_dir() else Path(path)
+        state = read_checkpoint(ckpt_path)["state_dict"]
+        state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+        mismatch = state_mismatch(self.net.state_dict(), state)
+        if mismatch:
+            raise CheckpointError(f"{ckpt_path}: checkpoint does not match this model: {mismatch}")
+        self.net.load_state_dict(state, strict=True)
+        log.info("warm start from %s", ckpt_path)
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None

@@ -28,11 +28,16 @@ def checkpoint_proba(
 ) -> tuple[np.ndarray, tuple[str, ...], None]:
     """Probabilities [N, C] for the snapshot's listings, in order, from a checkpoint (which
     serves no operating point: the third value is None)."""
+    from mmdetect.checkpoint import CheckpointError
     from mmdetect.data.dataset import Item
     from mmdetect.datamodule import DetectorDataModule
+    from mmdetect.evaluate.config import EvaluationError
     from mmdetect.export import load_checkpoint
 
-    module, data_hp = load_checkpoint(Path(ckpt))
+    try:
+        module, data_hp = load_checkpoint(Path(ckpt))
+    except CheckpointError as exc:  # one line naming the file, not a traceback
+        raise EvaluationError(str(exc)) from None
     # LightningCLI adds private bookkeeping keys (e.g. `_instantiator`) to saved hparams.
     data_hp = {k: v for k, v in data_hp.items() if not k.startswith("_")}
     data_hp.update(batch_size=batch_size, num_workers=num_workers)
@@ -52,9 +57,14 @@ def bundle_proba(
     bundle: str | Path, snapshot: Snapshot, batch_size: int = 64, num_workers: int = 0
 ) -> tuple[np.ndarray, tuple[str, ...], dict]:
     """Raw probabilities from a verified bundle, and the operating point it serves."""
+    from mmdetect.bundle import BundleError
+    from mmdetect.evaluate.config import EvaluationError
     from mmdetect.serve import Predictor
 
-    predictor = Predictor.from_bundle(bundle, batch_size=batch_size, num_workers=num_workers)
+    try:
+        predictor = Predictor.from_bundle(bundle, batch_size=batch_size, num_workers=num_workers)
+    except BundleError as exc:
+        raise EvaluationError(str(exc)) from None
     probs = predictor.predict_proba(snapshot.listings, snapshot.root)
     return probs, tuple(predictor.taxonomy), predictor.thresholds
 

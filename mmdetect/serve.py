@@ -93,7 +93,10 @@ class Predictor:
         self.bundle, self.batch_size, self.num_workers = bundle, batch_size, num_workers
         self.taxonomy: tuple[str, ...] = tuple(pre["taxonomy"])
         self.thresholds = bundle.thresholds
-        self.tokenizer = load_tokenizer(str(bundle.tokenizer_dir))
+        try:
+            self.tokenizer = load_tokenizer(str(bundle.tokenizer_dir))
+        except (OSError, ValueError) as exc:  # re-checksummed after an edit: say so, no traceback
+            raise BundleError(f"{bundle.tokenizer_dir}: cannot load the tokenizer: {exc}") from None
         self.pad_id = self.tokenizer.pad_token_id or 0  # as DetectorDataModule.loader
         if self.pad_id != pre["pad_id"]:
             raise BundleError(f"{bundle.root}: tokenizer pad id {self.pad_id} != {pre['pad_id']}")

@@ -56,10 +56,9 @@ def score_file(predictor: Predictor, path: Path, root: Path, out: Path, chunk: i
 
 def naive_score(ckpt: Path, path: Path, root: Path, out: Path) -> int:
     """One listing at a time through the eager checkpoint module; review at p >= 0.5."""
-    from mmdetect.lit import DetectorModule
+    from mmdetect.export import load_checkpoint
 
-    module = DetectorModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
-    data = torch.load(ckpt, map_location="cpu", weights_only=False)["datamodule_hyper_parameters"]
+    module, data = load_checkpoint(ckpt)  # weights_only=True
     tok = load_tokenizer(data["tokenizer"])
     size, k, length = data["image_size"], data["max_photos"], data["max_length"]
     transform = build_transforms(ImageConfig(image_size=size), train=False)

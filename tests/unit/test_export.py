@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -271,8 +272,9 @@ def test_impossible_targets_are_refused(assets, tmp_path, capsys, flags, message
 
 def test_existing_target_needs_force_and_thresholds_are_checked(assets, tmp_path, capsys):
     out = tmp_path / "bundle"
-    out.mkdir()
+    shutil.copytree(assets.bundle, out)  # --force replaces only a bundle of ours (issue #12)
     (out / "old-file").write_text("old")
+    B.write_checksums(out)
     cfg = small_config(parity_listings=8, optimize_for_inference=True)
     with pytest.raises(ExportError, match="exists; pass --force"):
         export_bundle(assets.ckpt, out, cfg, parity_snapshot=assets.drift)

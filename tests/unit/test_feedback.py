@@ -258,6 +258,8 @@ def test_warm_start_from_a_checkpoint_or_a_bundle(assets, tmp_path) -> None:
 
 
 def test_warm_start_from_a_bundle_whose_checkpoint_changed_is_refused(assets, tmp_path) -> None:
+    from mmdetect.bundle import write_checksums
+
     ckpt = tmp_path / "tiny.ckpt"
     shutil.copy(assets.ckpt, ckpt)
     bundle = tmp_path / "bundle"
@@ -265,6 +267,7 @@ def test_warm_start_from_a_bundle_whose_checkpoint_changed_is_refused(assets, tm
     meta = json.loads((assets.bundle / "meta.json").read_text())
     meta["checkpoint"]["path"] = str(ckpt)
     (bundle / "meta.json").write_text(json.dumps(meta))
+    write_checksums(bundle)  # warm start verifies a bundle before reading it
     fresh_module(assets, str(bundle))  # same bytes: fine
     with ckpt.open("ab") as fh:
         fh.write(b"\0")
