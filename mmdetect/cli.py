@@ -48,10 +48,13 @@ def cmd_samples(argv: Sequence[str]) -> int:
     p.add_argument("--n-train", type=int, default=1800)
     p.add_argument("--n-drift", type=int, default=500)
     p.add_argument("--n-incoming", type=int, default=600)
+    p.add_argument("--n-traffic", type=int, default=2500, help="traffic/ listings a month")
+    p.add_argument("--n-traffic-unlabeled", type=int, default=2500, help="traffic_unlabeled/")
     args = p.parse_args(argv)
     counts = generate_samples(
         args.out, seed=args.seed, n_train=args.n_train, n_drift=args.n_drift,
-        n_incoming=args.n_incoming,
+        n_incoming=args.n_incoming, n_traffic=args.n_traffic,
+        n_traffic_unlabeled=args.n_traffic_unlabeled,
     )  # fmt: skip
     print(json.dumps(counts, ensure_ascii=False, indent=2))
     return 0

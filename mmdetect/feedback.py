@@ -35,6 +35,7 @@ from mmdetect.data.reader import (
     read_snapshot,
 )
 from mmdetect.data.records import Problems
+from mmdetect.data.sampling import SamplingError, merged_sampling
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 
 LABEL_SOURCE = "review"
@@ -159,7 +160,7 @@ def _dumps(row: dict) -> str:
 
 
 def merge_rows(
-    listings: Path, winners: dict[str, Review], counts: Counter
+    listings: Path, winners: dict[str, Review], counts: Counter, subset: str | None = None
 ) -> tuple[list[str], set[str]]:
     """Output lines of listings.jsonl, and the ids seen. Rows without a review pass verbatim."""
     lines, seen = [], set()
@@ -183,6 +184,8 @@ def merge_rows(
             old = row.get("labels")
             row.update(labels=list(review.labels), label_source=LABEL_SOURCE,
                        reviewed_at=review.reviewed_at)  # fmt: skip
+            if old is None and subset is not None:  # it enters the labeled set by review
+                row.setdefault("subset", subset)
             counts["applied"] += 1
             counts["newly_labeled"] += old is None
             counts["changed"] += old is not None and set(old) != set(review.labels)
@@ -224,19 +227,23 @@ def merge_reviews(
     out: str | Path,
     strict: bool = False,
     name: str | None = None,
+    review_rate: float | None = None,
 ) -> dict[str, Any]:
     """Write the merged snapshot at `out`; returns its manifest plus `examples` of problems."""
     snapshot, reviews, out = Path(snapshot), Path(reviews), Path(out)
     check_paths(snapshot, reviews, out)
     try:
         parent = read_manifest(snapshot) or {}
-    except SnapshotError as exc:
+        sampling, subset = merged_sampling(
+            parent, snapshot / MANIFEST_FILE, reviews.name, review_rate
+        )
+    except (SnapshotError, SamplingError) as exc:
         raise FeedbackError(str(exc)) from exc
     taxonomy = tuple(parent.get("taxonomy") or DEFAULT_TAXONOMY)
     valid, skipped = read_reviews(reviews, taxonomy, strict)
     resolution = resolve(valid)
     counts: Counter = Counter()
-    lines, seen = merge_rows(snapshot / LISTINGS_FILE, resolution.winners, counts)
+    lines, seen = merge_rows(snapshot / LISTINGS_FILE, resolution.winners, counts, subset)
     unknown = sorted(
         (r for i, r in resolution.winners.items() if i not in seen), key=lambda r: r.line
     )
@@ -248,6 +255,8 @@ def merge_reviews(
         shutil.copytree(snapshot, tmp, symlinks=True, ignore=ignore,
                         copy_function=_link_or_copy, dirs_exist_ok=True)  # fmt: skip
         (tmp / LISTINGS_FILE).write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
+        # the subsets the rows name must be described before snapshot_counts reads them back
+        (tmp / MANIFEST_FILE).write_text(json.dumps({"sampling": sampling}), encoding="utf-8")
         parent_name = parent.get("name") or snapshot.resolve().name
         review_counts = {
             "rows": len(valid) + skipped.total,
@@ -275,6 +284,7 @@ def merge_reviews(
                 },
                 {"kind": "reviews", "path": str(reviews), "sha256": sha256_file(reviews)},
             ],
+            "sampling": sampling,
             "counts": {**snapshot_counts(tmp, taxonomy), "reviews": review_counts},
             "description": f"{parent_name} with the review decisions of {reviews.name} merged "
             "by `mmdetect feedback merge` (latest reviewed_at wins per id).",
@@ -333,11 +343,14 @@ def merge_main(argv: Sequence[str] | None = None) -> int:
     )
     m.add_argument("--name", help="name in the new snapshot.json (default: <input>+reviews)")
     m.add_argument("--strict", action="store_true", help="stop at the first bad review row")
+    m.add_argument("--review-rate", type=float, help="inclusion rate of the reviewed listings")
     m.add_argument("--json", action="store_true", help="print the manifest as JSON")
     args = p.parse_args(argv)
     try:
-        result = merge_reviews(args.snapshot, args.reviews, args.out, args.strict, args.name)
-    except FeedbackError as exc:
+        result = merge_reviews(
+            args.snapshot, args.reviews, args.out, args.strict, args.name, args.review_rate
+        )
+    except (FeedbackError, SnapshotError) as exc:  # SnapshotError: the input's own rows
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.json:

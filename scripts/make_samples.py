@@ -18,9 +18,18 @@ def main() -> None:
     p.add_argument("--n-drift", type=int, default=500)
     p.add_argument("--n-incoming", type=int, default=600)
     p.add_argument("--image-size", type=int, default=128)
+    p.add_argument(
+        "--n-traffic", type=int, default=2500, help="traffic/ listings a month (0: none)"
+    )
+    p.add_argument(
+        "--n-traffic-unlabeled", type=int, default=2500, help="traffic_unlabeled/ a month"
+    )
     a = p.parse_args()
     start = time.perf_counter()
-    summary = generate_samples(a.out, a.seed, a.n_train, a.n_drift, a.n_incoming, a.image_size)
+    summary = generate_samples(
+        a.out, a.seed, a.n_train, a.n_drift, a.n_incoming, a.image_size,
+        a.n_traffic, a.n_traffic_unlabeled,
+    )  # fmt: skip
     print(json.dumps(summary, ensure_ascii=False, indent=2))
     print(f"wrote {a.out} in {time.perf_counter() - start:.1f}s")
 

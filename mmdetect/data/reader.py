@@ -12,6 +12,7 @@ from typing import Any
 
 from mmdetect.data.images import ImageProblem, load_image, resolve_image_path
 from mmdetect.data.records import Listing, Problems, Snapshot
+from mmdetect.data.sampling import SamplingError, parse_sampling, row_fields, undescribed
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,10 @@ def parse_row(row: Any, taxonomy: Sequence[str]) -> Listing:
     source = row.get("label_source")
     if source is not None and not isinstance(source, str):
         raise RowProblem("wrong_type", "label_source", f"wrong type: {source!r}")
+    try:
+        subset, inclusion_prob = row_fields(row)
+    except SamplingError as exc:
+        raise RowProblem("bad_sampling", exc.field, str(exc)) from exc
     return Listing(
         id=listing_id,
         title=title,
@@ -106,6 +111,8 @@ def parse_row(row: Any, taxonomy: Sequence[str]) -> Listing:
         labels=_labels(row, taxonomy),
         label_source=source,
         reviewed_at=None if reviewed is None else parse_time(reviewed, "reviewed_at"),
+        subset=subset,
+        inclusion_prob=inclusion_prob,
     )
 
 
@@ -162,6 +169,10 @@ def read_snapshot(
     if not listings_path.is_file():
         raise SnapshotError(f"{root}: no {LISTINGS_FILE} (is this a snapshot directory?)")
     manifest = read_manifest(root)
+    try:
+        subsets = parse_sampling(manifest, root / MANIFEST_FILE)
+    except SamplingError as exc:
+        raise SnapshotError(str(exc)) from exc
     if taxonomy is None:
         taxonomy = tuple((manifest or {}).get("taxonomy") or DEFAULT_TAXONOMY)
     problems, listings, seen = Problems(), [], set()
@@ -181,6 +192,8 @@ def read_snapshot(
         except RowProblem as exc:
             fail(exc.reason, where, f"{exc.field}: {exc}")
             continue
+        if listing.subset is not None and listing.subset not in subsets:
+            raise SnapshotError(undescribed(listing.subset, where, root / MANIFEST_FILE))
         if listing.id in seen:
             fail("duplicate_id", where, f"id: duplicate id {listing.id!r}")
             continue

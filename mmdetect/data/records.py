@@ -26,6 +26,8 @@ class Listing:
     labels: tuple[str, ...] | None
     label_source: str | None = None
     reviewed_at: datetime | None = None
+    subset: str | None = None  # the sampling subset it was drawn in (mmdetect/data/sampling.py)
+    inclusion_prob: float | None = None  # its own inclusion probability, when known
 
 
 @dataclass

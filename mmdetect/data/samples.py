@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from mmdetect.data.samples_images import render_photo
+from mmdetect.data.samples_images import CUES, render_photo
+from mmdetect.data.samples_readme import readme
 from mmdetect.data.samples_text import (
     CATEGORIES,
     clean_text,
@@ -49,6 +50,18 @@ SECOND_LABEL = {"counterfeit": ["keyword_stuffing", "stolen_goods"], "stolen_goo
 PHOTO_WEIGHTS = {1: 84, 2: 11, 3: 3, 4: 2}  # how many photos, when a listing has any
 MAX_JPEG_BYTES = 4096  # one disk block: keeps data_samples/ small
 MODES = ("image", "text", "both")  # where a violation's cue is
+_NOTE = ("labeled listings that earlier detectors, rules and user reports sent to reviewers, "
+         "enriched to about {:.0%} prohibited (synthetic: per-class quotas); the inclusion "
+         "probability of a listing is unknown, so these listings give no traffic-level weights: "
+         "see ../traffic for a random sample")  # fmt: skip
+ENRICHED = {  # how train/ and drift/ were sampled (mmdetect/data/sampling.py)
+    "train": {"subset": "train", "design": "enriched_by_score", "rate": None, "default": True,
+              "population": {"from": "2026-06-01", "to": "2026-10-01", "listings": None},
+              "note": _NOTE.format(0.22)},
+    "drift": {"subset": "drift", "design": "enriched_by_score", "rate": None, "default": True,
+              "population": {"from": "2026-10-01", "to": "2026-11-01", "listings": None},
+              "note": _NOTE.format(0.24)},
+}  # fmt: skip
 
 
 @dataclass
@@ -128,8 +141,11 @@ def _save_jpeg(img, path: Path) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def _listing(p: _Plan, seed: int, image_size: int, split_dir: Path) -> dict:
-    """Write the photos of one planned listing and return its row (without labels)."""
+def _listing(p: _Plan, seed: int, image_size: int, split_dir: Path, pool=None) -> dict:
+    """Write the photos of one planned listing and return its row (without labels).
+
+    With a `pool` (samples_traffic.PhotoPool), photos that show no cue are shared pool files.
+    """
     rng = random.Random(f"{seed}/{p.id}")
     drift = p.created.strftime("%Y-%m") == DRIFT_MONTH
     text_labels = [c for c in p.labels if p.modes[c] != "image" and c != "keyword_stuffing"]
@@ -154,6 +170,9 @@ def _listing(p: _Plan, seed: int, image_size: int, split_dir: Path) -> dict:
     rng.shuffle(kinds)
     images = []
     for k, photo_kind in enumerate(kinds):
+        if pool is not None and photo_kind not in CUES:  # own rng: `rng` draws stay as they were
+            images.append(pool.path(photo_kind, random.Random(f"{seed}/{p.id}/{k}/pool")))
+            continue
         rel = f"images/{p.id}_{k}.jpg"
         img = render_photo(photo_kind, random.Random(f"{seed}/{p.id}/{k}"), image_size, drift)
         _save_jpeg(img, split_dir / rel)
@@ -165,7 +184,9 @@ def _listing(p: _Plan, seed: int, image_size: int, split_dir: Path) -> dict:
     return row
 
 
-def _write_snapshot(split_dir: Path, name: str, rows: list[dict], description: str) -> dict:
+def _write_snapshot(
+    split_dir: Path, name: str, rows: list[dict], description: str, sampling: list | None = None
+) -> dict:
     with open(split_dir / "listings.jsonl", "w", encoding="utf-8", newline="\n") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -180,6 +201,7 @@ def _write_snapshot(split_dir: Path, name: str, rows: list[dict], description: s
         "months": dict(sorted(Counter(r["created_at"][:7] for r in rows).items())),
     }
     manifest = {"name": name, "taxonomy": list(DEFAULT_TAXONOMY), "parents": [],
+                **({"sampling": sampling} if sampling else {}),
                 "counts": counts, "description": description}  # fmt: skip
     text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
     (split_dir / "snapshot.json").write_text(text, encoding="utf-8")
@@ -217,10 +239,15 @@ def generate_samples(
     n_drift: int = 500,
     n_incoming: int = 600,
     image_size: int = 128,
+    n_traffic: int = 0,
+    n_traffic_unlabeled: int = 0,
 ) -> dict:
     """Write train/, drift/, incoming/, reviews.jsonl and README.md under out_dir; return counts.
 
-    Only those paths are replaced: anything else in out_dir (e.g. a tokenizer) is left alone.
+    `n_traffic` / `n_traffic_unlabeled` > 0 also write traffic/ and traffic_unlabeled/, random
+    samples of 2026-09..10 traffic with that many listings a month (samples_traffic.py); they
+    draw from their own random streams, so the other outputs do not depend on them. Only these
+    paths are replaced: anything else in out_dir (e.g. a tokenizer) is left alone.
     """
     out_dir = Path(out_dir)
     rng = random.Random(seed)
@@ -255,7 +282,8 @@ def generate_samples(
             rows.append(row)
         months = sorted({p.created.strftime("%Y-%m") for p in plans})
         name = f"{split}-{months[0]}" + (f"..{months[-1]}" if len(months) > 1 else "")
-        counts = _write_snapshot(split_dir, name, rows, descriptions[split])
+        sampling = [ENRICHED[split]] if split in ENRICHED else None
+        counts = _write_snapshot(split_dir, name, rows, descriptions[split], sampling)
         summary["splits"][split] = {**counts, "cue_modes": dict(sorted(modes.items()))}
     reviews = _reviews(random.Random(f"{seed}/reviews"), incoming)
     with open(out_dir / "reviews.jsonl", "w", encoding="utf-8", newline="\n") as f:
@@ -269,95 +297,18 @@ def generate_samples(
         "unknown_ids": sum(i not in known for i in ids),
         "incoming_true_labels": {c: sum(c in p.labels for p in incoming) for c in DEFAULT_TAXONOMY},
     }
+    from mmdetect.data.samples_traffic import write_traffic  # it builds on this module
+
+    for split, n, labeled in (("traffic", n_traffic, True), ("traffic_unlabeled", n_traffic_unlabeled, False)):  # fmt: skip
+        if n > 0:
+            summary["splits"][split] = write_traffic(out_dir, seed, split, n, labeled, image_size)
     sizes = {
         "n_train": n_train,
         "n_drift": n_drift,
         "n_incoming": n_incoming,
         "image_size": image_size,
+        "n_traffic": n_traffic,
+        "n_traffic_unlabeled": n_traffic_unlabeled,
     }
-    (out_dir / "README.md").write_text(_readme(summary, sizes), encoding="utf-8")
+    (out_dir / "README.md").write_text(readme(summary, sizes, MODES), encoding="utf-8")
     return summary
-
-
-def _readme(summary: dict, sizes: dict) -> str:
-    defaults = {"n_train": 1800, "n_drift": 500, "n_incoming": 600, "image_size": 128}
-    extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in sizes.items() if defaults[k] != v)
-    splits, rev = summary["splits"], summary["reviews"]
-    head = (
-        "| split | months | listings | clean | "
-        + " | ".join(DEFAULT_TAXONOMY)
-        + " | photos | no photo |"
-    )
-    table = [head, "|" + "---|" * (len(DEFAULT_TAXONOMY) + 6)]
-    for name, c in splits.items():
-        labels = " | ".join(
-            str(c["labels"][k]) if c["unlabeled"] == 0 else "-" for k in DEFAULT_TAXONOMY
-        )
-        clean = c["clean"] if c["unlabeled"] == 0 else "unlabeled"
-        months = ", ".join(f"{m}: {n}" for m, n in c["months"].items())
-        table.append(
-            f"| {name}/ | {months} | {c['listings']} | {clean} | {labels} | {c['photos']} | {c['no_photo']} |"
-        )
-    cues = [f"| {cls} | " + " | ".join(str(splits["train"]["cue_modes"].get(f"{cls}:{m}", 0)) for m in MODES) + " |"
-            for cls in DEFAULT_TAXONOMY]  # fmt: skip
-    true = ", ".join(f"{k} {v}" for k, v in rev["incoming_true_labels"].items())
-    return f"""# data_samples: synthetic marketplace listings
-
-Generated (byte-identical on every run) by
-
-    python scripts/make_samples.py --out data_samples --seed {summary["seed"]}{extra}
-
-with `mmdetect.data.samples.generate_samples`. Everything except `tokenizer/` comes from that
-command; do not edit these files by hand. Format: docs/snapshot-format.md.
-
-Synthetic Japanese C2C listings in ten categories (fashion, sneakers, bags, electronics, games,
-books, cosmetics, tickets, toys, handmade) with fictional brands, games and gift-card names, and
-photos drawn with PIL ({sizes["image_size"]} px JPEG, 0-4 per listing). Labels follow the default taxonomy.
-
-* `train/` labeled listings of four months, 2026-06..2026-09.
-* `drift/` labeled listings of 2026-10, the held-out evaluation month.
-* `incoming/` 2026-10 listings flagged for review, without labels.
-* `reviews.jsonl` review decisions on incoming ids (id, labels, reviewed_at, reviewer).
-
-## Counts (computed by the generator)
-
-{chr(10).join(table)}
-
-Labels are as stored, with about 2.5% of labeled rows deliberately wrong (label noise:
-{splits["train"]["cue_modes"].get("flipped", 0)} in train, {splits["drift"]["cue_modes"].get("flipped", 0)} in drift). A row may carry two labels.
-
-## Where the cue is
-
-Each violation shows its cue in the text only, in the photos only, or in both. Photo-only
-violations have ordinary text for their category and a normal price (a plain bag title over a
-monogram-pattern bag photo, a clean listing with a banknote photo); text-only ones have generic
-photos or none. keyword_stuffing is always text-only. Violations per cue location in train/
-(true labels, before label noise):
-
-| class | image only | text only | both |
-|---|---|---|---|
-{chr(10).join(cues)}
-
-Photo cues: counterfeit = repeated monogram on a bag or wallet; stolen_goods = stacks of identical
-boxes or a shelf with price tags; adult = pink/red blocks with an "18" seal; cash_voucher =
-banknotes with a portrait oval, or gift cards with a barcode; game_account = a dark game screen
-with HP/MP bars and an item grid; inappropriate = blister packs, medicine bottles or decanted vials.
-Hard negatives are labeled clean: コピー用紙 / コピー機, 成人式の振袖, Switch ソフト パッケージ版,
-カードケース / ギフトボックス, 正規品 レシート付き at a plausible price, 子供服 まとめ売り 大量.
-
-## Drift (2026-10)
-
-October brings vocabulary that June-September never contain: new game titles (ステラリンク,
-幻想戦記ルミナス, ...), account slang (ID譲渡, 引継ぎコード, リセマラ済み), gift-card brands
-(ネクストペイ, ルナギフト), counterfeit slang (工場直送 1:1, ミラー品), stuffing trend words
-(ハロウィン, Y3K), plus new photo styles (gacha-result screens, new gift-card designs, "R18" seals)
-and a larger share of game_account. A model trained on train/ loses accuracy on drift/;
-merging the reviewed incoming/ listings, which use the same new vocabulary, brings it back.
-
-## Reviews
-
-{rev["rows"]} decisions on {rev["ids"]} ids: about 76% of incoming ids, about 2% of decisions wrong,
-{rev["reviewed_twice"]} ids reviewed twice (the later decision is the right one) and
-{rev["unknown_ids"]} ids that exist in no snapshot. True label counts of incoming/ (known only to
-the generator): {true}.
-"""

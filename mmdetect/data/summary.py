@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from mmdetect.data.records import Snapshot
+from mmdetect.data.sampling import format_lines, inclusion_weights
+from mmdetect.data.sampling import summarize as sampling_summary
 
 
 def summarize(snapshot: Snapshot) -> dict:
@@ -22,6 +24,8 @@ def summarize(snapshot: Snapshot) -> dict:
         "labels": {name: per_label.get(name, 0) for name in snapshot.taxonomy},
         "months": dict(sorted(Counter(x.created_at.strftime("%Y-%m") for x in listings).items())),
         "photos_per_listing": dict(sorted(Counter(len(x.images) for x in listings).items())),
+        "sampling": sampling_summary(snapshot),
+        "traffic_weights": inclusion_weights(snapshot) is not None,
         "problems": dict(sorted(snapshot.problems.counts.items())),
         "problem_examples": snapshot.problems.examples,
     }
@@ -45,6 +49,7 @@ def format_summary(s: dict) -> str:
     lines += _table("labels (listings with each label)", s["labels"], s["labeled"])
     lines += _table("months (created_at)", s["months"], rows)
     lines += _table("photos per listing", s["photos_per_listing"], rows)
+    lines += format_lines(s["sampling"], s["traffic_weights"])
     if s["problems"]:
         lines.append(f"problems   {sum(s['problems'].values())}")
         for reason, n in s["problems"].items():

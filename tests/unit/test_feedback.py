@@ -103,7 +103,7 @@ def test_merge_applies_latest_review_and_counts_everything(inputs, tmp_path, cap
     assert rows["L0001"]["seller"] == "s-1" and rows["L0001"]["images"] == ["images/a.jpg"]
     assert rows["L0002"]["labels"] == ["cash_voucher"]  # tie: the later line
     assert rows["L0003"] == {**row(3), "labels": ["game_account"], "label_source": "review",
-                                  "reviewed_at": T2}  # fmt: skip
+                                  "reviewed_at": T2, "subset": "reviews"}  # fmt: skip
     assert "labels" not in rows["L0004"]  # only bad reviews: stays unlabeled
     assert rows["L0006"]["labels"] == [] and rows["L0006"]["label_source"] == "review"
     # rows without a review are written back byte for byte

@@ -72,7 +72,15 @@ def test_snapshots_read_back_strict_and_match_their_manifests(samples) -> None:
         ]
         if split == "incoming":
             assert all(x.labels is None and x.reviewed_at is None for x in snap.listings)
+            assert "sampling" not in snap.manifest  # a review queue, described by feedback merge
             continue
+        (entry,) = snap.manifest["sampling"]  # enriched, rate unknown, covers rows without subset
+        assert (entry["subset"], entry["design"], entry["rate"]) == (
+            split,
+            "enriched_by_score",
+            None,
+        )
+        assert entry["default"] and all(x.subset is None for x in snap.listings)
         assert all(x.labels is not None and x.label_source == "review" for x in snap.listings)
         per_class = Counter(c for x in snap.listings for c in x.labels)
         assert counts["labels"] == {c: per_class[c] for c in DEFAULT_TAXONOMY}
