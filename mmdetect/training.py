@@ -148,4 +148,5 @@ def check_config(args: Sequence[str]):
     Catches unknown keys and wrong types in a config (e.g. one that names a pretrained model
     that is not downloaded here) at the cost of a parse. Returns the parsed namespace.
     """
+    quiet_known_noise()
     return _ParseOnlyCLI(DetectorModule, DetectorDataModule, args=list(args), run=False).config
