@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -248,3 +249,34 @@ def test_noise_filters_drop_only_the_known_lines(capfd) -> None:
         assert sum(type(f).__name__ == "_DropPrefix" for f in logger.filters) == 1
         assert not logger.filters[0].filter(logging.makeLogRecord({"msg": prefix + " more"}))
         assert logger.filters[0].filter(logging.makeLogRecord({"msg": "a real problem"}))
+
+
+def test_predictions_writer_writes_jsonl_atomically_and_never_into_its_input(tmp_path) -> None:
+    from types import SimpleNamespace as NS
+
+    import torch
+
+    from mmdetect.outputs import OutputError
+    from mmdetect.training import PredictionsWriter
+
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    items = [NS(listing=NS(id=i)) for i in ("a", "b", "c")]
+    dm = NS(datasets={"predict": NS(items=items)}, hparams=NS(predict_snapshots=[str(snap)]))
+    trainer = NS(log_dir=str(tmp_path / "logs"), world_size=1, global_rank=0, datamodule=dm)
+    module = NS(taxonomy=("x", "y"))
+    batches = [{"index": torch.tensor([2, 0]), "probs": torch.tensor([[0.5, 0.25], [1.0, 0.0]])},
+               {"index": torch.tensor([1]), "probs": torch.tensor([[0.0, 0.75]])}]  # fmt: skip
+    writer = PredictionsWriter()
+    writer.on_predict_start(trainer, module)
+    writer.write_on_epoch_end(trainer, module, batches, [])
+    out = tmp_path / "logs" / "predictions.jsonl"
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert rows == [{"id": "c", "scores": {"x": 0.5, "y": 0.25}},
+                    {"id": "a", "scores": {"x": 1.0, "y": 0.0}},
+                    {"id": "b", "scores": {"x": 0.0, "y": 0.75}}]  # fmt: skip
+    assert [p.name for p in out.parent.iterdir()] == ["predictions.jsonl"]  # no partial left
+    with pytest.raises(OutputError, match="inside the input"):
+        PredictionsWriter(out=str(snap / "predictions.jsonl")).on_predict_start(trainer, module)
+    trainer.world_size, trainer.global_rank = 2, 1
+    assert writer.path(trainer).name == "predictions.rank1.jsonl"
