@@ -361,6 +361,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
                     fh.flush()  # a kill loses at most the chunk being scored
                 bar.update(fin.tell() - bar.n)  # bytes behind the scored rows
             bar.update(fin.tell() - bar.n)
+    except OSError as exc:  # the output (disk full, unwritable directory) or the input itself
+        print(f"error: {exc}; {args.out} was not written", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"\ninterrupted: {summary.scored} listings kept in {partial_path(args.out)}; "
               f"{args.out} was not written (rerun with --resume to continue)", file=sys.stderr)  # fmt: skip

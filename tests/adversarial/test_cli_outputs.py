@@ -102,6 +102,18 @@ def test_predict_out_is_the_input_keeps_it_byte_for_byte(
     assert not list(incoming.parent.glob(".*partial*"))
 
 
+def test_predict_out_unwritable(assets, incoming, tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:  # root writes anywhere, but not a new file in /proc
+        out = ro / "d.jsonl" if not os.access(ro, os.W_OK) else Path("/proc/d.jsonl")
+        assert predict(assets, incoming, out) == 1
+        assert f"{out} was not written" in capsys.readouterr().err
+    finally:
+        ro.chmod(0o700)
+
+
 def test_predict_out_an_existing_directory_or_under_a_file(assets, incoming, tmp_path, capsys):
     assert predict(assets, incoming, tmp_path) == 1
     assert f"output {tmp_path} is a directory; give a file path" in capsys.readouterr().err
@@ -323,6 +335,9 @@ def test_a_broken_current_is_flagged_and_rollback_refuses(damage, tmp_path, asse
     flagged = capsys.readouterr()
     assert "error:" in flagged.err and "current" in flagged.err
     assert "promote  b" in flagged.out  # the history is still shown
+    argv = ["promote", "--registry", str(reg), "--bundle", str(assets.bundle), "--on", "x"]
+    assert main(argv) == 1  # no champion to compare with: refused before any evaluation
+    assert "repair the registry" in capsys.readouterr().err
     if damage == "not_a_link":
         with pytest.raises(RegistryError, match="nothing promoted"):
             rollback(reg)
