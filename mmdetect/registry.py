@@ -169,7 +169,11 @@ def scan_history(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     entries, problems = [], []
     if not path.exists():
         return entries, problems
-    for lineno, raw in enumerate(path.read_bytes().splitlines(), 1):
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read: {exc.strerror}") from None
+    for lineno, raw in enumerate(data.splitlines(), 1):
         if raw.strip():
             try:
                 entries.append(_history_entry(raw, f"{path}:{lineno}"))
@@ -530,9 +534,10 @@ def registry_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--registry", type=Path, required=True)
     p.add_argument("--json", action="store_true", help="print history.jsonl entries as JSON")
     args = p.parse_args(argv)
-    if _run(open_registry, args.registry) is None:
+    scanned = _run(open_registry, args.registry) and _run(scan_history, args.registry)
+    if scanned is None:
         return 1
-    entries, problems = scan_history(args.registry)
+    entries, problems = scanned
     broken = current_problem(args.registry)
     if args.json:
         doc = {"current": current_name(args.registry), "current_problem": broken,

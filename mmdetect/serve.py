@@ -319,7 +319,8 @@ def predict_parser() -> argparse.ArgumentParser:
 def predict_main(argv: Sequence[str] | None = None) -> int:
     args = predict_parser().parse_args(argv)
     if not args.input.is_file():
-        print(f"error: {args.input}: no such file", file=sys.stderr)
+        why = "not a regular file" if args.input.exists() else "no such file"
+        print(f"error: {args.input}: {why}", file=sys.stderr)
         return 1
     outputs = predict_outputs(args)
     try:  # before anything is opened: an output may never be an input or inside a bundle
@@ -370,6 +371,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         return 130
     for p in stale:
         p.unlink(missing_ok=True)  # superseded by the finished output
+    if len(done) > summary.resumed:  # kept rows whose listing is no longer in the input
+        print(f"warning: {len(done) - summary.resumed} rows resumed from the partial file are "
+              f"not in {args.input} (was the input changed?)", file=sys.stderr)  # fmt: skip
     print(summary.format())
     print(f"decisions written to {args.out}")
     return 1 if summary.rows and not (summary.scored + summary.resumed) else 0

@@ -378,6 +378,26 @@ def test_a_damaged_history_line_is_named(line, words, tmp_path, assets, capsys):
     assert "promote  a" in shown.out and "promote  b" in shown.out  # the good lines shown
 
 
+def test_a_history_that_is_a_directory(tmp_path, assets, capsys):
+    reg = registry(tmp_path / "reg", assets.bundle, ["a"])
+    (reg / HISTORY).unlink()
+    (reg / HISTORY).mkdir()
+    for command in ("registry", "rollback"):
+        assert main([command, "--registry", str(reg)]) == 1
+        assert f"{reg / HISTORY}: cannot read" in capsys.readouterr().err
+
+
+def test_predict_input_a_directory_and_resume_of_a_changed_input(assets, incoming, reference,
+                                                                 tmp_path, capsys):  # fmt: skip
+    assert predict(assets, tmp_path, tmp_path / "o.jsonl") == 1
+    assert "not a regular file" in capsys.readouterr().err
+    out = tmp_path / "decisions.jsonl"
+    other = b'{"id": "gone", "scores": {}, "decisions": {}, "decision": "pass"}\n'
+    partial_path(out, dead_pid()).write_bytes(other)
+    assert predict(assets, incoming, out, "--resume") == 0
+    assert "1 rows resumed from the partial file are not in" in capsys.readouterr().err
+
+
 def test_stale_staging_left_by_a_killed_promote_is_reported_then_cleaned(tmp_path, assets, capsys):
     from mmdetect.registry import promote
 
