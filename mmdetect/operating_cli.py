@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mmdetect.cliutil import non_negative_int, positive_int
 from mmdetect.data.reader import SnapshotError
 from mmdetect.evaluate import EvaluationError, format_console, load_eval_config, run_evaluation
 from mmdetect.evaluate.metrics import calibration_errors
@@ -29,20 +30,13 @@ HOW_TO_FIT = (
 )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
 def _scoring_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="a .ckpt file or an exported bundle directory")
     p.add_argument("--snapshot", type=Path, required=True)
     p.add_argument("--created-from", help="only listings created on or after this ISO date")
     p.add_argument("--created-to", help="only listings created before this ISO date")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--num-workers", type=int, default=2, choices=range(0, 65), metavar="N")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--num-workers", type=non_negative_int, default=2)
     p.add_argument("--out", type=Path, required=True)
 
 
