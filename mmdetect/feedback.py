@@ -11,11 +11,9 @@ temporary directory beside `--out` and renamed into place, so it appears complet
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 from collections import Counter
@@ -38,11 +36,10 @@ from mmdetect.data.reader import (
 )
 from mmdetect.data.records import Problems
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
+from mmdetect.staging import OWNER_FILE, TMP_INFIX, clean_stale_temporaries, owner
 
 LABEL_SOURCE = "review"
 MAX_EXAMPLES = 5
-TMP_INFIX = ".tmp-"  # temporaries are `.<out name>.tmp-XXXX` beside --out
-OWNER_FILE = ".merge-owner.json"  # pid and host of the merge writing a temporary
 
 
 class FeedbackError(ValueError):
@@ -139,42 +136,6 @@ def _link_or_copy(src: str, dst: str) -> str:
     except OSError:
         shutil.copy2(src, dst)
     return dst
-
-
-def _owner() -> dict[str, Any]:
-    return {"pid": os.getpid(), "host": socket.gethostname()}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True  # someone else's process, or a value we cannot check: assume alive
-    return True
-
-
-def clean_stale_temporaries(out: Path) -> list[str]:
-    """Remove the temporaries of merges into `out` that were killed; report the others.
-
-    A temporary is removed only if its owner file names a process on this host that no longer
-    runs; one without an owner file, or of a live merge, or of another host is left and reported.
-    """
-    notes = []
-    for tmp in sorted(out.parent.glob(f".{glob.escape(out.name)}{TMP_INFIX}*")):
-        try:
-            owner = json.loads((tmp / OWNER_FILE).read_text(encoding="utf-8"))
-            pid, host = int(owner["pid"]), owner["host"]
-        except (OSError, ValueError, TypeError, KeyError):
-            notes.append(f"{tmp}: left in place (not ours, or from an older version: no owner)")
-            continue
-        if host == socket.gethostname() and not _pid_alive(pid):
-            shutil.rmtree(tmp, ignore_errors=True)
-            notes.append(f"{tmp}: removed (left by merge process {pid}, which no longer runs)")
-        else:
-            notes.append(f"{tmp}: left in place (merge process {pid} on {host} may be running)")
-    return notes
 
 
 def _is_within(path: Path, root: Path) -> bool:
@@ -298,7 +259,7 @@ def merge_reviews(
     except OSError as exc:
         raise FeedbackError(f"{out}: cannot create the output: {exc}") from exc
     try:
-        (tmp / OWNER_FILE).write_text(json.dumps(_owner()), encoding="utf-8")
+        (tmp / OWNER_FILE).write_text(json.dumps(owner()), encoding="utf-8")
         top = {LISTINGS_FILE, MANIFEST_FILE}
         ignore = lambda d, names: [n for n in names if Path(d) == snapshot and n in top]  # noqa: E731
         shutil.copytree(snapshot, tmp, symlinks=True, ignore=ignore,

@@ -105,15 +105,15 @@ def test_stale_temporaries_of_a_killed_merge_are_cleaned_or_reported(tmp_path: P
     killed.mkdir()
     (killed / "listings.jsonl").write_text("half", encoding="utf-8")
     owner = {"pid": dead_pid(), "host": socket.gethostname()}
-    (killed / ".merge-owner.json").write_text(json.dumps(owner), encoding="utf-8")
+    (killed / ".owner.json").write_text(json.dumps(owner), encoding="utf-8")
     foreign.mkdir()
     result = merge_reviews(snap, reviews, tmp_path / "out")
     notes = result["examples"]["stale_temporaries"]
     assert not killed.exists() and foreign.exists()
     assert notes == [f"{foreign}: left in place (not ours, or from an older version: no owner)",
-                     f"{killed}: removed (left by merge process {owner['pid']}, "
+                     f"{killed}: removed (left by process {owner['pid']}, "
                      "which no longer runs)"]  # fmt: skip
-    assert not list((tmp_path / "out").glob(".merge-owner*"))  # the marker never ships
+    assert not list((tmp_path / "out").glob(".owner*"))  # the marker never ships
     assert sorted(p.name for p in tmp_path.glob(".out.tmp-*")) == [".out.tmp-foreign"]
 
 
