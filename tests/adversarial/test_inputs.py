@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from mmdetect.data.images import DECODE_MAX_PIXELS, load_image
 from mmdetect.data.jsonl import MAX_LINE_BYTES
 from mmdetect.data.reader import SnapshotError, read_snapshot
 from mmdetect.data.records import in_period, parse_date_bound
@@ -268,6 +269,9 @@ def test_photo_work_per_listing_is_capped(tmp_path: Path, monkeypatch) -> None:
     assert len(checked) == 4
     assert dict(snap.problems.counts) == {"duplicate_photo": 2, "photos_over_limit": 1}
     assert read_snapshot(tmp_path, strict=True).listings[0].images[0] == "images/p0.png"
+    decoded = load_image(img / "p1.png")  # what the data loader gets: shrunk, not 40 Mpx
+    assert decoded.size == (4000, 2500) and decoded.mode == "RGB"
+    assert decoded.size[0] * decoded.size[1] <= DECODE_MAX_PIXELS
 
 
 BOUNDS = [("notadate", "--created-from: not an ISO date: 'notadate'"),
