@@ -238,28 +238,31 @@ def read_snapshot(
             raise SnapshotError(f"{where}: {message}")
         problems.add(reason, f"{where}: {message}")
 
-    for lineno, row, line_problem in iter_jsonl(listings_path):
-        where = f"{listings_path}:{lineno}"
-        if line_problem is not None:
-            fail(line_problem.reason, where, str(line_problem))
-            continue
-        try:
-            listing = parse_row(row, taxonomy)
-        except RowProblem as exc:
-            fail(exc.reason, where, f"{exc.field}: {exc}")
-            continue
-        if listing.id in seen:
-            fail("duplicate_id", where, f"id: duplicate id {listing.id!r}")
-            continue
-        seen.add(listing.id)
-        if check_images:
-            photo_problems = Problems()
-            listing = check_photos(root, listing, where, photo_problems, max_photos)
-            failed = [r for r in photo_problems.counts if r not in PHOTO_NOTES]
-            if strict and failed:
-                raise SnapshotError(photo_problems.examples[failed[0]][0])
-            problems.merge(photo_problems)
-        listings.append(listing)
+    try:
+        for lineno, row, line_problem in iter_jsonl(listings_path):
+            where = f"{listings_path}:{lineno}"
+            if line_problem is not None:
+                fail(line_problem.reason, where, str(line_problem))
+                continue
+            try:
+                listing = parse_row(row, taxonomy)
+            except RowProblem as exc:
+                fail(exc.reason, where, f"{exc.field}: {exc}")
+                continue
+            if listing.id in seen:
+                fail("duplicate_id", where, f"id: duplicate id {listing.id!r}")
+                continue
+            seen.add(listing.id)
+            if check_images:
+                photo_problems = Problems()
+                listing = check_photos(root, listing, where, photo_problems, max_photos)
+                failed = [r for r in photo_problems.counts if r not in PHOTO_NOTES]
+                if strict and failed:
+                    raise SnapshotError(photo_problems.examples[failed[0]][0])
+                problems.merge(photo_problems)
+            listings.append(listing)
+    except OSError as exc:  # permissions, an I/O error mid-read
+        raise SnapshotError(f"{listings_path}: cannot read: {exc}") from exc
     if problems.total:
         log.warning("%s: %d problems: %s", root, problems.total, dict(problems.counts))
     return Snapshot(root, listings, tuple(taxonomy), problems, manifest)
