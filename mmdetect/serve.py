@@ -26,6 +26,7 @@ from tqdm import tqdm
 from mmdetect.bundle import BundleError, LoadedBundle, load_bundle
 from mmdetect.cliutil import non_negative_int, positive_int
 from mmdetect.data.dataset import Item, ListingDataset, collate_listings
+from mmdetect.data.jsonl import decode_line
 from mmdetect.data.reader import RowProblem, check_photos, parse_row
 from mmdetect.data.records import Listing, Problems
 from mmdetect.image import IMAGENET_MEAN, IMAGENET_STD, ImageConfig, build_transforms
@@ -206,14 +207,7 @@ class RunSummary:
 
 def parse_line(raw: bytes, taxonomy: Sequence[str]) -> Listing:
     """One input line to a Listing; RowProblem (with a reason) for anything unusable."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RowProblem("invalid_utf8", "-", f"not UTF-8: {exc}") from None
-    try:
-        row = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RowProblem("invalid_json", "-", f"invalid JSON: {exc}") from None
+    row = decode_line(raw)  # RowProblem for bad UTF-8 or JSON; a BOM is dropped
     if isinstance(row, dict):
         row = {k: v for k, v in row.items() if k not in REVIEW_FIELDS}
     return parse_row(row, taxonomy)

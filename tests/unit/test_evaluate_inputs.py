@@ -51,7 +51,7 @@ def test_records_to_arrays() -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("not json", "p.jsonl:2: Expecting value"),
+        ("not json", "p.jsonl:2: invalid JSON: Expecting value"),
         ("[1]", "p.jsonl:2: expected a JSON object"),
         ('{"scores": {"a": 0.1, "b": 0.2}}', "p.jsonl:2: id:"),
         (
