@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,7 @@ def thresholds_main(argv: Sequence[str]) -> int:
         source = {"snapshot": str(args.snapshot), "model": str(args.model),
                   "created_from": args.created_from, "created_to": args.created_to,
                   "listings": len(records), "labeled": len(labeled),
-                  "fitted_utc": datetime.now().astimezone().isoformat(timespec="seconds")}  # fmt: skip
+                  "fitted_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
         doc = fit_operating_point(
             y, raw, taxonomy, policy, listings_per_day=listings_per_day(labeled), source=source
         )
@@ -162,7 +162,8 @@ def format_fit(doc: dict[str, Any], taxonomy: Sequence[str]) -> str:
     ]
     for c in taxonomy:
         k = cal["classes"][c]
-        t = f"T={k['temperature']:.2f}" if "temperature" in k else "isotonic"
+        t = (f"T={k['temperature']:.2f}" if "temperature" in k
+             else f"{k['slope']:.2f},{k['intercept']:+.1f}" if "slope" in k else "isotonic")  # fmt: skip
         hide = "-" if doc["classes"][c]["hide"] is None else f"{doc['classes'][c]['hide']:.4f}"
         lines.append(
             f"{c:<17} {doc['severity'][c]:>8.2f} {t:>8} {_f(ece['raw']['classes'][c]):>6} "
@@ -174,6 +175,8 @@ def format_fit(doc: dict[str, Any], taxonomy: Sequence[str]) -> str:
         f"{100 * r['fitted_hide_rate']:.1f}% (in-sample ECE macro {_f(ece['raw']['macro'])} -> "
         f"{_f(ece['calibrated']['macro'])})"
     )
+    if r.get("note"):
+        lines.append(f"warning: {r['note']}")
     return "\n".join(lines)
 
 

@@ -390,7 +390,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     if len(done) > summary.resumed:  # kept rows whose listing is no longer in the input
         print(f"warning: {len(done) - summary.resumed} rows resumed from the partial file are "
               f"not in {args.input} (was the input changed?)", file=sys.stderr)  # fmt: skip
-    queue, queued = write_review_queue(args.out)  # from the finished file: complete, ordered
+    queue, queued = write_review_queue(
+        args.out, predictor.thresholds["severity"]
+    )  # from the finished file: complete, ordered
     print(summary.format())
     print(f"decisions written to {args.out}; review queue ({queued}, by priority): {queue}")
     return 1 if summary.rows and not (summary.scored + summary.resumed) else 0

@@ -119,7 +119,6 @@ def fit_operating_point(
     classes = {}
     for j, name in enumerate(taxonomy):
         classes[name] = certify_hide(y_true[:, j].astype(np.int64), cal[:, j], policy)
-        classes[name]["severity"] = severity[name]
     hide_t = np.array(
         [np.inf if classes[c]["hide"] is None else classes[c]["hide"] for c in taxonomy]
     )
@@ -166,6 +165,10 @@ def fit_operating_point(
             "fitted_hide_rate": float(np.average(hidden, weights=traffic_weights)),
             "fitted_on": "traffic" if traffic_probs is not None else "calibration snapshot",
             "listings": int(len(traffic)),
+            "note": None
+            if fitted_rate > 0
+            else "the highest priority tie alone exceeds the budget: this operating point "
+            "reviews nothing; fit on more listings or raise the budget",
         },
         "classes": classes,
         "source": dict(source or {}),
