@@ -20,10 +20,11 @@ from mmdetect.evaluate import EvaluationError, format_console, load_eval_config,
 from mmdetect.evaluate.metrics import calibration_errors
 from mmdetect.evaluate.operating import apply_operating_point
 from mmdetect.evaluate.predictions import PredictionRecord, records_to_arrays
+from mmdetect.outputs import OutputError, check_output
 from mmdetect.policy import PolicyError, decide, fit_operating_point, load_policy
 from mmdetect.policy.io import read_operating_point, write_operating_point
 
-ERRORS = (EvaluationError, SnapshotError, PolicyError, FileNotFoundError)
+ERRORS = (EvaluationError, SnapshotError, PolicyError, FileNotFoundError, OutputError, ValueError)
 HOW_TO_FIT = (
     "fit one with `mmdetect thresholds fit --model {model} --snapshot CALIBRATION_SNAPSHOT "
     "--out DIR` and pass --thresholds DIR/thresholds.json"
@@ -38,6 +39,17 @@ def _scoring_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--num-workers", type=non_negative_int, default=2)
     p.add_argument("--out", type=Path, required=True)
+
+
+def check_args(args: argparse.Namespace, *inputs: str | Path | None) -> None:
+    """Before any scoring: the period bounds parse, and --out is no input, not inside one, and
+    not inside a bundle or a registry (OutputError / ValueError, one line each)."""
+    from mmdetect.data.records import parse_date_bound
+
+    parse_date_bound(args.created_from, "--created-from")
+    parse_date_bound(args.created_to, "--created-to")
+    given = [args.snapshot, args.model, *inputs]
+    check_output(args.out, [Path(p) for p in given if p is not None], kind="dir")
 
 
 def _score(model: str, args: argparse.Namespace):
@@ -76,6 +88,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
     p.add_argument("--config", type=Path, help="configs/evaluate/*.yaml (default: built-in)")
     args = p.parse_args(argv)
     try:
+        check_args(args, args.thresholds, args.baseline, args.baseline_thresholds, args.config)
         cfg = load_eval_config(args.config)
         records, taxonomy, snap, served = _score(args.model, args)
         doc = operating_point_for(args.model, served, args.thresholds, taxonomy)
@@ -127,6 +140,7 @@ def thresholds_main(argv: Sequence[str]) -> int:
     p.add_argument("--policy", type=Path, help="configs/policy/*.yaml (default: built-in)")
     args = p.parse_args(argv[1:])
     try:
+        check_args(args, args.policy)
         policy = load_policy(args.policy)
         records, taxonomy, snap, _ = _score(args.model, args)
         labeled = [r for r in records if r.labels is not None]

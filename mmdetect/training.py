@@ -128,10 +128,14 @@ def build_cli(args: Sequence[str], run: bool = True) -> DetectorCLI:
 
 
 def run_lightning(args: Sequence[str]) -> int:
-    """Run a stage; a bad snapshot or output path is one line on stderr and exit 1."""
+    """Run a stage; a bad snapshot, output path or warm-start model (`init_from`: a damaged or
+    crafted checkpoint, a tampered bundle) is one line on stderr and exit 1."""
+    from mmdetect.bundle import BundleError
+    from mmdetect.checkpoint import CheckpointError
+
     try:
         build_cli(args)
-    except (SnapshotError, OutputError) as exc:
+    except (SnapshotError, OutputError, CheckpointError, BundleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

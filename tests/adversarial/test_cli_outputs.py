@@ -171,7 +171,8 @@ def test_an_interrupted_predict_leaves_no_complete_looking_output(
     assert "resuming from" in captured.err and "3 listings already written" in captured.err
     assert "resumed (already written by the interrupted run): 3" in captured.out
     assert out.read_bytes() == reference
-    assert sorted(p.name for p in out.parent.iterdir()) == ["decisions.jsonl"]
+    names = sorted(p.name for p in out.parent.iterdir())  # no partial left behind
+    assert names == ["decisions.jsonl", "decisions.review_queue.jsonl"]
 
 
 def test_resume_drops_a_row_cut_by_a_kill_and_rescoring_it(assets, incoming, reference, tmp_path):
@@ -412,3 +413,33 @@ def test_stale_staging_left_by_a_killed_promote_is_reported_then_cleaned(tmp_pat
     with pytest.raises(RegistryError, match="already the current bundle"):
         promote(reg, assets.bundle, assets.drift)  # takes the lock, cleans, then refuses
     assert not stale.exists() and not (reg / ".current.tmp-cafe0000").is_symlink()
+
+
+@pytest.mark.parametrize(
+    ("command", "out", "extra", "message"),
+    [
+        ("evaluate", "snap/eval", [], "is inside the input"),
+        ("evaluate", "bundle/eval", [], "is inside the input"),
+        ("evaluate", "o", ["--created-from", "notadate"], "--created-from: not an ISO date"),
+        ("evaluate", "o", ["--created-to", "2026-13-01"], "--created-to: not an ISO date"),
+        ("thresholds fit", "snap", [], "is the input"),
+        ("thresholds fit", "o", ["--policy", "o/p.yaml"], "contains the input"),
+    ],
+)
+def test_evaluate_and_fit_refuse_bad_outputs_and_dates(
+    tmp_path, capsys, command, out, extra, message
+):
+    from mmdetect.cli import main
+
+    (tmp_path / "snap").mkdir()
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "SHA256SUMS").write_text("")
+    (bundle / "meta.json").write_text("{}")
+    argv = [*command.split(), "--model", str(bundle), "--snapshot", str(tmp_path / "snap"),
+            "--out", str(tmp_path / out), *[str(tmp_path / e) if e.startswith("o/") else e
+                                            for e in extra]]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert sorted(p.name for p in bundle.iterdir()) == ["SHA256SUMS", "meta.json"]
