@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,6 +198,14 @@ def test_fit_end_to_end_on_constructed_scores():
     assert review.sum() == pytest.approx(doc["review"]["fitted_rate"] * n)
     assert y[hidden, 0].mean() >= 0.95  # in-sample precision of what it hides
     assert math.isclose(doc["review"]["budget"], 0.05)
+
+
+@pytest.mark.parametrize("path", sorted(Path("configs/policy").glob("*.yaml")), ids=str)
+def test_every_policy_config_loads(path):
+    policy = load_policy(path)
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("# mmdetect thresholds fit") and f"--policy {path}" in first
+    assert 0 < policy.review_budget < 1 and policy.severities(["adult", "x"])["x"] == 1.0
 
 
 def test_policy_file_and_per_day_budget(tmp_path):
