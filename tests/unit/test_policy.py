@@ -219,3 +219,26 @@ def test_policy_file_and_per_day_budget(tmp_path):
         load_policy(bad)
     with pytest.raises(PolicyError, match="outside the taxonomy"):
         PolicyConfig(severity={"zzz": 1.0}).severities(TAX)
+
+
+@pytest.mark.parametrize("method", ["platt", "temperature", "isotonic", "none"])
+def test_the_documented_decision_rule_is_policy_decide(method):
+    """docs/bundle-format.md's Python block (for consumers without mmdetect) == policy.decide."""
+    text = Path("docs/bundle-format.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    code = next(b for b in blocks if "def decide(th, probs)" in b)
+    scope: dict = {}
+    exec(compile(code, "docs/bundle-format.md", "exec"), scope)  # our own doc, not user input
+    rng = np.random.default_rng(5)
+    y = (rng.random((600, 2)) < 0.2).astype(np.int64)
+    probs = np.clip(0.5 * y + 0.6 * rng.random((600, 2)), 0, 1)
+    doc = fit_operating_point(y, probs, TAX, PolicyConfig(calibration=method, min_positives=5,
+                              hide_precision=0.8, hide_confidence=0.8, severity={"b": 0.5}))  # fmt: skip
+    d = decide(doc, probs, TAX)
+    for i in range(len(probs)):
+        overall, priority, per, cal = scope["decide"](
+            doc, dict(zip(TAX, probs[i].tolist(), strict=True))
+        )
+        assert (per, overall) == d.tier_names(i, TAX)
+        assert priority == pytest.approx(d.priority[i], abs=1e-12)
+    assert len(set(d.overall.tolist())) >= 2  # the tiers were exercised
