@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mmdetect import bundle as B
+from mmdetect.staging import pid_alive
 
 # A temporary whose name carries no pid (an older mmdetect) is stale once this old.
 UNNAMED_STALE_S = 3600
@@ -82,22 +83,10 @@ def temp_dir(out: Path) -> Path:
     return tmp
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    except (OverflowError, ValueError):
-        return False
-    return True
-
-
 def _is_stale(path: Path, prefix: str) -> bool:
     pid_text = path.name[len(prefix) :].split("-", 1)[0]
     if pid_text.isdigit():
-        return int(pid_text) != os.getpid() and not _pid_alive(int(pid_text))
+        return int(pid_text) != os.getpid() and not pid_alive(int(pid_text))
     return time.time() - path.lstat().st_mtime > UNNAMED_STALE_S
 
 

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
+from mmdetect.staging import pid_alive
+
 BUNDLE_MARKERS = ("SHA256SUMS", "meta.json")  # a directory holding both is a bundle
 REGISTRY_HISTORY, REGISTRY_BUNDLES, REGISTRY_CURRENT = "history.jsonl", "bundles", "current"
 
@@ -95,16 +97,6 @@ def partial_path(path: Path, pid: int | None = None) -> Path:
     return path.with_name(f".{path.name}.partial-{os.getpid() if pid is None else pid}")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
 def stale_partials(path: Path) -> list[Path]:
     """Partial files of `path` left by runs that are no longer alive, newest first."""
     pattern = re.compile(rf"^\.{re.escape(path.name)}\.partial-(\d+)$")
@@ -112,7 +104,12 @@ def stale_partials(path: Path) -> list[Path]:
     if path.parent.is_dir():
         for p in path.parent.iterdir():
             m = pattern.match(p.name)
-            if m and p.is_file() and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            if (
+                m
+                and p.is_file()
+                and int(m.group(1)) != os.getpid()
+                and not pid_alive(int(m.group(1)))
+            ):
                 found.append(p)
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 

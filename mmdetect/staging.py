@@ -23,7 +23,9 @@ def owner() -> dict[str, Any]:
     return {"pid": os.getpid(), "host": socket.gethostname()}
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine runs with this pid (unsure: assume it does, so its
+    temporaries are never deleted under it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -52,7 +54,7 @@ def clean_stale_temporaries(out: Path) -> list[str]:
         except (OSError, ValueError, TypeError, KeyError):
             notes.append(f"{tmp}: left in place (not ours, or from an older version: no owner)")
             continue
-        if host == socket.gethostname() and not _pid_alive(pid):
+        if host == socket.gethostname() and not pid_alive(pid):
             shutil.rmtree(tmp, ignore_errors=True)
             notes.append(f"{tmp}: removed (left by process {pid}, which no longer runs)")
         else:
