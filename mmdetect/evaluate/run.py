@@ -28,6 +28,10 @@ from mmdetect.evaluate.predictions import (
 )
 from mmdetect.evaluate.report import format_console, write_report
 from mmdetect.evaluate.slices import drift_slices
+from mmdetect.evaluate.traffic import traffic_figures
+
+# (inclusion probability per record, NaN = unknown; the design) from traffic.sampling_design
+Traffic = tuple[np.ndarray, Mapping[str, Any]]
 
 SCHEMA_VERSION = 2
 
@@ -56,11 +60,14 @@ def evaluate_records(
     operating_point: Mapping[str, Any],
     baseline: Sequence[PredictionRecord] | None = None,
     source: Mapping[str, Any] | None = None,
+    traffic: Traffic | None = None,
 ) -> dict[str, Any]:
     """The whole evaluation as a JSON-serialisable dict (the content of metrics.json).
 
     `records` carry decisions (apply_operating_point). Figures that need labels are computed on
     the labeled records; an unlabeled snapshot still gets hide/review rates and hidden listings.
+    `traffic`: the snapshot's sampling design, for the figures expected on traffic
+    (`operating.traffic`); without it they are marked unknown.
     """
     if not taxonomy:
         raise EvaluationError("empty taxonomy: nothing to evaluate")
@@ -83,6 +90,10 @@ def evaluate_records(
         "slices": None,
         "comparison": None,
     }
+    probs, design = traffic if traffic is not None else (None, None)
+    result["operating"]["traffic"] = traffic_figures(
+        records, taxonomy, operating_point, probs, design
+    )
     if not labeled:
         return result
     check_labels(labeled, taxonomy)
@@ -107,10 +118,11 @@ def run_evaluation(
     operating_point: Mapping[str, Any],
     baseline: Sequence[PredictionRecord] | None = None,
     source: Mapping[str, Any] | None = None,
+    traffic: Traffic | None = None,
 ) -> dict[str, Any]:
     """`evaluate_records`, then write predictions.jsonl (+ baseline_predictions.jsonl), the
     operating point that was applied (thresholds.json) and the report files into `out_dir`."""
-    result = evaluate_records(records, taxonomy, cfg, operating_point, baseline, source)
+    result = evaluate_records(records, taxonomy, cfg, operating_point, baseline, source, traffic)
     out = Path(out_dir)
     write_predictions(out / "predictions.jsonl", records)
     if baseline is not None:
