@@ -66,9 +66,9 @@ def describe_design(design: Mapping[str, Any]) -> str:
 
 
 NOT_TRAFFIC = {
-    "enriched": "an enriched sample whose inclusion rates are unknown",
-    "undescribed": "a snapshot whose sampling is not described (snapshot.json has no `sampling`)",
-    "unknown": "predictions without their snapshot (the sampling design is not known)",
+    "enriched": "the snapshot is an enriched sample whose inclusion rates are unknown",
+    "undescribed": "the snapshot's sampling is not described (snapshot.json has no `sampling`)",
+    "unknown": "the sampling design is not known (predictions evaluated without their snapshot)",
 }
 
 
@@ -86,7 +86,7 @@ def traffic_figures(
     basis = design["basis"]
     if probs is None or basis not in ("random", "weighted"):
         return {"available": False, "basis": basis, "design": design,
-                "note": f"the snapshot is {NOT_TRAFFIC.get(basis, basis)}: the figures are "
+                "note": f"{NOT_TRAFFIC.get(basis, basis)}: the figures are "
                         "snapshot figures, not traffic figures"}  # fmt: skip
     method = doc.get("policy", {}).get("interval", "clopper_pearson")
     w = 1.0 / np.asarray(probs, dtype=np.float64)
@@ -161,7 +161,8 @@ def traffic_lines(result: Mapping[str, Any]) -> list[str]:
         return []
     design = describe_design(t["design"])
     if not t["available"]:
-        return [f"expected on traffic: not available: {t['note']} ({design})"]
+        where = f" ({design})" if t["design"].get("subsets") else ""
+        return [f"expected on traffic: not available: {t['note']}{where}"]
     ratio = t["review_vs_budget"]
     lines = [
         f"expected on traffic ({t['basis']}: {design}; {t['note']}):",
