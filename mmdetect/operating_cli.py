@@ -19,7 +19,7 @@ from mmdetect.data.sampling import SamplingError
 from mmdetect.evaluate import EvaluationError, format_console, load_eval_config, run_evaluation
 from mmdetect.evaluate.metrics import calibration_errors
 from mmdetect.evaluate.operating import apply_operating_point
-from mmdetect.evaluate.predictions import PredictionRecord, records_to_arrays
+from mmdetect.evaluate.predictions import records_to_arrays
 from mmdetect.evaluate.traffic import sampling_design
 from mmdetect.policy import PolicyError, decide, fit_operating_point, load_policy
 from mmdetect.policy.design import certification_sample
@@ -115,15 +115,6 @@ def evaluate_main(argv: Sequence[str]) -> int:
         print(f"skipped while reading the snapshot: {dict(snap.problems.counts)}")
     print(f"report: {args.out / 'report.html'}")
     return 0
-
-
-def listings_per_day(records: Sequence[PredictionRecord]) -> float | None:
-    """Listings per day over the records' created_at span (None without a span)."""
-    times = [datetime.fromisoformat(r.created_at) for r in records if r.created_at]
-    if len(times) < 2:
-        return None
-    days = (max(times) - min(times)).total_seconds() / 86400
-    return len(times) / days if days >= 1 else None
 
 
 def thresholds_main(argv: Sequence[str]) -> int:

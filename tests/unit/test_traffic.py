@@ -99,6 +99,24 @@ def test_weighted_review_budget_meets_the_traffic_quantile():
     assert doc["review"]["fitted_on"] == "traffic"
 
 
+def test_traffic_per_day_is_the_weighted_volume_over_the_period():
+    from mmdetect.traffic_fit import per_day
+
+    recs = [prediction_from_listing(x, {"a": 0.1, "b": 0.1}) for x in _listings(60)]
+    assert per_day(recs, np.full(60, 500.0), "2026-09-01", "2026-10-01") == pytest.approx(1000)
+    assert per_day(recs, None, "2026-09-01", "2026-10-01") == pytest.approx(2)
+    assert per_day(recs[:1], None) is None  # no span, no volume
+
+
+def _listings(n: int):
+    from datetime import datetime
+
+    from mmdetect.data.records import Listing
+
+    t = datetime.fromisoformat("2026-09-02T10:00:00+09:00")
+    return [Listing(f"L{i}", "t", "", 1, "toys", (), t, ()) for i in range(n)]
+
+
 def test_certification_sample_modes():
     incl = np.array([0.002] * 6 + [np.nan] * 4)
     pos = np.array([1, 1, 0, 0, 0, 0, 1, 1, 1, 1], bool)
