@@ -121,12 +121,13 @@ def thresholds_main(argv: Sequence[str]) -> int:
     """`mmdetect thresholds fit --model M --snapshot CAL [--policy P] --out DIR`."""
     if not argv or argv[0] != "fit":
         print("usage: mmdetect thresholds fit --model CKPT_OR_BUNDLE --snapshot CAL "
-              "[--policy FILE] --out DIR", file=sys.stderr)  # fmt: skip
+              "[--policy FILE] [--traffic SNAPSHOT] --out DIR", file=sys.stderr)  # fmt: skip
         return 2
     p = argparse.ArgumentParser(
         prog="mmdetect thresholds fit",
         description="Fit calibration, certified auto-hide thresholds and the review threshold "
-        "of the policy on a labeled calibration snapshot; write DIR/thresholds.json and a report.",
+        "of the policy on a labeled calibration snapshot (the review budget on --traffic scores "
+        "when given); write DIR/thresholds.json and a report.",
     )
     _scoring_args(p)
     p.add_argument("--policy", type=Path, help="configs/policy/*.yaml (default: built-in)")

@@ -24,11 +24,22 @@ from mmdetect.evaluate.traffic import describe_design, sampling_design
 from mmdetect.policy.design import MODES
 
 
+def iso_date(text: str) -> str:
+    """An argparse type: the text if it is an ISO 8601 date or datetime."""
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 date, got {text!r}") from None
+    return text
+
+
 def traffic_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--traffic", type=Path,
                    help="a traffic snapshot (labels not needed) to fit the review budget on")  # fmt: skip
-    p.add_argument("--traffic-created-from", help="traffic listings created on or after this date")
-    p.add_argument("--traffic-created-to", help="traffic listings created before this date")
+    p.add_argument("--traffic-created-from", type=iso_date,
+                   help="traffic listings created on or after this date")  # fmt: skip
+    p.add_argument("--traffic-created-to", type=iso_date,
+                   help="traffic listings created before this date")  # fmt: skip
     p.add_argument("--certify-on", choices=MODES, default="auto",
                    help="labeled listings that certify auto-hide (mmdetect/policy/design.py)")  # fmt: skip
 
@@ -48,8 +59,9 @@ def per_day(records: Sequence[PredictionRecord], weights: np.ndarray | None,
             start: str | None = None, end: str | None = None) -> float | None:  # fmt: skip
     """Traffic listings per day: the weighted count over the period ([start, end) when both are
     given, else the records' created_at span); None without a span of at least a day."""
-    if start and end:
-        days = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    if start and end:  # naive and aware bounds may be mixed: compare wall-clock times
+        a, b = (datetime.fromisoformat(x).replace(tzinfo=None) for x in (start, end))
+        days = (b - a).total_seconds()
     else:
         times = [datetime.fromisoformat(r.created_at) for r in records if r.created_at]
         if len(times) < 2:
@@ -69,6 +81,8 @@ def budget_basis(
     score: Callable[..., tuple],
 ) -> BudgetBasis:
     """The listings the review budget is fitted on: --traffic if given, else the labeled ones."""
+    if args.traffic is None and (args.traffic_created_from or args.traffic_created_to):
+        raise EvaluationError("--traffic-created-from/--traffic-created-to need --traffic SNAPSHOT")
     if args.traffic is None:
         known = not np.isnan(inclusion).any() and design["basis"] in ("random", "weighted")
         w = 1.0 / inclusion if known else None

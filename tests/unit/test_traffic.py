@@ -221,7 +221,7 @@ def test_random_snapshot_traffic_figures_equal_the_snapshot_figures(tmp_path):
     assert t["estimated_traffic_listings"] == pytest.approx(100 * 500)
 
 
-def test_cli_fits_the_budget_on_traffic_and_evaluate_reports_traffic(tmp_path, monkeypatch):
+def test_cli_fits_the_budget_on_traffic_and_evaluate_reports_traffic(tmp_path, monkeypatch, capsys):
     """`thresholds fit --traffic` and `evaluate` wiring, with scores faked from the listing id."""
     from mmdetect import operating_cli
 
@@ -257,3 +257,11 @@ def test_cli_fits_the_budget_on_traffic_and_evaluate_reports_traffic(tmp_path, m
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["operating"]["traffic"]["basis"] == "random"
     assert "Expected on traffic" in (ev / "report.md").read_text()
+    # a traffic period without --traffic is refused, not ignored
+    argv = ["fit", "--model", "m", "--snapshot", str(cal), "--traffic-created-from", "2026-09-01",
+            "--out", str(tmp_path / "x")]  # fmt: skip
+    assert operating_cli.thresholds_main(argv) == 1
+    assert "need --traffic" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        operating_cli.thresholds_main([*argv[:-2], "--traffic", str(trf), "--traffic-created-to",
+                                       "October", "--out", str(tmp_path / "x")])  # fmt: skip
