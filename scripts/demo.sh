@@ -52,7 +52,7 @@ t = o["traffic"]
 def show(r, pct=False):
     f = (lambda v: f"{100 * v:.2f}%") if pct else (lambda v: f"{v:.3f}")
     if r is None or r["value"] is None:
-        return f"n/a ({r['count']}/{r['of']} listings)" if r else "n/a"
+        return "n/a: nothing auto-hidden (no class is certified)" if r else "n/a"
     return f"{f(r['value'])} [95% CI {f(r['ci'][0])}, {f(r['ci'][1])}] ({r['count']}/{r['of']})"
 print(f"traffic view ({t['basis']}): review share {show(t['review_rate'], True)} "
       f"at budget {100 * o['review_budget']:.1f}%;")
