@@ -28,7 +28,7 @@ from mmdetect.evaluate.predictions import (
 )
 from mmdetect.evaluate.report import format_console, write_report
 from mmdetect.evaluate.slices import drift_slices
-from mmdetect.evaluate.traffic import traffic_figures
+from mmdetect.evaluate.traffic import SAMPLING_FILE, read_sampling, traffic_figures, write_sampling
 
 # (inclusion probability per record, NaN = unknown; the design) from traffic.sampling_design
 Traffic = tuple[np.ndarray, Mapping[str, Any]]
@@ -125,6 +125,8 @@ def run_evaluation(
     result = evaluate_records(records, taxonomy, cfg, operating_point, baseline, source, traffic)
     out = Path(out_dir)
     write_predictions(out / "predictions.jsonl", records)
+    if traffic is not None:
+        write_sampling(out, records, *traffic)
     if baseline is not None:
         write_predictions(out / "baseline_predictions.jsonl", baseline)
     write_report(out, result, records, operating_point, baseline)
@@ -172,6 +174,7 @@ def evaluate_predictions_main(argv: Sequence[str] | None = None) -> int:
         else:
             doc = _embedded_operating_point(args.predictions)
             check_operating_point(doc, taxonomy, str(args.predictions.parent / "thresholds.json"))
+        traffic = read_sampling(args.predictions.parent / SAMPLING_FILE, records)
         source = {
             "snapshot": args.source_snapshot,
             "model": args.source_model,
@@ -179,7 +182,7 @@ def evaluate_predictions_main(argv: Sequence[str] | None = None) -> int:
             "baseline_predictions": args.baseline_predictions and str(args.baseline_predictions),
             "thresholds": str(args.thresholds) if args.thresholds else None,
         }
-        result = run_evaluation(records, taxonomy, cfg, args.out, doc, baseline, source)
+        result = run_evaluation(records, taxonomy, cfg, args.out, doc, baseline, source, traffic)
     except (EvaluationError, PolicyError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

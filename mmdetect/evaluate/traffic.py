@@ -11,8 +11,11 @@ none, and `operating.traffic` says so instead of guessing.
 
 from __future__ import annotations
 
+import json
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -179,3 +182,46 @@ def traffic_lines(result: Mapping[str, Any]) -> list[str]:
             f"  traffic false-hide rate {fmt_weighted(t['false_hide_rate'], True)}",
         ]
     return lines
+
+
+SAMPLING_FILE = "sampling.json"  # beside predictions.jsonl: the design, for recomputation
+
+
+def write_sampling(
+    out_dir: Path, records: Sequence[PredictionRecord], probs: np.ndarray, design: Mapping
+) -> Path:
+    """Write each record's inclusion probability (null = unknown) and the design, so that
+    `mmdetect evaluate --predictions` recomputes the traffic view without the snapshot."""
+    doc = {"design": dict(design),
+           "inclusion_prob": {r.id: None if np.isnan(p) else float(p)
+                              for r, p in zip(records, probs, strict=True)}}  # fmt: skip
+    path = Path(out_dir) / SAMPLING_FILE
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_sampling(
+    path: Path, records: Sequence[PredictionRecord]
+) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """The (inclusion probabilities aligned with `records`, design) written by `write_sampling`;
+    None when the file is absent. A bad file or a record it does not cover is an error."""
+    from mmdetect.evaluate.config import EvaluationError
+
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        probs, design = doc["inclusion_prob"], dict(doc["design"])
+        out = np.array([np.nan if probs[r.id] is None else float(probs[r.id]) for r in records])
+    except KeyError as exc:
+        raise EvaluationError(f"{path}: no inclusion_prob for listing {exc}") from None
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise EvaluationError(f"{path}: cannot read the sampling design: {exc}") from None
+    if ((out <= 0) | (out > 1)).any():
+        raise EvaluationError(f"{path}: inclusion_prob: values must be in (0, 1] or null")
+    return out, design

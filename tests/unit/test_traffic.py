@@ -278,6 +278,18 @@ def test_cli_fits_the_budget_on_traffic_and_evaluate_reports_traffic(tmp_path, m
     metrics = json.loads((ev / "metrics.json").read_text())
     assert metrics["operating"]["traffic"]["basis"] == "random"
     assert "Expected on traffic" in (ev / "report.md").read_text()
+    # recomputed from the predictions alone: sampling.json beside them carries the design
+    from mmdetect.evaluate.run import evaluate_predictions_main
+
+    again = tmp_path / "again"
+    assert evaluate_predictions_main(["--predictions", str(ev / "predictions.jsonl"),
+                                      "--out", str(again)]) == 0  # fmt: skip
+    redo = json.loads((again / "metrics.json").read_text())
+    assert redo["operating"]["traffic"] == metrics["operating"]["traffic"]
+    (ev / "sampling.json").write_text('{"design": {}, "inclusion_prob": {"L000": 2}}')
+    assert evaluate_predictions_main(["--predictions", str(ev / "predictions.jsonl"),
+                                      "--out", str(again)]) == 1  # fmt: skip
+    assert "sampling.json: no inclusion_prob for listing 'L001'" in capsys.readouterr().err
     # a traffic period without --traffic is refused, not ignored
     argv = ["fit", "--model", "m", "--snapshot", str(cal), "--traffic-created-from", "2026-09-01",
             "--out", str(tmp_path / "x")]  # fmt: skip
