@@ -1,8 +1,10 @@
-"""`mmdetect <subcommand>`: one small entry point; each subcommand lives in its own stage module.
+"""`mmdetect <command>`: one small entry point; each command lives in its own stage module.
 
-Lightning's own subcommands (fit, validate, test, predict) go to LightningCLI. `validate` with a
-snapshot directory validates the snapshot instead, and `predict` with `--bundle` runs an exported
-bundle: the first positional argument or flag decides, so both keep their natural names.
+Every command has one meaning. `check` validates a snapshot, `predict` scores listings with an
+exported bundle, `fit` trains, and Lightning's other stages run as `mmdetect lightning
+validate|test|predict` (LightningCLI flags: `--config`, dotted overrides, `--ckpt_path`). The
+old spellings `validate SNAPSHOT`, `validate|test|predict --config ...` still work in this
+release, with a deprecation message on stderr.
 """
 
 from __future__ import annotations
@@ -14,14 +16,20 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from mmdetect.cliutil import non_negative_int, positive_int, quiet_known_noise
+
 LIGHTNING = ("fit", "validate", "test", "predict")
+# Flags only a LightningCLI command line has: how an old `validate`/`predict` is told apart.
+LIGHTNING_FLAGS = ("--config", "-c", "--ckpt_path", "--trainer", "--model", "--data",
+                   "--seed_everything", "--print_config", "--checkpoint", "--last_checkpoint",
+                   "--optimizer", "--lr_scheduler", "--run-dir", "--run_dir")  # fmt: skip
 
 
-def cmd_validate(argv: Sequence[str]) -> int:
+def cmd_check(argv: Sequence[str]) -> int:
     from mmdetect.data.reader import SnapshotError, read_snapshot
     from mmdetect.data.summary import format_summary, summarize
 
-    p = argparse.ArgumentParser(prog="mmdetect validate", description="Validate a snapshot.")
+    p = argparse.ArgumentParser(prog="mmdetect check", description="Validate a snapshot.")
     p.add_argument("snapshot", type=Path)
     p.add_argument("--strict", action="store_true", help="stop at the first problem, exit 1")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -45,11 +53,13 @@ def cmd_samples(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="mmdetect samples", description="Write sample snapshots.")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-train", type=int, default=1800)
-    p.add_argument("--n-drift", type=int, default=500)
-    p.add_argument("--n-incoming", type=int, default=600)
-    p.add_argument("--n-traffic", type=int, default=2500, help="traffic/ listings a month")
-    p.add_argument("--n-traffic-unlabeled", type=int, default=2500, help="traffic_unlabeled/")
+    p.add_argument("--n-train", type=positive_int, default=1800)
+    p.add_argument("--n-drift", type=positive_int, default=500)
+    p.add_argument("--n-incoming", type=positive_int, default=600)
+    p.add_argument("--n-traffic", type=non_negative_int, default=2500,
+                   help="traffic/ listings a month (0: none)")  # fmt: skip
+    p.add_argument("--n-traffic-unlabeled", type=non_negative_int, default=2500,
+                   help="traffic_unlabeled/ listings a month (0: none)")  # fmt: skip
     args = p.parse_args(argv)
     counts = generate_samples(
         args.out, seed=args.seed, n_train=args.n_train, n_drift=args.n_drift,
@@ -68,7 +78,7 @@ def cmd_vocab(argv: Sequence[str]) -> int:
         prog="mmdetect vocab", description="Build a WordPiece tokenizer directory from snapshots."
     )
     p.add_argument("snapshots", type=Path, nargs="+")
-    p.add_argument("--size", type=int, default=8000)
+    p.add_argument("--size", type=positive_int, default=8000)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     texts = [
@@ -103,10 +113,45 @@ def cmd_export(argv: Sequence[str]) -> int:
     return export_main(argv)
 
 
-def cmd_predict_bundle(argv: Sequence[str]) -> int:
+def cmd_predict(argv: Sequence[str]) -> int:
+    if not _has_flag(argv, ("--bundle",)) and _has_flag(argv, LIGHTNING_FLAGS):
+        _deprecated("predict --config ...", "lightning predict --config ...")
+        return cmd_lightning(["predict", *argv])
     from mmdetect.serve import predict_main
 
     return predict_main(argv)
+
+
+def cmd_validate(argv: Sequence[str]) -> int:
+    """Deprecated: `check SNAPSHOT`, or Lightning's validate stage when given its flags."""
+    if _has_flag(argv, LIGHTNING_FLAGS):
+        _deprecated("validate --config ...", "lightning validate --config ...")
+        return cmd_lightning(["validate", *argv])
+    _deprecated("validate SNAPSHOT", "check SNAPSHOT")
+    return cmd_check(argv)
+
+
+def cmd_test(argv: Sequence[str]) -> int:
+    _deprecated("test", "lightning test")
+    return cmd_lightning(["test", *argv])
+
+
+def cmd_fit(argv: Sequence[str]) -> int:
+    return cmd_lightning(["fit", *argv])
+
+
+def cmd_lightning(argv: Sequence[str]) -> int:
+    stages = "|".join(LIGHTNING)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: mmdetect lightning {{{stages}}} --config CONFIG.yaml [--ckpt_path CKPT] "
+              "[--run-dir DIR] [overrides]\n(`mmdetect lightning STAGE --help` for the flags)")  # fmt: skip
+        return 0 if argv else 2
+    if argv[0] not in LIGHTNING:
+        print(f"mmdetect lightning: unknown stage {argv[0]!r}; stages: {stages}", file=sys.stderr)
+        return 2
+    from mmdetect.training import run_lightning
+
+    return run_lightning(argv)
 
 
 def cmd_feedback(argv: Sequence[str]) -> int:
@@ -133,21 +178,41 @@ def cmd_registry(argv: Sequence[str]) -> int:
     return registry_main(argv)
 
 
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
-    "samples": cmd_samples,
-    "vocab": cmd_vocab,
-    "evaluate": cmd_evaluate,
-    "thresholds": cmd_thresholds,
-    "export": cmd_export,
-    "feedback": cmd_feedback,
-    "promote": cmd_promote,
-    "rollback": cmd_rollback,
-    "registry": cmd_registry,
+def _has_flag(argv: Sequence[str], flags: Sequence[str]) -> bool:
+    return any(a == f or a.startswith((f"{f}.", f"{f}=")) for a in argv for f in flags)
+
+
+def _deprecated(old: str, new: str) -> None:
+    print(f"deprecated: use `mmdetect {new}` (`mmdetect {old}` goes in the next release)",
+          file=sys.stderr)  # fmt: skip
+
+
+# name -> (function, one line of help); the order is the order of `mmdetect --help`.
+COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
+    "check": (cmd_check, "validate a snapshot: counts, problems by reason (--strict, --json)"),
+    "samples": (cmd_samples, "write the synthetic sample snapshots"),
+    "vocab": (cmd_vocab, "build a WordPiece tokenizer directory from snapshots"),
+    "fit": (cmd_fit, "train (LightningCLI: --config, dotted overrides, --run-dir DIR)"),
+    "lightning": (cmd_lightning, "Lightning's other stages: lightning validate|test|predict"),
+    "thresholds": (cmd_thresholds, "thresholds fit: calibration, certified hide, review budget"),
+    "evaluate": (cmd_evaluate, "judge the operating point a checkpoint or bundle serves"),
+    "export": (cmd_export, "a parity-checked TorchScript bundle from a checkpoint"),
+    "predict": (cmd_predict, "score a listings JSONL with a bundle: hide/review/pass"),
+    "feedback": (cmd_feedback, "feedback merge: fold reviewers' decisions into a snapshot"),
+    "promote": (cmd_promote, "promote a bundle in a registry if it is not worse"),
+    "rollback": (cmd_rollback, "point a registry back at the previous bundle"),
+    "registry": (cmd_registry, "show a registry's current bundle and history"),
+}
+DEPRECATED: dict[str, Callable[[Sequence[str]], int]] = {
+    "validate": cmd_validate,  # -> check, or lightning validate
+    "test": cmd_test,  # -> lightning test
 }
 
 
-def _is_snapshot_validation(argv: Sequence[str]) -> bool:
-    return bool(argv) and not argv[0].startswith("-") and Path(argv[0]).is_dir()
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    rows = "\n".join(f"  {name:<{width}}  {line}" for name, (_, line) in COMMANDS.items())
+    return f"usage: mmdetect <command> [args]   (mmdetect <command> --help)\n\ncommands:\n{rows}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,24 +220,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Our own logger only: Lightning already prints its messages through its own handler.
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("mmdetect").addHandler(handler)
-    logging.getLogger("mmdetect").setLevel(logging.INFO)
-    names = ", ".join([*COMMANDS, *LIGHTNING])
+    logger = logging.getLogger("mmdetect")
+    if not logger.handlers:
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    quiet_known_noise()
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: mmdetect <command> [args]\ncommands: {names}\n{__doc__}")
-        return 0
+        print(usage(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    if command == "validate" and _is_snapshot_validation(rest):
-        return cmd_validate(rest)
-    if command == "predict" and any(a == "--bundle" or a.startswith("--bundle=") for a in rest):
-        return cmd_predict_bundle(rest)
     if command in COMMANDS:
-        return COMMANDS[command](rest)
-    if command in LIGHTNING:
-        from mmdetect.training import run_lightning
-
-        return run_lightning([command, *rest])
-    print(f"mmdetect: unknown command {command!r}; commands: {names}", file=sys.stderr)
+        return COMMANDS[command][0](rest)
+    if command in DEPRECATED:
+        return DEPRECATED[command](rest)
+    print(f"mmdetect: unknown command {command!r}\n{usage()}", file=sys.stderr)
     return 2
 
 

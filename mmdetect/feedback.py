@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from mmdetect.bundle import sha256_file
+from mmdetect.data.jsonl import RowProblem, check_text, decode_line, iter_jsonl, iter_lines
 from mmdetect.data.reader import (
     LISTINGS_FILE,
     MANIFEST_FILE,
-    RowProblem,
     SnapshotError,
-    iter_jsonl,
+    parse_id,
     parse_time,
     read_manifest,
     read_snapshot,
@@ -37,6 +37,7 @@ from mmdetect.data.reader import (
 from mmdetect.data.records import Problems
 from mmdetect.data.sampling import SamplingError, merged_sampling
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
+from mmdetect.staging import OWNER_FILE, TMP_INFIX, clean_stale_temporaries, owner
 
 LABEL_SOURCE = "review"
 MAX_EXAMPLES = 5
@@ -62,21 +63,21 @@ def parse_review(row: Any, taxonomy: Sequence[str], line: int) -> Review:
     for name in ("id", "labels", "reviewed_at"):
         if name not in row:
             raise RowProblem("missing_field", name, "required field is missing")
-    if not isinstance(row["id"], str) or not row["id"].strip():
-        raise RowProblem("wrong_type", "id", f"expected a non-empty string, got {row['id']!r}")
+    check_text(row)
+    listing_id = parse_id(row)
     labels = row["labels"]
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise RowProblem("wrong_type", "labels", f"expected a list of strings, got {labels!r}")
+        raise RowProblem(
+            "wrong_type", "labels", f"expected a list of strings, got {labels!r}"[:120]
+        )
     unknown = sorted(set(labels) - set(taxonomy))
     if unknown:
-        raise RowProblem("unknown_label", "labels", f"not in the taxonomy: {unknown}")
-    when = parse_time(row["reviewed_at"], "reviewed_at")
-    if when.tzinfo is None:
-        raise RowProblem("bad_date", "reviewed_at", f"no UTC offset: {row['reviewed_at']!r}")
+        raise RowProblem("unknown_label", "labels", f"not in the taxonomy: {unknown}"[:200])
+    when = parse_time(row["reviewed_at"], "reviewed_at", require_offset=True)
     reviewer = row.get("reviewer")
     if reviewer is not None and not isinstance(reviewer, str):
-        raise RowProblem("wrong_type", "reviewer", f"expected a string, got {reviewer!r}")
-    return Review(row["id"], tuple(dict.fromkeys(labels)), row["reviewed_at"], when, line)
+        raise RowProblem("wrong_type", "reviewer", f"expected a string, got {reviewer!r}"[:120])
+    return Review(listing_id, tuple(dict.fromkeys(labels)), row["reviewed_at"], when, line)
 
 
 def read_reviews(
@@ -85,17 +86,17 @@ def read_reviews(
     """Valid reviews in file order, and the skipped rows counted per reason (file:line)."""
     reviews, problems = [], Problems(max_examples=MAX_EXAMPLES)
     try:
-        for lineno, row, json_error in iter_jsonl(path):
+        for lineno, row, line_problem in iter_jsonl(path):
             where = f"{path}:{lineno}"
             try:
-                if json_error is not None:
-                    raise RowProblem("invalid_json", "-", f"invalid JSON: {json_error}")
+                if line_problem is not None:
+                    raise line_problem
                 reviews.append(parse_review(row, taxonomy, lineno))
             except RowProblem as exc:
                 if strict:
                     raise FeedbackError(f"{where}: {exc.field}: {exc}") from exc
                 problems.add(exc.reason, f"{where}: {exc.field}: {exc}")
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise FeedbackError(f"{path}: cannot read reviews: {exc}") from exc
     return reviews, problems
 
@@ -155,41 +156,52 @@ def check_paths(snapshot: Path, reviews: Path, out: Path) -> None:
         )
 
 
-def _dumps(row: dict) -> str:
-    return json.dumps(row, ensure_ascii=False)
+def _dumps(obj: dict, indent: int | None = None) -> bytes:
+    """UTF-8 JSON; lone surrogates (a row the reader skips, a path from undecodable bytes) are
+    written escaped, as ASCII JSON, instead of failing the write."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, indent=indent).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, indent=indent).encode("ascii")
 
 
 def merge_rows(
     listings: Path, winners: dict[str, Review], counts: Counter, subset: str | None = None
-) -> tuple[list[str], set[str]]:
-    """Output lines of listings.jsonl, and the ids seen. Rows without a review pass verbatim."""
+) -> tuple[list[bytes], set[str]]:
+    """Output lines of listings.jsonl, and the ids seen. Rows without a review pass verbatim
+    (bad bytes and bad JSON included: the reader skips and counts them downstream), but a leading
+    BOM is dropped and a line over MAX_LINE_BYTES is left out and counted (`dropped_lines`)."""
     lines, seen = [], set()
-    with listings.open(encoding="utf-8") as fh:
-        for raw in fh:
-            text = raw.rstrip("\r\n")
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError:
-                row = None  # kept as it was: the reader skips and counts it downstream
-            listing_id = row.get("id") if isinstance(row, dict) else None
-            review = winners.get(listing_id) if isinstance(listing_id, str) else None
-            if listing_id is not None:
-                seen.add(listing_id)
-            if review is None or _is_newer_label(row, review):
-                counts["older_than_listing"] += review is not None
-                lines.append(text)
-                continue
-            old = row.get("labels")
-            row.update(labels=list(review.labels), label_source=LABEL_SOURCE,
-                       reviewed_at=review.reviewed_at)  # fmt: skip
-            if old is None and subset is not None:  # it enters the labeled set by review
-                row.setdefault("subset", subset)
-            counts["applied"] += 1
-            counts["newly_labeled"] += old is None
-            counts["changed"] += old is not None and set(old) != set(review.labels)
-            lines.append(_dumps(row))
+    for _, raw in iter_lines(listings):
+        if raw is None:
+            counts["dropped_lines"] += 1
+            continue
+        raw = raw.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n")
+        try:
+            row = decode_line(raw)
+        except RowProblem:
+            row = None
+        listing_id = row.get("id") if isinstance(row, dict) else None
+        if not isinstance(listing_id, str):  # a list or dict as id must not reach a set
+            listing_id = None
+        review = winners.get(listing_id) if listing_id is not None else None
+        if listing_id is not None:
+            seen.add(listing_id)
+        if review is None or _is_newer_label(row, review):
+            counts["older_than_listing"] += review is not None
+            lines.append(raw)
+            continue
+        old = row.get("labels")
+        row.update(labels=list(review.labels), label_source=LABEL_SOURCE,
+                   reviewed_at=review.reviewed_at)  # fmt: skip
+        if old is None and subset is not None:  # it enters the labeled set by review
+            row.setdefault("subset", subset)
+        counts["applied"] += 1
+        counts["newly_labeled"] += old is None
+        counts["changed"] += old is not None and (
+            not isinstance(old, list) or set(map(str, old)) != set(review.labels)
+        )
+        lines.append(_dumps(row))
     return lines, seen
 
 
@@ -198,10 +210,10 @@ def _is_newer_label(row: dict, review: Review) -> bool:
     if row.get("labels") is None or not isinstance(row.get("reviewed_at"), str):
         return False
     try:
-        when = parse_time(row["reviewed_at"], "reviewed_at")
+        when = parse_time(row["reviewed_at"], "reviewed_at", require_offset=True)
     except RowProblem:
         return False
-    return when.tzinfo is not None and when > review.when
+    return when > review.when
 
 
 def snapshot_counts(root: Path, taxonomy: Sequence[str]) -> dict[str, Any]:
@@ -247,16 +259,23 @@ def merge_reviews(
     unknown = sorted(
         (r for i, r in resolution.winners.items() if i not in seen), key=lambda r: r.line
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stale = clean_stale_temporaries(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{TMP_INFIX}", dir=out.parent))
+    except OSError as exc:
+        raise FeedbackError(f"{out}: cannot create the output: {exc}") from exc
+    try:
+        (tmp / OWNER_FILE).write_text(json.dumps(owner()), encoding="utf-8")
         top = {LISTINGS_FILE, MANIFEST_FILE}
         ignore = lambda d, names: [n for n in names if Path(d) == snapshot and n in top]  # noqa: E731
         shutil.copytree(snapshot, tmp, symlinks=True, ignore=ignore,
                         copy_function=_link_or_copy, dirs_exist_ok=True)  # fmt: skip
-        (tmp / LISTINGS_FILE).write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
+        (tmp / LISTINGS_FILE).write_bytes(b"".join(x + b"\n" for x in lines))
         # the subsets the rows name must be described before snapshot_counts reads them back
-        (tmp / MANIFEST_FILE).write_text(json.dumps({"sampling": sampling}), encoding="utf-8")
+        (tmp / MANIFEST_FILE).write_text(
+            json.dumps({"taxonomy": list(taxonomy), "sampling": sampling}), encoding="utf-8"
+        )
         parent_name = parent.get("name") or snapshot.resolve().name
         review_counts = {
             "rows": len(valid) + skipped.total,
@@ -285,20 +304,27 @@ def merge_reviews(
                 {"kind": "reviews", "path": str(reviews), "sha256": sha256_file(reviews)},
             ],
             "sampling": sampling,
-            "counts": {**snapshot_counts(tmp, taxonomy), "reviews": review_counts},
+            "counts": {
+                **snapshot_counts(tmp, taxonomy),
+                "dropped_input_lines": counts["dropped_lines"],
+                "reviews": review_counts,
+            },
             "description": f"{parent_name} with the review decisions of {reviews.name} merged "
             "by `mmdetect feedback merge` (latest reviewed_at wins per id).",
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        text = json.dumps(manifest, ensure_ascii=False, indent=2)
-        (tmp / MANIFEST_FILE).write_text(text + "\n", encoding="utf-8")
+        (tmp / MANIFEST_FILE).write_bytes(_dumps(manifest, indent=2) + b"\n")
         if out.exists():
             raise FeedbackError(f"{out} appeared while merging; nothing written")
+        (tmp / OWNER_FILE).unlink()
         tmp.rename(out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):  # unreadable photo, full disk: a one-line error
+            raise FeedbackError(f"{out}: cannot write the merged snapshot: {exc}") from exc
         raise
     examples = {
+        "stale_temporaries": stale,
         "conflicts": resolution.conflicts,
         "unknown_ids": [f"{reviews}:{r.line}: {r.id}" for r in unknown[:MAX_EXAMPLES]],
         "skipped": skipped.examples,
@@ -310,6 +336,7 @@ def format_summary(result: dict[str, Any], out: Path) -> str:
     c, r, ex = result["counts"], result["counts"]["reviews"], result["examples"]
     labels = ", ".join(f"{k} {v}" for k, v in c["labels"].items())
     lines = [
+        *ex.get("stale_temporaries", []),
         f"merged snapshot written to {out} ({result['name']})",
         f"listings {c['listings']}: labeled {c['labeled']} (clean {c['clean']}), "
         f"unlabeled {c['unlabeled']}",
@@ -326,6 +353,8 @@ def format_summary(result: dict[str, Any], out: Path) -> str:
     ]
     if r["older_than_listing"]:
         lines.append(f"kept {r['older_than_listing']} listing labels decided after their review")
+    if c.get("dropped_input_lines"):
+        lines.append(f"left out {c['dropped_input_lines']} listing lines over the length limit")
     if c["skipped_rows"]:
         lines.append(f"input rows the reader skips (kept as they were): {c['skipped_rows']}")
     return "\n".join(lines)

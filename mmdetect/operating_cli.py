@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mmdetect.cliutil import non_negative_int, positive_int
 from mmdetect.data.reader import SnapshotError
 from mmdetect.data.sampling import SamplingError
 from mmdetect.evaluate import EvaluationError, format_console, load_eval_config, run_evaluation
@@ -21,23 +22,18 @@ from mmdetect.evaluate.metrics import calibration_errors
 from mmdetect.evaluate.operating import apply_operating_point
 from mmdetect.evaluate.predictions import records_to_arrays
 from mmdetect.evaluate.traffic import sampling_design
+from mmdetect.outputs import OutputError, check_output
 from mmdetect.policy import PolicyError, decide, fit_operating_point, load_policy
 from mmdetect.policy.design import certification_sample
 from mmdetect.policy.io import read_operating_point, write_operating_point
 from mmdetect.traffic_fit import budget_basis, fit_traffic_lines, traffic_args
 
-ERRORS = (EvaluationError, SnapshotError, PolicyError, SamplingError, FileNotFoundError)
+ERRORS = (EvaluationError, SnapshotError, PolicyError, SamplingError, FileNotFoundError,
+          OutputError, ValueError)  # fmt: skip
 HOW_TO_FIT = (
     "fit one with `mmdetect thresholds fit --model {model} --snapshot CALIBRATION_SNAPSHOT "
     "--out DIR` and pass --thresholds DIR/thresholds.json"
 )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def _scoring_args(p: argparse.ArgumentParser) -> None:
@@ -45,9 +41,20 @@ def _scoring_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--snapshot", type=Path, required=True)
     p.add_argument("--created-from", help="only listings created on or after this ISO date")
     p.add_argument("--created-to", help="only listings created before this ISO date")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--num-workers", type=int, default=2, choices=range(0, 65), metavar="N")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--num-workers", type=non_negative_int, default=2)
     p.add_argument("--out", type=Path, required=True)
+
+
+def check_args(args: argparse.Namespace, *inputs: str | Path | None) -> None:
+    """Before any scoring: the period bounds parse, and --out is no input, not inside one, and
+    not inside a bundle or a registry (OutputError / ValueError, one line each)."""
+    from mmdetect.data.records import parse_date_bound
+
+    parse_date_bound(args.created_from, "--created-from")
+    parse_date_bound(args.created_to, "--created-to")
+    given = [args.snapshot, args.model, *inputs]
+    check_output(args.out, [Path(p) for p in given if p is not None], kind="dir")
 
 
 def _score(model: str, args: argparse.Namespace, traffic: bool = False):
@@ -89,6 +96,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
     p.add_argument("--config", type=Path, help="configs/evaluate/*.yaml (default: built-in)")
     args = p.parse_args(argv)
     try:
+        check_args(args, args.thresholds, args.baseline, args.baseline_thresholds, args.config)
         cfg = load_eval_config(args.config)
         records, taxonomy, snap, served = _score(args.model, args)
         doc = operating_point_for(args.model, served, args.thresholds, taxonomy)
@@ -134,6 +142,7 @@ def thresholds_main(argv: Sequence[str]) -> int:
     traffic_args(p)
     args = p.parse_args(argv[1:])
     try:
+        check_args(args, args.policy, args.traffic)
         policy = load_policy(args.policy)
         records, taxonomy, snap, _ = _score(args.model, args)
         labeled = [r for r in records if r.labels is not None]
@@ -150,7 +159,7 @@ def thresholds_main(argv: Sequence[str]) -> int:
         source = {"snapshot": str(args.snapshot), "model": str(args.model),
                   "created_from": args.created_from, "created_to": args.created_to,
                   "listings": len(records), "labeled": len(labeled),
-                  "fitted_utc": datetime.now().astimezone().isoformat(timespec="seconds")}  # fmt: skip
+                  "fitted_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
         doc = fit_operating_point(
             y, raw, taxonomy, policy, budget_on.probs, budget_on.weights, budget_on.per_day,
             source, hide_rows=rows, hide_weights=hide_w,
@@ -179,7 +188,8 @@ def format_fit(doc: dict[str, Any], taxonomy: Sequence[str]) -> str:
     ]
     for c in taxonomy:
         k = cal["classes"][c]
-        t = f"T={k['temperature']:.2f}" if "temperature" in k else "isotonic"
+        t = (f"T={k['temperature']:.2f}" if "temperature" in k
+             else f"{k['slope']:.2f},{k['intercept']:+.1f}" if "slope" in k else "isotonic")  # fmt: skip
         hide = "-" if doc["classes"][c]["hide"] is None else f"{doc['classes'][c]['hide']:.4f}"
         lines.append(
             f"{c:<17} {doc['severity'][c]:>8.2f} {t:>8} {_f(ece['raw']['classes'][c]):>6} "
@@ -192,6 +202,8 @@ def format_fit(doc: dict[str, Any], taxonomy: Sequence[str]) -> str:
         f"{_f(ece['calibrated']['macro'])})"
     )
     lines += fit_traffic_lines(doc)
+    if r.get("note"):
+        lines.append(f"warning: {r['note']}")
     return "\n".join(lines)
 
 

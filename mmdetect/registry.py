@@ -22,6 +22,7 @@ import fcntl
 import getpass
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -33,7 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from mmdetect.bundle import PREPROCESS_FILE, SUMS_FILE, BundleError, read_json, verify_checksums
+from mmdetect.cliutil import non_negative_int, positive_int
 from mmdetect.evaluate.config import EvalConfig, EvaluationError, load_eval_config
+from mmdetect.outputs import is_registry
+
+log = logging.getLogger(__name__)
 
 BUNDLES, CURRENT, HISTORY, REPORTS, LOCK = "bundles", "current", "history.jsonl", "reports", ".lock"
 
@@ -191,9 +196,14 @@ def comparison_figures(comparison: Mapping[str, Any]) -> dict[str, Any]:
 
 def resolve_current(root: str | Path) -> Path:
     """The directory `current` points to (resolve once, then read from it)."""
+    link = Path(root) / CURRENT
     try:
-        return (Path(root) / CURRENT).resolve(strict=True)
+        return link.resolve(strict=True)
     except (FileNotFoundError, RuntimeError) as exc:
+        if link.is_symlink():
+            raise RegistryError(
+                f"{link} points to {os.readlink(link)}, which does not exist"
+            ) from exc
         raise RegistryError(f"{root}: no current bundle (nothing promoted yet?)") from exc
 
 
@@ -202,11 +212,66 @@ def current_name(root: Path) -> str | None:
     return Path(os.readlink(link)).name if link.is_symlink() else None
 
 
-def read_history(root: str | Path) -> list[dict[str, Any]]:
+def current_problem(root: Path) -> str | None:
+    """Why `current` cannot be served (missing or damaged bundle, not a link); None if fine."""
+    link = root / CURRENT
+    if not link.is_symlink():
+        return f"{link} is not a symlink" if link.exists() else None
+    target = root / BUNDLES / Path(os.readlink(link)).name
+    if not target.is_dir():
+        return f"{link} points to {os.readlink(link)}, which does not exist"
+    try:
+        verify_checksums(target)
+    except BundleError as exc:
+        return f"{link} points to a bundle that does not verify: {exc}"
+    return None
+
+
+HISTORY_KEYS = {"time": str, "action": str, "bundle": str, "previous": (str, type(None))}
+ACTIONS = ("promote", "refuse", "rollback")
+
+
+def _history_entry(raw: bytes, where: str) -> dict[str, Any]:
+    """One history.jsonl line, checked; RegistryError naming file:line and what is wrong."""
+    try:
+        entry = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RegistryError(f"{where}: damaged line (not UTF-8 JSON: {exc})") from None
+    if not isinstance(entry, dict):
+        raise RegistryError(f"{where}: damaged line (a {type(entry).__name__}, not an object)")
+    for key, kind in HISTORY_KEYS.items():
+        if not isinstance(entry.get(key), kind):
+            raise RegistryError(f"{where}: {key}: missing or of the wrong type")
+    if entry["action"] not in ACTIONS:
+        raise RegistryError(f"{where}: action: {entry['action']!r} is not one of {ACTIONS}")
+    return entry
+
+
+def scan_history(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """(valid entries, one message per damaged line naming history.jsonl:line)."""
     path = Path(root) / HISTORY
+    entries, problems = [], []
     if not path.exists():
-        return []
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+        return entries, problems
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read: {exc.strerror}") from None
+    for lineno, raw in enumerate(data.splitlines(), 1):
+        if raw.strip():
+            try:
+                entries.append(_history_entry(raw, f"{path}:{lineno}"))
+            except RegistryError as exc:
+                problems.append(str(exc))
+    return entries, problems
+
+
+def read_history(root: str | Path) -> list[dict[str, Any]]:
+    """Every entry; RegistryError at the first damaged line (promote and rollback rely on it)."""
+    entries, problems = scan_history(root)
+    if problems:
+        raise RegistryError(f"{problems[0]}; repair or remove that line by hand")
+    return entries
 
 
 def _append_history(root: Path, entry: Mapping[str, Any]) -> None:
@@ -216,12 +281,50 @@ def _append_history(root: Path, entry: Mapping[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
+def open_registry(root: Path, create: bool = False) -> Path:
+    """Check that `root` is a registry; with `create`, a new or empty directory becomes one.
+    A mistyped path is never created by a reader (registry, rollback, promote --list)."""
+    if root.exists() and not root.is_dir():
+        raise RegistryError(f"{root}: is a file, not a registry directory")
+    if not root.exists():
+        if not create:
+            raise RegistryError(f"{root}: no such registry (check the path; nothing was created)")
+        root.mkdir(parents=True)
+    elif not is_registry(root) and (not create or any(root.iterdir())):
+        raise RegistryError(
+            f"{root}: not a registry (no {HISTORY} or {BUNDLES}/); "
+            + ("give a new or empty directory" if create else "check the path")
+        )
+    return root
+
+
+def stale_temporaries(root: Path) -> list[Path]:
+    """Staging copies and pointer links a killed promote or rollback left behind."""
+    found = [*(root / BUNDLES).glob(".tmp-*"), *root.glob(f".{CURRENT}.tmp-*")]
+    return sorted(found)
+
+
+def clean_stale(root: Path) -> list[Path]:
+    """Remove stale temporaries; call only under the lock (no writer is running then)."""
+    stale = stale_temporaries(root)
+    for p in stale:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+        log.warning("removed %s, left by a killed promote or rollback", p)
+    return stale
+
+
 @contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    (root / BUNDLES).mkdir(parents=True, exist_ok=True)
+def _locked(root: Path, create: bool = False) -> Iterator[None]:
+    open_registry(root, create)
+    if create:
+        (root / BUNDLES).mkdir(exist_ok=True)
     with (root / LOCK).open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
+            clean_stale(root)
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
@@ -337,8 +440,11 @@ def promote(
     name = name or bundle_name(bundle)
     if name != Path(name).name or name.startswith("."):
         raise RegistryError(f"bundle name {name!r}: a plain directory name, not hidden")
-    with _locked(root):
+    with _locked(root, create=True):
         previous, final = current_name(root), root / BUNDLES / name
+        broken = current_problem(root)
+        if broken:
+            raise RegistryError(f"{broken}: no champion to compare with; repair the registry")
         if previous == name:
             raise RegistryError(f"{name} is already the current bundle")
         staged = None
@@ -411,6 +517,12 @@ def rollback(root: str | Path, reason: str | None = None) -> dict[str, Any]:
         stack, current = pointer_stack(read_history(root)), current_name(root)
         if not stack or current is None:
             raise RegistryError(f"{root}: nothing promoted: nothing to roll back")
+        broken = current_problem(root)
+        if broken:
+            raise RegistryError(
+                f"{broken}; rollback refuses a damaged registry: restore bundles/{current} "
+                "or point current at a complete bundle by hand"
+            )
         if stack[-1] != current:
             raise RegistryError(
                 f"{root}: current points to {current} but {HISTORY} says {stack[-1]}; "
@@ -428,10 +540,10 @@ def rollback(root: str | Path, reason: str | None = None) -> dict[str, Any]:
         return entry
 
 
-def format_history(root: str | Path) -> str:
+def format_history(root: str | Path, entries: Sequence[Mapping[str, Any]] | None = None) -> str:
     root = Path(root)
     lines = [f"registry {root}", f"current: {current_name(root) or '(none)'}"]
-    for e in read_history(root):
+    for e in read_history(root) if entries is None else entries:
         m = e.get("metrics") or {}
         fig = ""
         if m:
@@ -453,7 +565,7 @@ def format_history(root: str | Path) -> str:
 def _run(fn, *args, **kw) -> Any:
     try:
         return fn(*args, **kw)
-    except (RegistryError, EvaluationError, BundleError, FileNotFoundError) as exc:
+    except (RegistryError, EvaluationError, BundleError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
 
@@ -468,8 +580,8 @@ def promote_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--name", help="name under bundles/ (default: <dir>-<checksum prefix>)")
     p.add_argument("--force", action="store_true", help="promote even if the evaluation refuses")
     p.add_argument("--reason", help="why (required with --force; recorded)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--num-workers", type=non_negative_int, default=0)
     p.add_argument("--list", action="store_true", help="print the current bundle and history")
     args = p.parse_args(argv)
     if args.list:
@@ -516,16 +628,28 @@ def rollback_main(argv: Sequence[str] | None = None) -> int:
 
 
 def registry_main(argv: Sequence[str] | None = None) -> int:
+    """Print the current bundle and the history; exit 1 if either is damaged."""
     p = argparse.ArgumentParser(prog="mmdetect registry", description="Current bundle, history.")
     p.add_argument("--registry", type=Path, required=True)
     p.add_argument("--json", action="store_true", help="print history.jsonl entries as JSON")
     args = p.parse_args(argv)
-    if not args.registry.is_dir():
-        print(f"error: {args.registry}: no such registry", file=sys.stderr)
+    scanned = _run(open_registry, args.registry) and _run(scan_history, args.registry)
+    if scanned is None:
         return 1
+    entries, problems = scanned
+    broken = current_problem(args.registry)
     if args.json:
-        doc = {"current": current_name(args.registry), "history": read_history(args.registry)}
+        doc = {"current": current_name(args.registry), "current_problem": broken,
+               "history": entries, "history_problems": problems}  # fmt: skip
         print(json.dumps(doc, ensure_ascii=False, indent=2))
     else:
-        print(format_history(args.registry))
-    return 0
+        print(format_history(args.registry, entries))
+    for msg in [broken] if broken else []:
+        print(f"error: {msg}", file=sys.stderr)
+    if problems:
+        print(f"error: {len(problems)} damaged history lines skipped above:", file=sys.stderr)
+        print("\n".join(f"  {m}" for m in problems[:5]), file=sys.stderr)
+    for tmp in stale_temporaries(args.registry):
+        print(f"note: {tmp} was left by a killed promote; the next promote removes it",
+              file=sys.stderr)  # fmt: skip
+    return 1 if broken or problems else 0

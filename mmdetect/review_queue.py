@@ -19,24 +19,30 @@ def queue_path(decisions: Path) -> Path:
     return decisions.with_name(f"{decisions.stem}.review_queue.jsonl")
 
 
-def queue_rows(decisions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rows with decision "review", ordered by priority (ties by id), with rank and top class."""
+def queue_rows(
+    decisions: Iterable[Mapping[str, Any]], severity: Mapping[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """Rows with decision "review", ordered by priority (ties by id), with rank and the class
+    that set the priority (highest severity x calibrated score among the flagged ones)."""
+    weight = (lambda c: severity.get(c, 1.0)) if severity else (lambda c: 1.0)
     rows = [d for d in decisions if d["decision"] == "review"]
     rows.sort(key=lambda d: (-d["priority"], d["id"]))
     out = []
     for rank, d in enumerate(rows, 1):
         flagged = [c for c, t in d["decisions"].items() if t == "review"]
-        top = max(flagged, key=lambda c: d["scores"][c]) if flagged else None
+        top = max(flagged, key=lambda c: weight(c) * d["scores"][c]) if flagged else None
         out.append({"rank": rank, "id": d["id"], "priority": d["priority"], "top_class": top,
                     "flagged": flagged, "scores": d["scores"]})  # fmt: skip
     return out
 
 
-def write_review_queue(decisions: Path, out: Path | None = None) -> tuple[Path, int]:
+def write_review_queue(
+    decisions: Path, severity: Mapping[str, float] | None = None, out: Path | None = None
+) -> tuple[Path, int]:
     """Read a decisions JSONL, write its review queue; returns (path, listings queued)."""
     out = out or queue_path(decisions)
     with decisions.open(encoding="utf-8") as fh:
-        rows = queue_rows(json.loads(line) for line in fh if line.strip())
+        rows = queue_rows((json.loads(line) for line in fh if line.strip()), severity)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     try:
         with tmp.open("w", encoding="utf-8") as fh:

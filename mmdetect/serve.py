@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -24,12 +24,22 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mmdetect.bundle import BundleError, LoadedBundle, load_bundle
+from mmdetect.cliutil import non_negative_int, positive_int
 from mmdetect.data.dataset import Item, ListingDataset, collate_listings
+from mmdetect.data.jsonl import decode_line
 from mmdetect.data.reader import RowProblem, check_photos, parse_row
 from mmdetect.data.records import Listing, Problems
 from mmdetect.image import IMAGENET_MEAN, IMAGENET_STD, ImageConfig, build_transforms
+from mmdetect.outputs import (
+    OutputError,
+    atomic_outputs,
+    check_output,
+    partial_path,
+    resume_jsonl,
+    stale_partials,
+)
 from mmdetect.policy import TIERS, Decisions, decide
-from mmdetect.review_queue import write_review_queue
+from mmdetect.review_queue import queue_path, write_review_queue
 from mmdetect.text import encode_batch, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -168,10 +178,11 @@ class Predictor:
 
 @dataclass
 class RunSummary:
-    """What `mmdetect predict` did: rows read, scored, skipped (by reason), decisions."""
+    """What `mmdetect predict` did: rows read, scored, resumed, skipped (by reason), decisions."""
 
     rows: int = 0
     scored: int = 0
+    resumed: int = 0  # already in the partial output a --resume continued from
     skipped: Counter = field(default_factory=Counter)
     photos: Problems = field(default_factory=Problems)
     decisions: Counter = field(default_factory=Counter)
@@ -181,10 +192,12 @@ class RunSummary:
             return ", ".join(f"{k} {n}" for k, n in sorted(c.items())) or "none"
 
         overall = ", ".join(f"{t} {self.decisions[t]}" for t in reversed(TIERS))
+        lines = [f"rows read: {self.rows}", f"scored: {self.scored}"]
+        if self.resumed:
+            lines.append(f"resumed (already written by the interrupted run): {self.resumed}")
         return "\n".join(
             [
-                f"rows read: {self.rows}",
-                f"scored: {self.scored}",
+                *lines,
                 f"skipped: {sum(self.skipped.values())} ({counts(self.skipped)})",
                 f"photo problems (listing still scored): {counts(self.photos.counts)}",
                 f"decisions: {overall}",
@@ -194,23 +207,18 @@ class RunSummary:
 
 def parse_line(raw: bytes, taxonomy: Sequence[str]) -> Listing:
     """One input line to a Listing; RowProblem (with a reason) for anything unusable."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RowProblem("invalid_utf8", "-", f"not UTF-8: {exc}") from None
-    try:
-        row = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RowProblem("invalid_json", "-", f"invalid JSON: {exc}") from None
+    row = decode_line(raw)  # RowProblem for bad UTF-8 or JSON; a BOM is dropped
     if isinstance(row, dict):
         row = {k: v for k, v in row.items() if k not in REVIEW_FIELDS}
     return parse_row(row, taxonomy)
 
 
 def read_listings(
-    fh, path: Path, root: Path, taxonomy: Sequence[str], summary: RunSummary
-) -> Iterator[Listing]:
-    """Stream valid listings (photos checked) from a binary file; count every skipped row."""
+    fh, path: Path, root: Path, taxonomy: Sequence[str], summary: RunSummary,
+    done: Set[str] = frozenset(),
+) -> Iterator[Listing]:  # fmt: skip
+    """Stream valid listings (photos checked) from a binary file; count every skipped row.
+    Ids in `done` (written before a resume) are counted as resumed and not yielded."""
     seen: set[str] = set()
     for lineno, raw in enumerate(fh, 1):
         if not raw.strip():
@@ -227,6 +235,9 @@ def read_listings(
             summary.skipped["duplicate_id"] += 1
             continue
         seen.add(listing.id)
+        if listing.id in done:
+            summary.resumed += 1
+            continue
         yield check_photos(root, listing, where, summary.photos)
 
 
@@ -257,11 +268,44 @@ def score_chunk(predictor: Predictor, chunk: list[Listing], root: Path, summary:
     return out
 
 
-def predict_main(argv: Sequence[str] | None = None) -> int:
+@dataclass(frozen=True)
+class Output:
+    """A JSONL file predict writes: `row(decision)` per scored listing (None: no row)."""
+
+    path: Path
+    row: Callable[[Decision], dict | None]
+
+
+def predict_outputs(args: argparse.Namespace) -> list[Output]:
+    """The files one run writes, committed together when it finishes. The decisions file comes
+    first: a resume takes the ids done from it. (The review queue is written afterwards, from
+    the finished decisions file, since it is ordered by priority across the whole run.)"""
+    return [Output(args.out, Decision.to_json)]
+
+
+def prepare_outputs(outputs: list[Output], resume: bool, summary: RunSummary) -> set[str]:
+    """With resume: restore each output's partial file; the ids the decisions file holds.
+    Without: say that partial files of an interrupted run are ignored (removed on success)."""
+    first, done = outputs[0].path, set()
+    if not resume:
+        for p in stale_partials(first):
+            print(f"note: {p} is left by an interrupted run; starting over "
+                  "(--resume continues from it instead)", file=sys.stderr)  # fmt: skip
+        return done
+    done, src = resume_jsonl(first, on_row=lambda r: summary.decisions.update([r.get("decision")]))
+    for out in outputs[1:]:  # rows of a listing whose decision was not written are redone
+        resume_jsonl(out.path, keep_ids=done)
+    print(f"resuming from {src}: {len(done)} listings already written" if src
+          else f"nothing to resume for {first}: starting from the first row", file=sys.stderr)  # fmt: skip
+    return done
+
+
+def predict_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mmdetect predict",
         description=(
-            "Score a listings JSONL with an exported bundle; bad rows are skipped and counted."
+            "Score a listings JSONL with an exported bundle; bad rows are skipped and counted. "
+            "The output appears only when the run finishes (written to .NAME.partial-PID first)."
         ),
     )
     p.add_argument("--bundle", type=Path, required=True, help="bundle directory (mmdetect export)")
@@ -272,40 +316,83 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         help="photo paths are relative to this (default: the input's directory)",
     )
     p.add_argument("--out", type=Path, required=True, help="decisions.jsonl to write")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding photos")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the partial output of an interrupted run, skipping the ids it holds",
+    )
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--num-workers", type=non_negative_int, default=0,
+                   help="DataLoader workers decoding photos")  # fmt: skip
     p.add_argument(
         "--device", default=None, help="cpu or cuda (default: the export device if present)"
     )
-    p.add_argument("--chunk-size", type=int, default=512, help="listings read per step")
-    args = p.parse_args(argv)
+    p.add_argument("--chunk-size", type=positive_int, default=512, help="listings read per step")
+    return p
+
+
+def predict_main(argv: Sequence[str] | None = None) -> int:
+    args = predict_parser().parse_args(argv)
     if not args.input.is_file():
-        print(f"error: {args.input}: no such file", file=sys.stderr)
+        why = "not a regular file" if args.input.exists() else "no such file"
+        print(f"error: {args.input}: {why}", file=sys.stderr)
         return 1
-    try:
+    outputs = predict_outputs(args)
+    try:  # before anything is opened: an output may never be an input or inside a bundle
+        for out in outputs:
+            check_output(out.path, [args.input, args.bundle])
+            out.path.parent.mkdir(parents=True, exist_ok=True)
+        check_output(queue_path(args.out), [args.input, args.bundle])
         predictor = Predictor.from_bundle(
             args.bundle, args.device, args.batch_size, args.num_workers
         )
-    except BundleError as exc:
+    except (OutputError, BundleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot create the output directory: {exc}", file=sys.stderr)
         return 1
     root = args.images_root or args.input.parent
     summary = RunSummary()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        args.input.open("rb") as fin,
-        args.out.open("w", encoding="utf-8") as fout,
-        tqdm(total=args.input.stat().st_size, unit="B", unit_scale=True, desc="predict") as bar,
-    ):
-        listings = read_listings(fin, args.input, root, predictor.taxonomy, summary)
-        for chunk in chunked(listings, args.chunk_size):
-            for decision in score_chunk(predictor, chunk, root, summary):
-                fout.write(json.dumps(decision.to_json(), ensure_ascii=False) + "\n")
-                summary.scored += 1
-                summary.decisions[decision.decision] += 1
-            bar.update(fin.tell() - bar.n)  # bytes behind the scored rows
-        bar.update(fin.tell() - bar.n)
-    queue, queued = write_review_queue(args.out)
+    done = prepare_outputs(outputs, args.resume, summary)
+    stale = [p for out in outputs for p in stale_partials(out.path)]
+    try:
+        with (
+            args.input.open("rb") as fin,
+            atomic_outputs(
+                [o.path for o in outputs], keep_partial=True, append=args.resume
+            ) as handles,
+            tqdm(total=args.input.stat().st_size, unit="B", unit_scale=True, desc="predict") as bar,
+        ):
+            listings = read_listings(fin, args.input, root, predictor.taxonomy, summary, done)
+            for chunk in chunked(listings, args.chunk_size):
+                for decision in score_chunk(predictor, chunk, root, summary):
+                    # the decisions row last: a resume redoes a listing whose row is missing
+                    for out, fh in reversed(list(zip(outputs, handles, strict=True))):
+                        row = out.row(decision)
+                        if row is not None:
+                            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    summary.scored += 1
+                    summary.decisions[decision.decision] += 1
+                for fh in handles:
+                    fh.flush()  # a kill loses at most the chunk being scored
+                bar.update(fin.tell() - bar.n)  # bytes behind the scored rows
+            bar.update(fin.tell() - bar.n)
+    except OSError as exc:  # the output (disk full, unwritable directory) or the input itself
+        print(f"error: {exc}; {args.out} was not written", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {summary.scored} listings kept in {partial_path(args.out)}; "
+              f"{args.out} was not written (rerun with --resume to continue)", file=sys.stderr)  # fmt: skip
+        return 130
+    for p in stale:
+        p.unlink(missing_ok=True)  # superseded by the finished output
+    if len(done) > summary.resumed:  # kept rows whose listing is no longer in the input
+        print(f"warning: {len(done) - summary.resumed} rows resumed from the partial file are "
+              f"not in {args.input} (was the input changed?)", file=sys.stderr)  # fmt: skip
+    queue, queued = write_review_queue(
+        args.out, predictor.thresholds["severity"]
+    )  # from the finished file: complete, ordered
     print(summary.format())
     print(f"decisions written to {args.out}; review queue ({queued}, by priority): {queue}")
-    return 1 if summary.rows and not summary.scored else 0  # rows, yet none usable: say so
+    return 1 if summary.rows and not (summary.scored + summary.resumed) else 0

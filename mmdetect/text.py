@@ -9,6 +9,7 @@ never on an object, so tokenizers and datasets can be sent to DataLoader workers
 from __future__ import annotations
 
 import functools
+import re
 import string
 import threading
 import unicodedata
@@ -32,6 +33,22 @@ MECAB_KWARGS = {"mecab_dic": "unidic_lite"}
 CHARS_PER_TOKEN = 3
 CUT_MARGIN_CHARS = 32
 CUT_MARGIN_TOKENS = 16
+
+
+# C0/C1 control characters other than tab and newlines: MeCab reads its input as a C string and
+# stops at NUL (the rest of the text would vanish silently), and none of them carries meaning.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates cannot be encoded for MeCab
+
+
+def clean_text(text: str) -> str:
+    """Control characters to spaces and lone surrogates to U+FFFD, so any str can be tokenized.
+
+    The reader rejects surrogates already (docs/snapshot-format.md); this keeps every other
+    caller (predict, the HTTP service) from crashing on them. Ordinary text is returned as is.
+    """
+    text = _CONTROL.sub(" ", text)
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 def nfkc(text: str) -> str:
@@ -104,7 +121,7 @@ def build_vocab(texts: Iterable[str], size: int, out_dir: Path) -> Path:
         continuing_subword_prefix="##",
         show_progress=False,
     )
-    words = (" ".join(_mecab_words(nfkc(t), MECAB_KWARGS)) for t in texts)
+    words = (" ".join(_mecab_words(nfkc(clean_text(t)), MECAB_KWARGS)) for t in texts)
     wordpiece.train_from_iterator(words, trainer=trainer)
 
     learned = sorted(wordpiece.get_vocab().items(), key=lambda kv: kv[1])
@@ -179,6 +196,7 @@ def _first_ids(ids_of: Callable[[str], list[int]], text: str, limit: int) -> lis
     """The first `limit` ids of `text`, tokenizing only a prefix when the text is long."""
     if limit <= 0 or not text:
         return []
+    text = clean_text(text)
     budget = CHARS_PER_TOKEN * limit + CUT_MARGIN_CHARS
     if len(text) > budget:
         ids = ids_of(nfkc(text[:budget]))

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mmdetect.data.records import parse_date_bound
 from mmdetect.evaluate.config import EvaluationError
 from mmdetect.evaluate.predictions import PredictionRecord
 from mmdetect.evaluate.traffic import describe_design, sampling_design
@@ -25,11 +26,11 @@ from mmdetect.policy.design import MODES
 
 
 def iso_date(text: str) -> str:
-    """An argparse type: the text if it is an ISO 8601 date or datetime."""
+    """An argparse type: the text if it is a period bound `parse_date_bound` accepts."""
     try:
-        datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an ISO 8601 date, got {text!r}") from None
+        parse_date_bound(text, "traffic period")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
@@ -60,7 +61,7 @@ def per_day(records: Sequence[PredictionRecord], weights: np.ndarray | None,
     """Traffic listings per day: the weighted count over the period ([start, end) when both are
     given, else the records' created_at span); None without a span of at least a day."""
     if start and end:  # naive and aware bounds may be mixed: compare wall-clock times
-        a, b = (datetime.fromisoformat(x).replace(tzinfo=None) for x in (start, end))
+        a, b = (parse_date_bound(x, "traffic period").replace(tzinfo=None) for x in (start, end))
         days = (b - a).total_seconds()
     else:
         times = [datetime.fromisoformat(r.created_at) for r in records if r.created_at]

@@ -11,11 +11,8 @@ echo "== 1. validate the training snapshot"
 "$MM" validate data_samples/train
 
 echo "== 2. train the tiny model (train June-August, validate September)"
-"$MM" fit --config configs/train/tiny.yaml \
-  --trainer.default_root_dir "$RUN/train" \
-  --trainer.logger.init_args.save_dir "$RUN/train" \
-  --checkpoint.dirpath "$RUN/checkpoints" --last_checkpoint.dirpath "$RUN/checkpoints"
-BEST=$(ls "$RUN"/checkpoints/best-*.ckpt | head -n 1)
+"$MM" fit --config configs/train/tiny.yaml --run-dir "$RUN/train"
+BEST=$(ls "$RUN"/train/checkpoints/best-*.ckpt | head -n 1)
 echo "best checkpoint: $BEST"
 
 echo "== 3. fit the operating point on the validation month (configs/policy/default.yaml):"

@@ -17,10 +17,7 @@ rm -rf "$RUN" && mkdir -p "$RUN"
 fit() {  # fit RUN_SUBDIR CONFIG_FLAGS...: train, log and checkpoint under $RUN/RUN_SUBDIR
   local dir="$RUN/$1"
   shift
-  "$MM" fit "$@" --data.num_workers "$WORKERS" \
-    --trainer.default_root_dir "$dir" --trainer.logger.init_args.save_dir "$dir" \
-    --checkpoint.dirpath "$dir/checkpoints" --last_checkpoint.dirpath "$dir/checkpoints" \
-    "${FIT[@]}"
+  "$MM" fit "$@" --data.num_workers "$WORKERS" --run-dir "$dir" "${FIT[@]}"
   ls "$dir"/checkpoints/best-*.ckpt | head -n 1 > "$dir/best.txt"
 }
 

@@ -93,7 +93,8 @@ class ListingDataset(Dataset):
 
     def photos(self, item: Item) -> list[torch.Tensor]:
         out = []
-        for rel in item.listing.images[: self.max_photos]:
+        # dict.fromkeys: a listing read with check_images=False may repeat a path; decode it once
+        for rel in list(dict.fromkeys(item.listing.images))[: self.max_photos]:
             try:
                 out.append(self.transform(load_image(resolve_image_path(item.root, rel))))
             except ImageProblem as exc:  # changed on disk since validation: mask it, say so

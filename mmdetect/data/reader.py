@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mmdetect.data.images import ImageProblem, load_image, resolve_image_path
-from mmdetect.data.records import Listing, Problems, Snapshot
+from mmdetect.data.images import MAX_PHOTOS, ImageProblem, check_image, resolve_image_path
+from mmdetect.data.jsonl import CONTROL, RowProblem, check_text, iter_jsonl
+from mmdetect.data.records import Listing, Problems, Snapshot, check_datetime
 from mmdetect.data.sampling import SamplingError, parse_sampling, row_fields, undescribed
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 
@@ -20,25 +22,34 @@ log = logging.getLogger(__name__)
 LISTINGS_FILE = "listings.jsonl"
 MANIFEST_FILE = "snapshot.json"
 REQUIRED = ("id", "title", "description", "price", "category", "images", "created_at")
+# Ten billion yen: far above any marketplace price, and log1p of it is an exact float (10**400
+# parses as a Python int and overflows every float conversion downstream).
+MAX_PRICE = 10**10
+MAX_ID_CHARS = 256  # ids end up in logs, file names and reports
+MAX_MANIFEST_BYTES = 16 << 20
+PHOTO_NOTES = ("duplicate_photo", "photos_over_limit")  # counted, but not errors in strict mode
 
 
 class SnapshotError(ValueError):
     """A problem in strict mode, or a snapshot that cannot be read at all."""
 
 
-class RowProblem(Exception):
-    def __init__(self, reason: str, field: str, message: str):
-        super().__init__(message)
-        self.reason, self.field = reason, field
-
-
-def parse_time(value: Any, field: str) -> datetime:
+def parse_time(value: Any, field: str, require_offset: bool = False) -> datetime:
+    """An ISO 8601 string to a timezone-aware datetime (naive = UTC, or an error when
+    `require_offset`); RowProblem otherwise."""
     if not isinstance(value, str):
-        raise RowProblem("wrong_type", field, f"expected an ISO 8601 string, got {value!r}")
+        raise RowProblem("wrong_type", field, f"expected an ISO 8601 string, got {value!r}"[:120])
+    if len(value) > 64:
+        raise RowProblem("bad_date", field, f"not ISO 8601: {value[:64]!r}...")
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if require_offset and parsed.tzinfo is None:
+            raise RowProblem("bad_date", field, f"no UTC offset: {value!r}")
+        return check_datetime(parsed)
     except ValueError as exc:
         raise RowProblem("bad_date", field, f"not ISO 8601: {value!r}") from exc
+    except OverflowError as exc:
+        raise RowProblem("bad_date", field, f"out of range: {value!r}") from exc
 
 
 def _expect(row: dict, field: str, types: type | tuple[type, ...], nullable: bool = False) -> Any:
@@ -47,7 +58,8 @@ def _expect(row: dict, field: str, types: type | tuple[type, ...], nullable: boo
         return None
     # bool is an int subclass in Python; a price of `true` is a type error, not 1 yen.
     if isinstance(value, bool) or not isinstance(value, types):
-        raise RowProblem("wrong_type", field, f"wrong type {type(value).__name__}: {value!r}")
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "..."
+        raise RowProblem("wrong_type", field, f"wrong type {type(value).__name__}: {shown}")
     return value
 
 
@@ -59,21 +71,38 @@ def _price(row: dict) -> int | None:
         raise RowProblem("bad_price", "price", f"not a number: {value!r}")
     if value < 0:
         raise RowProblem("bad_price", "price", f"negative price: {value!r}")
+    if value > MAX_PRICE:
+        shown = f"{value:.3g}" if isinstance(value, float) else f"{len(str(value))}-digit number"
+        raise RowProblem("bad_price", "price", f"over the {MAX_PRICE} yen limit: {shown}")
     if isinstance(value, float) and not value.is_integer():
         raise RowProblem("bad_price", "price", f"price must be whole yen: {value!r}")
     return int(value)
 
 
 def _labels(row: dict, taxonomy: Sequence[str]) -> tuple[str, ...] | None:
-    if "labels" not in row:
+    """Absent or null = unlabeled; [] = reviewed and clean."""
+    if row.get("labels") is None:
         return None
     labels = _expect(row, "labels", list)
     if not all(isinstance(x, str) for x in labels):
-        raise RowProblem("wrong_type", "labels", f"labels must be strings: {labels!r}")
+        raise RowProblem("wrong_type", "labels", f"labels must be strings: {labels!r}"[:120])
     unknown = sorted(set(labels) - set(taxonomy))
     if unknown:
-        raise RowProblem("unknown_label", "labels", f"not in the taxonomy: {unknown}")
+        raise RowProblem("unknown_label", "labels", f"not in the taxonomy: {unknown}"[:200])
     return tuple(dict.fromkeys(labels))
+
+
+def parse_id(row: dict) -> str:
+    """A non-empty string of at most MAX_ID_CHARS, without control characters."""
+    listing_id = _expect(row, "id", str)
+    if not listing_id.strip():
+        raise RowProblem("empty_id", "id", "id is empty")
+    if len(listing_id) > MAX_ID_CHARS or CONTROL.search(listing_id):
+        shown = repr(listing_id[:40]) + ("..." if len(listing_id) > 40 else "")
+        raise RowProblem(
+            "bad_id", "id", f"over {MAX_ID_CHARS} characters or control characters: {shown}"
+        )
+    return listing_id
 
 
 def parse_row(row: Any, taxonomy: Sequence[str]) -> Listing:
@@ -83,19 +112,18 @@ def parse_row(row: Any, taxonomy: Sequence[str]) -> Listing:
     for field in REQUIRED:
         if field not in row:
             raise RowProblem("missing_field", field, "required field is missing")
-    listing_id = _expect(row, "id", str)
-    if not listing_id.strip():
-        raise RowProblem("empty_id", "id", "id is empty")
+    check_text(row)
+    listing_id = parse_id(row)
     title = _expect(row, "title", str)
     if not title.strip():
         raise RowProblem("empty_title", "title", "title is empty")
     images = _expect(row, "images", list)
     if not all(isinstance(x, str) for x in images):
-        raise RowProblem("wrong_type", "images", f"image paths must be strings: {images!r}")
+        raise RowProblem("wrong_type", "images", f"image paths must be strings: {images!r}"[:120])
     reviewed = row.get("reviewed_at")
     source = row.get("label_source")
     if source is not None and not isinstance(source, str):
-        raise RowProblem("wrong_type", "label_source", f"wrong type: {source!r}")
+        raise RowProblem("wrong_type", "label_source", f"wrong type: {source!r}"[:120])
     try:
         subset, inclusion_prob = row_fields(row)
     except SamplingError as exc:
@@ -116,43 +144,77 @@ def parse_row(row: Any, taxonomy: Sequence[str]) -> Listing:
     )
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, Any | None, str | None]]:
-    """Yield (line number, decoded object or None, JSON error or None); blank lines are skipped."""
-    with path.open(encoding="utf-8", errors="strict") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line), None
-            except json.JSONDecodeError as exc:
-                yield lineno, None, str(exc)
+def check_taxonomy(value: Any, where: str) -> tuple[str, ...]:
+    """A taxonomy must be a non-empty list of distinct, non-empty class names."""
+    if not isinstance(value, list) or not value:
+        raise SnapshotError(f"{where}: taxonomy: expected a non-empty list of class names, "
+                            f"got {value!r}"[:200])  # fmt: skip
+    for name in value:
+        if not isinstance(name, str) or not name.strip() or CONTROL.search(name):
+            raise SnapshotError(f"{where}: taxonomy: not a class name: {name!r}"[:200])
+        check_text_or_fail(name, where)
+    dupes = sorted({x for x in value if value.count(x) > 1})
+    if dupes:
+        raise SnapshotError(f"{where}: taxonomy: duplicate class names {dupes}")
+    return tuple(value)
+
+
+def check_text_or_fail(value: Any, where: str) -> None:
+    try:
+        check_text(value)
+    except RowProblem as exc:
+        raise SnapshotError(f"{where}: taxonomy: {exc}") from None
 
 
 def read_manifest(root: Path) -> dict | None:
+    """snapshot.json, checked: a JSON object; `taxonomy` a list of class names; `name` a string."""
     path = root / MANIFEST_FILE
     if not path.exists():
         return None
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        if os.stat(path).st_size > MAX_MANIFEST_BYTES:
+            raise SnapshotError(f"{path}: over {MAX_MANIFEST_BYTES} bytes: not a manifest")
+        manifest = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (ValueError, RecursionError, OSError) as exc:  # JSON, UTF-8, directory, permissions
+        if isinstance(exc, SnapshotError):
+            raise
         raise SnapshotError(f"{path}: invalid JSON: {exc}") from exc
     if not isinstance(manifest, dict):
         raise SnapshotError(f"{path}: expected a JSON object")
+    if manifest.get("taxonomy") is not None:
+        manifest["taxonomy"] = list(check_taxonomy(manifest["taxonomy"], str(path)))
+    if manifest.get("name") is not None and not isinstance(manifest["name"], str):
+        raise SnapshotError(f"{path}: name: expected a string, got {manifest['name']!r}"[:200])
     return manifest
 
 
-def check_photos(root: Path, listing: Listing, where: str, problems: Problems) -> Listing:
-    """Keep the photos that decode; count each failure; the listing itself always stays."""
-    kept = []
-    for rel in listing.images:
+def check_photos(
+    root: Path, listing: Listing, where: str, problems: Problems, max_photos: int = MAX_PHOTOS
+) -> Listing:
+    """Keep the photos that pass check_image; count each failure; the listing always stays.
+
+    Duplicate paths (also `a.jpg` vs `./a.jpg`) are checked once and dropped; only the first
+    `max_photos` distinct paths are checked, the rest are dropped and counted.
+    """
+    kept, seen = [], set()
+    for n, rel in enumerate(listing.images):
         try:
-            load_image(resolve_image_path(root, rel))
+            path = resolve_image_path(root, rel)
+            if path in seen:
+                problems.add("duplicate_photo", f"{where}: images: {rel!r}")
+                continue
+            seen.add(path)
+            if len(seen) > max_photos:
+                problems.add("photos_over_limit", f"{where}: images: {len(listing.images) - n} "
+                             f"paths after the first {max_photos} photos dropped")  # fmt: skip
+                break
+            check_image(path)
             kept.append(rel)
         except ImageProblem as exc:
             problems.add(exc.reason, f"{where}: images: {exc}")
     if listing.images and not kept:
         problems.add("all_photos_failed", f"{where}: kept as a no-photo listing")
-    if len(kept) == len(listing.images):
+    if tuple(kept) == listing.images:
         return listing
     return Listing(**{**listing.__dict__, "images": tuple(kept)})
 
@@ -162,8 +224,13 @@ def read_snapshot(
     strict: bool = False,
     taxonomy: Sequence[str] | None = None,
     check_images: bool = True,
+    max_photos: int = MAX_PHOTOS,
 ) -> Snapshot:
-    """Load a snapshot directory. Strict: raise on the first problem. Lenient: skip and count."""
+    """Load a snapshot directory. Strict: raise on the first problem. Lenient: skip and count.
+
+    Photos are checked (check_photos, at most `max_photos` per listing) unless `check_images`
+    is False; strict mode does not stop at duplicate or surplus photo paths, it counts them.
+    """
     root = Path(path)
     listings_path = root / LISTINGS_FILE
     if not listings_path.is_file():
@@ -182,29 +249,33 @@ def read_snapshot(
             raise SnapshotError(f"{where}: {message}")
         problems.add(reason, f"{where}: {message}")
 
-    for lineno, row, json_error in iter_jsonl(listings_path):
-        where = f"{listings_path}:{lineno}"
-        if json_error is not None:
-            fail("invalid_json", where, f"invalid JSON: {json_error}")
-            continue
-        try:
-            listing = parse_row(row, taxonomy)
-        except RowProblem as exc:
-            fail(exc.reason, where, f"{exc.field}: {exc}")
-            continue
-        if listing.subset is not None and listing.subset not in subsets:
-            raise SnapshotError(undescribed(listing.subset, where, root / MANIFEST_FILE))
-        if listing.id in seen:
-            fail("duplicate_id", where, f"id: duplicate id {listing.id!r}")
-            continue
-        seen.add(listing.id)
-        if check_images:
-            photo_problems = Problems()
-            listing = check_photos(root, listing, where, photo_problems)
-            if strict and photo_problems.total:
-                raise SnapshotError(next(iter(photo_problems.examples.values()))[0])
-            problems.merge(photo_problems)
-        listings.append(listing)
+    try:
+        for lineno, row, line_problem in iter_jsonl(listings_path):
+            where = f"{listings_path}:{lineno}"
+            if line_problem is not None:
+                fail(line_problem.reason, where, str(line_problem))
+                continue
+            try:
+                listing = parse_row(row, taxonomy)
+            except RowProblem as exc:
+                fail(exc.reason, where, f"{exc.field}: {exc}")
+                continue
+            if listing.subset is not None and listing.subset not in subsets:
+                raise SnapshotError(undescribed(listing.subset, where, root / MANIFEST_FILE))
+            if listing.id in seen:
+                fail("duplicate_id", where, f"id: duplicate id {listing.id!r}")
+                continue
+            seen.add(listing.id)
+            if check_images:
+                photo_problems = Problems()
+                listing = check_photos(root, listing, where, photo_problems, max_photos)
+                failed = [r for r in photo_problems.counts if r not in PHOTO_NOTES]
+                if strict and failed:
+                    raise SnapshotError(photo_problems.examples[failed[0]][0])
+                problems.merge(photo_problems)
+            listings.append(listing)
+    except OSError as exc:  # permissions, an I/O error mid-read
+        raise SnapshotError(f"{listings_path}: cannot read: {exc}") from exc
     if problems.total:
         log.warning("%s: %d problems: %s", root, problems.total, dict(problems.counts))
     return Snapshot(root, listings, tuple(taxonomy), problems, manifest)

@@ -17,10 +17,9 @@ class EvaluationError(ValueError):
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Targets, metric settings and slicing of an evaluation (defaults = default.yaml)."""
+    """Metric settings, slicing and the promotion margin of an evaluation (defaults =
+    default.yaml). What hide and review mean is the policy's (configs/policy/)."""
 
-    target_precision: float = 0.95
-    target_recall: float = 0.90
     precision_at_recall: tuple[float, ...] = (0.8, 0.9)
     recall_at_precision: tuple[float, ...] = (0.9, 0.95)
     ece_bins: int = 10
@@ -56,8 +55,7 @@ class EvalConfig:
 
 def _probabilities(cfg: EvalConfig) -> list[tuple[str, float]]:
     """Every setting that must be a probability, with its name for error messages."""
-    out = [("target_precision", cfg.target_precision), ("target_recall", cfg.target_recall)]
-    out += [("precision_at_recall", v) for v in cfg.precision_at_recall]
+    out = [("precision_at_recall", v) for v in cfg.precision_at_recall]
     out += [("recall_at_precision", v) for v in cfg.recall_at_precision]
     return out
 

@@ -21,6 +21,8 @@ from mmdetect.policy import TIERS, decide
 from mmdetect.policy.stats import interval
 
 MAX_HIDDEN_LISTED = 200
+LABELED_FIGURES = ("prohibited", "hide_precision", "false_hide_rate", "recall_at_review",
+                   "review_precision")  # fmt: skip
 
 
 def apply_operating_point(
@@ -101,6 +103,7 @@ def operating_figures(
                 y[i, list(taxonomy).index(label)] = True
     prohibited, clean = labeled & y.any(axis=1), labeled & ~y.any(axis=1)
     out["labeled"] = int(labeled.sum())
+    out.update(dict.fromkeys(LABELED_FIGURES))  # null, not absent, without labels
     if labeled.any():
         out.update(
             prohibited=int(prohibited.sum()),
@@ -114,6 +117,7 @@ def operating_figures(
         cls = doc["classes"][name]
         entry = {"hide_threshold": cls.get("hide"), "certified": bool(cls.get("certified")),
                  "hidden": int(by_c.sum()), "flagged": int((codes[:, j] > 0).sum())}  # fmt: skip
+        entry.update(positives=None, hide_precision=None, recall_at_review=None)
         if labeled.any():
             entry.update(
                 positives=int(pos.sum()),

@@ -11,6 +11,7 @@ One JSON object per line::
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from mmdetect.data.records import Listing
+from mmdetect.data.jsonl import CONTROL, RowProblem, decode_line, find_surrogate, iter_lines
+from mmdetect.data.records import Listing, check_datetime
 from mmdetect.evaluate.config import EvaluationError
 
 
@@ -77,21 +79,37 @@ def write_predictions(path: str | Path, records: Iterable[PredictionRecord]) -> 
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    # A JSON integer may have hundreds of digits: math.isfinite would raise OverflowError on it.
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    return isinstance(x, int) or math.isfinite(x)
+
+
+def _check_created_at(value: Any) -> None:
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValueError(f"created_at: expected an ISO 8601 string or null, got {value!r}"[:120])
+    try:
+        check_datetime(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except (ValueError, OverflowError):
+        raise ValueError(f"created_at: not an ISO 8601 date: {value!r}") from None
 
 
 def parse_record(obj: Any) -> PredictionRecord:
     """Check one decoded row; raises ValueError with `field: reason`."""
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-    if not isinstance(obj.get("id"), str) or not obj["id"]:
-        raise ValueError("id: missing or not a non-empty string")
+    surrogate = find_surrogate(obj)
+    if surrogate is not None:
+        raise ValueError(f"{surrogate}: lone surrogate (\\ud800-\\udfff): not encodable text")
+    rid = obj.get("id")
+    if not isinstance(rid, str) or not rid or len(rid) > 256 or CONTROL.search(rid):
+        raise ValueError("id: missing or not a non-empty string (at most 256, no control chars)")
     scores = obj.get("scores")
     if not isinstance(scores, dict) or not scores:
         raise ValueError("scores: missing or not a non-empty object")
     for name, p in scores.items():
         if not _is_number(p) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"scores.{name}: expected a probability in [0, 1], got {p!r}")
+            raise ValueError(f"scores.{name}: expected a probability in [0, 1], got {p!r}"[:120])
     labels = obj.get("labels")
     if labels is not None and not (
         isinstance(labels, list) and all(isinstance(x, str) for x in labels)
@@ -99,17 +117,18 @@ def parse_record(obj: Any) -> PredictionRecord:
         raise ValueError("labels: expected a list of class names or null")
     created_at = obj.get("created_at")
     if created_at is not None:
-        try:
-            datetime.fromisoformat(str(created_at).replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"created_at: not an ISO 8601 date: {created_at!r}") from None
+        _check_created_at(created_at)
     category, n_photos = obj.get("category"), obj.get("n_photos")
     if category is not None and not isinstance(category, str):
         raise ValueError("category: expected a string or null")
-    if n_photos is not None and (not isinstance(n_photos, int) or isinstance(n_photos, bool)):
-        raise ValueError("n_photos: expected an integer or null")
+    if n_photos is not None and (
+        not isinstance(n_photos, int) or isinstance(n_photos, bool) or not 0 <= n_photos <= 10**6
+    ):
+        raise ValueError(
+            f"n_photos: expected a count (integer >= 0) or null, got {n_photos!r}"[:120]
+        )
     return PredictionRecord(
-        id=obj["id"],
+        id=rid,
         scores={k: float(v) for k, v in scores.items()},
         labels=None if labels is None else tuple(labels),
         created_at=created_at,
@@ -148,32 +167,43 @@ def _decision_fields(obj: dict, scores: dict) -> dict[str, Any]:
 
 
 def read_predictions(path: str | Path) -> tuple[list[PredictionRecord], tuple[str, ...]]:
-    """Read predictions.jsonl; errors name `file:line`. Taxonomy = first row's score keys."""
+    """Read predictions.jsonl; errors name `file:line`. Taxonomy = first row's score keys.
+
+    Lines are read as bytes: a bad byte, an over-long line or a BOM is an error naming its line
+    (or, for the BOM, dropped), never a UnicodeDecodeError.
+    """
     path = Path(path)
     records: list[PredictionRecord] = []
     taxonomy: tuple[str, ...] = ()
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
+    try:
+        lines = iter_lines(path)
+        first = next(lines, None)  # opens the file: a directory or a missing file fails here
+    except OSError as exc:
+        raise EvaluationError(f"{path}: cannot read predictions: {exc}") from None
+    for lineno, raw in itertools.chain([first] if first else [], lines):
+        where = f"{path}:{lineno}"
+        try:
+            obj = decode_line(raw)
+            if obj is ...:
                 continue
-            where = f"{path}:{lineno}"
-            try:
-                rec = parse_record(json.loads(line))
-            except ValueError as exc:  # json.JSONDecodeError is a ValueError
-                raise EvaluationError(f"{where}: {exc}") from None
-            if not taxonomy:
-                taxonomy = tuple(rec.scores)
-            elif set(rec.scores) != set(taxonomy):
-                missing = sorted(set(taxonomy) - set(rec.scores))
-                extra = sorted(set(rec.scores) - set(taxonomy))
-                raise EvaluationError(
-                    f"{where}: scores: classes differ from line 1 (missing {missing}, extra {extra})"
-                )
-            if rec.id in seen:
-                raise EvaluationError(f"{where}: id: duplicate id {rec.id!r}")
-            seen.add(rec.id)
-            records.append(rec)
+            rec = parse_record(obj)
+        except RowProblem as exc:
+            raise EvaluationError(f"{where}: {exc}") from None
+        except ValueError as exc:
+            raise EvaluationError(f"{where}: {exc}") from None
+        if not taxonomy:
+            taxonomy = tuple(rec.scores)
+        elif set(rec.scores) != set(taxonomy):
+            missing = sorted(set(taxonomy) - set(rec.scores))
+            extra = sorted(set(rec.scores) - set(taxonomy))
+            raise EvaluationError(
+                f"{where}: scores: classes differ from line 1 (missing {missing}, extra {extra})"
+            )
+        if rec.id in seen:
+            raise EvaluationError(f"{where}: id: duplicate id {rec.id!r}")
+        seen.add(rec.id)
+        records.append(rec)
     if not records:
         raise EvaluationError(f"{path}: no predictions in file")
     return records, taxonomy

@@ -200,7 +200,7 @@ def format_console(result: Mapping[str, Any]) -> str:
     lines = [f"{'class':<{width}} " + " ".join(f"{c:>7}" for c in cols)]
     for name in result["taxonomy"]:
         c = o["classes"][name]
-        values = [c.get("positives", "-")]
+        values = ["-" if c["positives"] is None else c["positives"]]
         if m is not None:
             values += [fmt(m["classes"][name]["average_precision"]),
                        fmt(cal["raw"]["classes"][name]), fmt(cal["calibrated"]["classes"][name])]  # fmt: skip

@@ -92,7 +92,8 @@ def operating_table(result: Mapping[str, Any]) -> Table:
         c = o["classes"][name]
         rows.append([
             name, fmt(c["hide_threshold"], 4), "yes" if c["certified"] else "no",
-            str(c["hidden"]), str(c["flagged"]), str(c.get("positives", "n/a")),
+            str(c["hidden"]), str(c["flagged"]),
+            "n/a" if c["positives"] is None else str(c["positives"]),
             fmt_rate(c.get("hide_precision")), fmt_rate(c.get("recall_at_review")),
             op["classes"][name].get("note") or "",
         ])  # fmt: skip

@@ -2,9 +2,12 @@
 
 The model outputs p = sigmoid(z). Calibration maps p to p' per class:
 
-* temperature (default): p' = sigmoid(logit(p) / T), one T > 0 per class fitted by minimising the
-  binary cross-entropy. Monotone, so rankings and AP are unchanged; only the meaning of a score
-  changes. One number per class is all a C++ or TorchScript consumer needs (docs/bundle-format.md).
+* platt (default): p' = sigmoid(a logit(p) + b), a > 0 and b per class, fitted by minimising the
+  binary cross-entropy. Temperature scaling with an intercept: our models train with pos_weight,
+  which shifts every logit by about log(pos_weight), and a temperature alone cannot undo a shift
+  (docs/operating-points.md has the measured ECE of each method). Monotone: rankings and AP are
+  unchanged. Two numbers per class are all a C++ or TorchScript consumer needs.
+* temperature: p' = sigmoid(logit(p) / T), the special case b = 0.
 * isotonic: a non-decreasing step function fitted by pool-adjacent-violators (scipy), stored as
   breakpoints and applied by linear interpolation (np.interp), clipped at both ends.
 * none: identity.
@@ -18,13 +21,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.optimize import isotonic_regression, minimize_scalar
+from scipy.optimize import isotonic_regression, minimize, minimize_scalar
 from scipy.special import expit
 
 from mmdetect.policy.config import CALIBRATIONS, PolicyError
 
 P_CLIP = 1e-7  # logit(0) and logit(1) are infinite; scores are clipped this far from them
 LOG_T_BOUNDS = (-4.0, 4.0)  # T in [0.018, 55]: wider than any sane model needs
+AT_BOUND = "the fit reached the search bound: the model separates this class (nearly) perfectly"
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -44,6 +48,18 @@ def fit_temperature(y: np.ndarray, p: np.ndarray) -> float:
         lambda log_t: _bce(y, z / np.exp(log_t)), bounds=LOG_T_BOUNDS, method="bounded"
     )
     return float(np.exp(res.x))
+
+
+def fit_platt(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """(a, b), a > 0, minimising the cross-entropy of sigmoid(a logit(p) + b) against y."""
+    z = logit(p)
+    res = minimize(
+        lambda v: _bce(y, np.exp(v[0]) * z + v[1]),
+        x0=np.zeros(2),
+        method="L-BFGS-B",
+        bounds=[(-LOG_T_BOUNDS[1], -LOG_T_BOUNDS[0]), (-20.0, 20.0)],
+    )
+    return float(np.exp(res.x[0])), float(res.x[1])
 
 
 def fit_isotonic(y: np.ndarray, p: np.ndarray) -> dict[str, list[float]]:
@@ -74,10 +90,19 @@ def fit_calibration(
             note = None if method == "none" else "needs positives and negatives: identity"
             classes[name] = {"temperature": 1.0, "note": note}
         elif method == "temperature":
-            classes[name] = {"temperature": fit_temperature(y, p), "note": None}
+            t = fit_temperature(y, p)
+            classes[name] = {"temperature": t, "note": _bound_note(np.log(t), LOG_T_BOUNDS)}
+        elif method == "platt":
+            a, b = fit_platt(y, p)
+            note = _bound_note(-np.log(a), LOG_T_BOUNDS) or _bound_note(b, (-20.0, 20.0))
+            classes[name] = {"slope": a, "intercept": b, "note": note}
         else:
             classes[name] = {"isotonic": fit_isotonic(y, p), "note": None}
     return {"method": method, "classes": classes}
+
+
+def _bound_note(value: float, bounds: tuple[float, float]) -> str | None:
+    return AT_BOUND if min(abs(value - bounds[0]), abs(value - bounds[1])) < 1e-3 else None
 
 
 def apply_calibration(
@@ -91,6 +116,8 @@ def apply_calibration(
         if "isotonic" in cls:
             iso = cls["isotonic"]
             out[:, j] = np.interp(probs[:, j], iso["x"], iso["y"])
+        elif "slope" in cls:
+            out[:, j] = expit(cls["slope"] * logit(probs[:, j]) + cls["intercept"])
         elif cls["temperature"] == 1.0:
             out[:, j] = probs[:, j]  # exactly the model's score: no clip round trip
         else:
@@ -99,22 +126,38 @@ def apply_calibration(
 
 
 def check_calibration(calibration: Any, taxonomy: Sequence[str], where: str) -> None:
-    """Raise PolicyError unless every class has a positive temperature or valid breakpoints."""
+    """Raise PolicyError unless the method is known and every class has valid parameters."""
     if not isinstance(calibration, Mapping) or not isinstance(calibration.get("classes"), Mapping):
         raise PolicyError(f"{where}: calibration: expected an object with 'classes'")
+    if calibration.get("method") not in CALIBRATIONS:
+        raise PolicyError(
+            f"{where}: calibration.method must be one of {list(CALIBRATIONS)}, "
+            f"got {calibration.get('method')!r}"
+        )
     for name in taxonomy:
         cls = calibration["classes"].get(name)
+        at = f"{where}: calibration.classes.{name}"
         if not isinstance(cls, Mapping):
-            raise PolicyError(f"{where}: calibration.classes.{name}: missing")
+            raise PolicyError(f"{at}: missing")
         if "isotonic" in cls:
-            iso = cls["isotonic"]
-            x, y = np.asarray(iso.get("x", []), float), np.asarray(iso.get("y", []), float)
-            ok = len(x) == len(y) > 0 and np.all(np.diff(x) > 0) and np.all(np.diff(y) >= 0)
+            iso = cls["isotonic"] if isinstance(cls["isotonic"], Mapping) else {}
+            try:
+                x, y = np.asarray(iso.get("x", []), float), np.asarray(iso.get("y", []), float)
+            except (TypeError, ValueError):
+                raise PolicyError(f"{at}.isotonic: breakpoints must be numbers") from None
+            ok = x.ndim == y.ndim == 1 and len(x) == len(y) > 0
+            ok = ok and bool(np.all(np.diff(x) > 0) and np.all(np.diff(y) >= 0))
             if not (ok and np.all((y >= 0) & (y <= 1))):
-                raise PolicyError(f"{where}: calibration.classes.{name}.isotonic: bad breakpoints")
+                raise PolicyError(f"{at}.isotonic: bad breakpoints")
+        elif "slope" in cls:
+            a, b = cls.get("slope"), cls.get("intercept")
+            if not (_finite(a) and a > 0 and _finite(b)):
+                raise PolicyError(f"{at}: slope must be > 0 and intercept finite, got {a!r}, {b!r}")
         else:
             t = cls.get("temperature")
-            if not (isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < np.inf):
-                raise PolicyError(
-                    f"{where}: calibration.classes.{name}.temperature must be > 0, got {t!r}"
-                )
+            if not (_finite(t) and t > 0):
+                raise PolicyError(f"{at}.temperature must be > 0, got {t!r}")
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and bool(np.isfinite(x))

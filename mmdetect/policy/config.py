@@ -15,7 +15,7 @@ from typing import Any
 from mmdetect.data.taxonomy import DEFAULT_SEVERITY
 from mmdetect.policy.stats import METHODS
 
-CALIBRATIONS = ("temperature", "isotonic", "none")
+CALIBRATIONS = ("platt", "temperature", "isotonic", "none")
 
 
 class PolicyError(ValueError):
@@ -34,7 +34,7 @@ class PolicyConfig:
     interval: str = "clopper_pearson"  # or "wilson"
     min_positives: int = 30  # fewer labeled positives: the class never auto-hides
     severity: dict[str, float] = field(default_factory=dict)  # overrides DEFAULT_SEVERITY
-    calibration: str = "temperature"  # or "isotonic" or "none"
+    calibration: str = "platt"  # or "temperature", "isotonic", "none"
     review_tolerance: float = 1.5  # promotion: realised review rate <= budget x this
 
     def __post_init__(self) -> None:

@@ -148,7 +148,6 @@ def fit_operating_point(
     for j, name in enumerate(taxonomy):
         y_j = y_true[rows, j].astype(np.int64)
         classes[name] = certify_hide(y_j, cal[rows, j], policy, hide_weights)
-        classes[name]["severity"] = severity[name]
     hide_t = np.array(
         [np.inf if classes[c]["hide"] is None else classes[c]["hide"] for c in taxonomy]
     )
@@ -195,6 +194,10 @@ def fit_operating_point(
             "fitted_hide_rate": float(np.average(hidden, weights=traffic_weights)),
             "fitted_on": "traffic" if traffic_probs is not None else "calibration snapshot",
             "listings": int(len(traffic)),
+            "note": None
+            if fitted_rate > 0
+            else "the highest priority tie alone exceeds the budget: this operating point "
+            "reviews nothing; fit on more listings or raise the budget",
         },
         "classes": classes,
         "source": dict(source or {}),

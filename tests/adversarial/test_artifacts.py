@@ -414,3 +414,15 @@ def test_a_previous_bundle_left_by_a_killed_install_is_reported_not_deleted(tmp_
     out.mkdir()
     assert clean_stale(out) == [f"removed {old}, a replaced bundle left by an interrupted export"]
     assert not old.exists()
+
+
+def test_fit_warm_start_from_a_damaged_checkpoint_is_one_line(tmp_path, capsys):
+    from mmdetect.cli import main
+
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(bytes(range(256)) * 4)
+    code = main(["fit", "--config", "configs/train/tiny.yaml", f"--model.init_from={bad}",
+                 "--run-dir", str(tmp_path / "run")])  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"error: {bad}: not a readable checkpoint" in err and "Traceback" not in err

@@ -51,7 +51,7 @@ def test_records_to_arrays() -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("not json", "p.jsonl:2: Expecting value"),
+        ("not json", "p.jsonl:2: invalid JSON: Expecting value"),
         ("[1]", "p.jsonl:2: expected a JSON object"),
         ('{"scores": {"a": 0.1, "b": 0.2}}', "p.jsonl:2: id:"),
         (
@@ -93,14 +93,14 @@ def test_default_yaml_equals_the_dataclass_defaults() -> None:
 
 def test_unknown_config_key_is_named(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("target_precision: 0.9\ntarget_recal: 0.8\n", encoding="utf-8")
+    path.write_text("ece_bins: 5\ntarget_recal: 0.8\n", encoding="utf-8")
     with pytest.raises(EvaluationError, match="target_recal"):
         load_eval_config(path)
 
 
 @pytest.mark.parametrize(
     "bad",
-    [{"target_precision": 1.5}, {"recall_at_precision": [0.0]}, {"slices": ["weekday"]},
+    [{"precision_at_recall": [1.5]}, {"recall_at_precision": [0.0]}, {"slices": ["weekday"]},
      {"ece_bins": 0}],
 )  # fmt: skip
 def test_bad_config_values(bad: dict) -> None:

@@ -161,7 +161,7 @@ def test_unlabeled_snapshot_reports_rates_and_hidden_listings(tmp_path: Path) ->
     n_hide = sum(r.decision == "hide" for r in records)
     assert o["hidden"] == n_hide and o["hidden_listings"]["count"] == n_hide
     assert o["hide_rate"]["value"] == pytest.approx(n_hide / 200) and o["hide_rate"]["ci"]
-    assert "hide_precision" not in o
+    assert o["hide_precision"] is None and o["classes"]["a"]["positives"] is None
     assert "no labels: rates only" in format_console(result)
     assert (tmp_path / "report.html").exists() and not (tmp_path / "pr_curves.png").exists()
 

@@ -18,7 +18,12 @@ from mmdetect.policy import (
     review_threshold,
     unfitted_operating_point,
 )
-from mmdetect.policy.calibration import apply_calibration, fit_calibration, fit_temperature
+from mmdetect.policy.calibration import (
+    apply_calibration,
+    fit_calibration,
+    fit_platt,
+    fit_temperature,
+)
 from mmdetect.policy.fit import certify_hide
 from mmdetect.policy.stats import interval, lower_bound, min_hits_to_certify, upper_bound
 
@@ -98,6 +103,21 @@ def test_temperature_recovers_a_known_temperature():
     assert fit_temperature(y, 1 / (1 + np.exp(-z))) == pytest.approx(2.0, rel=0.05)
 
 
+def test_platt_recovers_a_known_slope_and_intercept():
+    # scores trained with pos_weight 4 are shifted by log 4: temperature cannot undo a shift
+    rng = np.random.default_rng(4)
+    z = rng.normal(-2.0, 2.0, size=20000)
+    y = (rng.random(20000) < 1 / (1 + np.exp(-(0.8 * z - 1.0)))).astype(float)
+    a, b = fit_platt(y, 1 / (1 + np.exp(-z)))
+    assert a == pytest.approx(0.8, rel=0.05) and b == pytest.approx(-1.0, abs=0.08)
+    p = 1 / (1 + np.exp(-z))
+    cal = {m: fit_calibration(y[:, None], p[:, None], ["a"], m) for m in ("platt", "temperature")}
+    err = {
+        m: abs(apply_calibration(c, p[:, None], ["a"]).mean() - y.mean()) for m, c in cal.items()
+    }
+    assert err["platt"] < 0.005 < err["temperature"]  # the mean is only right with an intercept
+
+
 def test_isotonic_is_monotone_and_calibrates_in_sample():
     rng = np.random.default_rng(2)
     p = rng.random(3000)
@@ -137,6 +157,14 @@ def test_decide_on_known_arrays():
         (lambda d: d["classes"]["a"].update(certified=False), "not certified"),
         (lambda d: d["classes"]["a"].update(hide=1.5), "probability"),
         (lambda d: d["calibration"]["classes"]["a"].update(temperature=0), "temperature"),
+        (lambda d: d["calibration"].update(method="magic"), "calibration.method"),
+        (lambda d: d["calibration"]["classes"]["a"].update(slope=-1.0, intercept=0.0), "slope"),
+        (
+            lambda d: d["calibration"]["classes"]["a"].update(
+                isotonic={"x": [0.5, 0.1], "y": [0, 1]}
+            ),
+            "breakpoints",
+        ),
         (lambda d: d["severity"].update(b=-1), "severity.b"),
         (lambda d: d["policy"].update(review_budget=3), "review_budget"),
         (lambda d: d.pop("classes"), "classes"),

@@ -1,0 +1,108 @@
+"""Hostile JSON Lines, read one line at a time: bounded length, UTF-8 checked per line, BOM dropped.
+
+Every JSONL the project reads (listings, reviews, predictions) goes through `iter_jsonl`, so a bad
+byte, an endless line or a BOM costs one counted line and never the rest of the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# A listing row is about 1 KB; a line over 1 MiB is not a listing, and reading it whole could
+# exhaust memory. Its bytes are skipped in 1 MiB pieces and the line is counted.
+MAX_LINE_BYTES = 1 << 20
+BOM = "\ufeff"
+SURROGATE = re.compile("[\ud800-\udfff]")
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+class RowProblem(Exception):
+    """One unusable row: `reason` is the counted problem, `field` the JSON field ("-" = row)."""
+
+    def __init__(self, reason: str, field: str, message: str):
+        super().__init__(message)
+        self.reason, self.field = reason, field
+
+
+def iter_lines(path: Path, max_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, raw bytes) per non-blank line; None in place of a line over `max_bytes`."""
+    with Path(path).open("rb") as fh:
+        lineno = 0
+        while raw := fh.readline(max_bytes + 1):
+            lineno += 1
+            if len(raw) > max_bytes and not raw.endswith(b"\n"):
+                while raw and not raw.endswith(b"\n"):  # skip the rest without keeping it
+                    raw = fh.readline(1 << 20)
+                yield lineno, None
+            elif raw.strip():
+                yield lineno, raw
+
+
+def decode_line(raw: bytes | None) -> Any:
+    """One raw line to its JSON value; RowProblem `line_too_long`, `invalid_utf8`, `invalid_json`.
+
+    A BOM at the start of a line is dropped (the first line of a file saved by some editors, or
+    of files joined with cat). Blank after that: returns `Ellipsis` (nothing to read).
+    """
+    if raw is None:
+        raise RowProblem("line_too_long", "-", f"line longer than {MAX_LINE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start : exc.start + 4]
+        raise RowProblem("invalid_utf8", "-", f"not UTF-8: byte {exc.start}: {bad!r}") from None
+    text = text.removeprefix(BOM)
+    if not text.strip():
+        return ...
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise RowProblem("invalid_json", "-", "invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and ints over Python's 4300-digit limit
+        raise RowProblem("invalid_json", "-", f"invalid JSON: {exc}") from None
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any, RowProblem | None]]:
+    """Yield (line number, decoded value or None, problem or None); blank lines are skipped."""
+    for lineno, raw in iter_lines(path):
+        try:
+            value = decode_line(raw)
+        except RowProblem as exc:
+            yield lineno, None, exc
+            continue
+        if value is not ...:
+            yield lineno, value, None
+
+
+def find_surrogate(value: Any) -> str | None:
+    """The field path of the first string (key or value) holding a lone surrogate, else None.
+
+    JSON's "\\ud800" decodes to one; UTF-8 cannot encode it, so MeCab and every writer would fail.
+    Iterative: a row nested a thousand deep must not overflow the stack.
+    """
+    stack: list[tuple[str, Any]] = [("-", value)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, str):
+            if SURROGATE.search(v):
+                return where
+        elif isinstance(v, dict):
+            for key, x in v.items():
+                name = key if where == "-" else f"{where}.{key}"
+                if SURROGATE.search(key):
+                    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+                stack.append((name, x))
+        elif isinstance(v, list):
+            stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
+    return None
+
+
+def check_text(row: Any) -> None:
+    """RowProblem `bad_text` for a row holding a lone surrogate anywhere."""
+    where = find_surrogate(row)
+    if where is not None:
+        raise RowProblem("bad_text", where, "lone surrogate (\\ud800-\\udfff): not encodable text")
