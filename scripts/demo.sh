@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The main job on data_samples: validate -> train -> fit the operating point -> export ->
-# evaluate the bundle on September and the drifted October -> predict. Called by `make demo`; every step is a plain `mmdetect` command.
+# The main job on data_samples: check -> train -> fit the operating point -> export ->
+# evaluate the bundle on September and the drifted October -> predict. Called by `make demo`;
+# every step is a plain `mmdetect` command.
 set -euo pipefail
 RUN=${1:-runs/demo}
 MM=${MMDETECT:-.venv/bin/mmdetect}
 export HF_HUB_OFFLINE=1
 rm -rf "$RUN" && mkdir -p "$RUN"
 
-echo "== 1. validate the training snapshot"
-"$MM" validate data_samples/train
+echo "== 1. check the training snapshot"
+"$MM" check data_samples/train
 
 echo "== 2. train the tiny model (train June-August, validate September)"
 "$MM" fit --config configs/train/tiny.yaml --run-dir "$RUN/train"
@@ -29,6 +30,13 @@ echo "   drifted October: realised review rate vs budget, auto-hide precision wi
 "$MM" evaluate --model "$RUN/bundle" --snapshot data_samples/train --created-from 2026-09-01 \
   --out "$RUN/eval_val"
 "$MM" evaluate --model "$RUN/bundle" --snapshot data_samples/drift --out "$RUN/eval_drift"
+
+echo "== 5b. the same bundle under a weaker auto-hide claim (configs/policy/lenient.yaml): what"
+echo "   September's 14-23 positives per class can certify, and whether it holds on October"
+"$MM" thresholds fit --model "$RUN/bundle" --snapshot data_samples/train --created-from 2026-09-01 \
+  --policy configs/policy/lenient.yaml --out "$RUN/thresholds_lenient"
+"$MM" evaluate --model "$RUN/bundle" --thresholds "$RUN/thresholds_lenient/thresholds.json" \
+  --snapshot data_samples/drift --out "$RUN/eval_drift_lenient"
 
 echo "== 6. predict on incoming (unlabeled) listings; the review queue is written beside"
 "$MM" predict --bundle "$RUN/bundle" --input data_samples/incoming/listings.jsonl \

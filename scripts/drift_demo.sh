@@ -41,7 +41,7 @@ echo "== 3. export it and make it the current model (the first promotion checks 
 echo "== 4. merge the October review decisions into the incoming listings (a new snapshot)"
 "$MM" feedback merge --snapshot data_samples/incoming --reviews data_samples/reviews.jsonl \
   --out "$RUN/merged"
-"$MM" validate "$RUN/merged" --no-images
+"$MM" check "$RUN/merged" --no-images
 
 echo "== 5. retrain from the current model on June-September + the reviewed October listings"
 CURRENT=$(readlink -f "$RUN/registry/current")  # the bundle itself, not the moving pointer

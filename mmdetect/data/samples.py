@@ -171,7 +171,7 @@ def _listing(p: _Plan, seed: int, image_size: int, split_dir: Path, pool=None) -
     images = []
     for k, photo_kind in enumerate(kinds):
         if pool is not None and photo_kind not in CUES:  # own rng: `rng` draws stay as they were
-            images.append(pool.path(photo_kind, random.Random(f"{seed}/{p.id}/{k}/pool")))
+            images.append(pool.path(photo_kind, random.Random(f"{seed}/{p.id}/{k}/pool"), images))
             continue
         rel = f"images/{p.id}_{k}.jpg"
         img = render_photo(photo_kind, random.Random(f"{seed}/{p.id}/{k}"), image_size, drift)

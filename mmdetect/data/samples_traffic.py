@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import shutil
 from collections import Counter
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -48,8 +49,14 @@ class PhotoPool:
         self.written: set[str] = set()
         (split_dir / "images" / "pool").mkdir(parents=True, exist_ok=True)
 
-    def path(self, kind: str, rng: random.Random) -> str:
-        rel = f"images/pool/{kind}_{rng.randrange(POOL_PER_KIND):02d}.jpg"
+    def path(self, kind: str, rng: random.Random, taken: Sequence[str] = ()) -> str:
+        """A pool photo of `kind`, never one of `taken` (a listing's photos are distinct)."""
+        i = rng.randrange(POOL_PER_KIND)
+        rel = f"images/pool/{kind}_{i:02d}.jpg"
+        for step in range(1, POOL_PER_KIND):
+            if rel not in taken:
+                break
+            rel = f"images/pool/{kind}_{(i + step) % POOL_PER_KIND:02d}.jpg"
         if rel not in self.written:  # a pool photo is a function of (seed, name, file) alone
             img = render_photo(kind, random.Random(f"{self.seed}/{self.name}/{rel}"), self.size)
             _save_jpeg(img, self.dir / rel)

@@ -403,7 +403,8 @@ def test_stale_staging_left_by_a_killed_promote_is_reported_then_cleaned(tmp_pat
     from mmdetect.registry import promote
 
     reg = tmp_path / "reg"
-    promote(reg, assets.bundle, assets.drift)  # the first promotion: no evaluation
+    # the first promotion: no evaluation (forced: this test bundle has unfitted thresholds)
+    promote(reg, assets.bundle, assets.drift, force=True, reason="test bundle")
     stale = reg / "bundles" / ".tmp-bundle-0123abcd-deadbeef"
     shutil.copytree(assets.bundle, stale)
     (reg / ".current.tmp-cafe0000").symlink_to("bundles/nothing")

@@ -23,7 +23,7 @@ LENIENT = (
 def fitted(tiny_checkpoint: Path, small_samples: Path, tmp_path_factory) -> Path:
     """thresholds.json fitted on September of the small train snapshot."""
     out = tmp_path_factory.mktemp("fit")
-    policy = out / "policy.yaml"
+    policy = tmp_path_factory.mktemp("policy") / "policy.yaml"  # never inside --out
     policy.write_text(LENIENT, encoding="utf-8")
     code = main(["thresholds", "fit", "--model", str(tiny_checkpoint), "--snapshot",
                  str(small_samples / "train"), "--created-from", "2026-09-01", "--policy",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,6 +200,14 @@ def test_fit_end_to_end_on_constructed_scores():
     assert math.isclose(doc["review"]["budget"], 0.05)
 
 
+@pytest.mark.parametrize("path", sorted(Path("configs/policy").glob("*.yaml")), ids=str)
+def test_every_policy_config_loads(path):
+    policy = load_policy(path)
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("# mmdetect thresholds fit") and f"--policy {path}" in first
+    assert 0 < policy.review_budget < 1 and policy.severities(["adult", "x"])["x"] == 1.0
+
+
 def test_policy_file_and_per_day_budget(tmp_path):
     policy = load_policy("configs/policy/default.yaml")
     assert policy == PolicyConfig()
@@ -210,3 +219,26 @@ def test_policy_file_and_per_day_budget(tmp_path):
         load_policy(bad)
     with pytest.raises(PolicyError, match="outside the taxonomy"):
         PolicyConfig(severity={"zzz": 1.0}).severities(TAX)
+
+
+@pytest.mark.parametrize("method", ["platt", "temperature", "isotonic", "none"])
+def test_the_documented_decision_rule_is_policy_decide(method):
+    """docs/bundle-format.md's Python block (for consumers without mmdetect) == policy.decide."""
+    text = Path("docs/bundle-format.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    code = next(b for b in blocks if "def decide(th, probs)" in b)
+    scope: dict = {}
+    exec(compile(code, "docs/bundle-format.md", "exec"), scope)  # our own doc, not user input
+    rng = np.random.default_rng(5)
+    y = (rng.random((600, 2)) < 0.2).astype(np.int64)
+    probs = np.clip(0.5 * y + 0.6 * rng.random((600, 2)), 0, 1)
+    doc = fit_operating_point(y, probs, TAX, PolicyConfig(calibration=method, min_positives=5,
+                              hide_precision=0.8, hide_confidence=0.8, severity={"b": 0.5}))  # fmt: skip
+    d = decide(doc, probs, TAX)
+    for i in range(len(probs)):
+        overall, priority, per, cal = scope["decide"](
+            doc, dict(zip(TAX, probs[i].tolist(), strict=True))
+        )
+        assert (per, overall) == d.tier_names(i, TAX)
+        assert priority == pytest.approx(d.priority[i], abs=1e-12)
+    assert len(set(d.overall.tolist())) >= 2  # the tiers were exercised
