@@ -54,15 +54,15 @@ PY="$(dirname "$MM")/python"; [ -x "$PY" ] || PY=python3
 import json, sys
 o = json.load(open(sys.argv[1]))["operating"]
 t = o["traffic"]
-def show(r, pct=False):
+def show(r, pct=False, none="n/a"):
     f = (lambda v: f"{100 * v:.2f}%") if pct else (lambda v: f"{v:.3f}")
     if r is None or r["value"] is None:
-        return "n/a: nothing auto-hidden (no class is certified)" if r else "n/a"
+        return none
     return f"{f(r['value'])} [95% CI {f(r['ci'][0])}, {f(r['ci'][1])}] ({r['count']}/{r['of']})"
 print(f"traffic view ({t['basis']}): review share {show(t['review_rate'], True)} "
       f"at budget {100 * o['review_budget']:.1f}%;")
 print(f"  recall of prohibited listings {show(t.get('recall_at_review'))};")
-print(f"  auto-hide precision {show(t.get('hide_precision'))}")
+print(f"  auto-hide precision {show(t.get('hide_precision'), none='n/a: nothing hidden')}")
 PYEOF
 
 echo
