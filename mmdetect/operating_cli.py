@@ -16,15 +16,20 @@ import numpy as np
 
 from mmdetect.cliutil import non_negative_int, positive_int
 from mmdetect.data.reader import SnapshotError
+from mmdetect.data.sampling import SamplingError
 from mmdetect.evaluate import EvaluationError, format_console, load_eval_config, run_evaluation
 from mmdetect.evaluate.metrics import calibration_errors
 from mmdetect.evaluate.operating import apply_operating_point
-from mmdetect.evaluate.predictions import PredictionRecord, records_to_arrays
+from mmdetect.evaluate.predictions import records_to_arrays
+from mmdetect.evaluate.traffic import sampling_design
 from mmdetect.outputs import OutputError, check_output
 from mmdetect.policy import PolicyError, decide, fit_operating_point, load_policy
+from mmdetect.policy.design import certification_sample
 from mmdetect.policy.io import read_operating_point, write_operating_point
+from mmdetect.traffic_fit import budget_basis, fit_traffic_lines, traffic_args
 
-ERRORS = (EvaluationError, SnapshotError, PolicyError, FileNotFoundError, OutputError, ValueError)
+ERRORS = (EvaluationError, SnapshotError, PolicyError, SamplingError, FileNotFoundError,
+          OutputError, ValueError)  # fmt: skip
 HOW_TO_FIT = (
     "fit one with `mmdetect thresholds fit --model {model} --snapshot CALIBRATION_SNAPSHOT "
     "--out DIR` and pass --thresholds DIR/thresholds.json"
@@ -52,12 +57,15 @@ def check_args(args: argparse.Namespace, *inputs: str | Path | None) -> None:
     check_output(args.out, [Path(p) for p in given if p is not None], kind="dir")
 
 
-def _score(model: str, args: argparse.Namespace):
+def _score(model: str, args: argparse.Namespace, traffic: bool = False):
+    """Score --snapshot in its period (or, with `traffic`, --traffic in the traffic period)."""
     from mmdetect.scoring import score_snapshot
 
+    prefix = "traffic_" if traffic else ""
     kw = {"batch_size": args.batch_size, "num_workers": args.num_workers,
-          "created_from": args.created_from, "created_to": args.created_to}  # fmt: skip
-    return score_snapshot(model, args.snapshot, **kw)
+          "created_from": getattr(args, f"{prefix}created_from"),
+          "created_to": getattr(args, f"{prefix}created_to")}  # fmt: skip
+    return score_snapshot(model, args.traffic if traffic else args.snapshot, **kw)
 
 
 def operating_point_for(
@@ -105,7 +113,8 @@ def evaluate_main(argv: Sequence[str]) -> int:
         source = {"snapshot": str(args.snapshot), "model": args.model, "baseline": args.baseline,
                   "thresholds": str(args.thresholds or f"{args.model}/thresholds.json"),
                   "created_from": args.created_from, "created_to": args.created_to}  # fmt: skip
-        result = run_evaluation(records, taxonomy, cfg, args.out, doc, baseline, source)
+        traffic = sampling_design(snap)
+        result = run_evaluation(records, taxonomy, cfg, args.out, doc, baseline, source, traffic)
     except ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -116,44 +125,47 @@ def evaluate_main(argv: Sequence[str]) -> int:
     return 0
 
 
-def listings_per_day(records: Sequence[PredictionRecord]) -> float | None:
-    """Listings per day over the records' created_at span (None without a span)."""
-    times = [datetime.fromisoformat(r.created_at) for r in records if r.created_at]
-    if len(times) < 2:
-        return None
-    days = (max(times) - min(times)).total_seconds() / 86400
-    return len(times) / days if days >= 1 else None
-
-
 def thresholds_main(argv: Sequence[str]) -> int:
     """`mmdetect thresholds fit --model M --snapshot CAL [--policy P] --out DIR`."""
     if not argv or argv[0] != "fit":
         print("usage: mmdetect thresholds fit --model CKPT_OR_BUNDLE --snapshot CAL "
-              "[--policy FILE] --out DIR", file=sys.stderr)  # fmt: skip
+              "[--policy FILE] [--traffic SNAPSHOT] --out DIR", file=sys.stderr)  # fmt: skip
         return 2
     p = argparse.ArgumentParser(
         prog="mmdetect thresholds fit",
         description="Fit calibration, certified auto-hide thresholds and the review threshold "
-        "of the policy on a labeled calibration snapshot; write DIR/thresholds.json and a report.",
+        "of the policy on a labeled calibration snapshot (the review budget on --traffic scores "
+        "when given); write DIR/thresholds.json and a report.",
     )
     _scoring_args(p)
     p.add_argument("--policy", type=Path, help="configs/policy/*.yaml (default: built-in)")
+    traffic_args(p)
     args = p.parse_args(argv[1:])
     try:
-        check_args(args, args.policy)
+        check_args(args, args.policy, args.traffic)
         policy = load_policy(args.policy)
         records, taxonomy, snap, _ = _score(args.model, args)
         labeled = [r for r in records if r.labels is not None]
         if not labeled:
             raise EvaluationError(f"{args.snapshot}: no labeled listings in the period to fit on")
         y, raw = records_to_arrays(labeled, taxonomy)
+        listings = [x for x in snap.listings if x.labels is not None]
+        inclusion, design = sampling_design(snap, listings)
+        rows, hide_w, certification = certification_sample(
+            inclusion, y.any(axis=1), args.certify_on, policy.min_positives
+        )
+        certification["design"] = design
+        budget_on = budget_basis(args, taxonomy, labeled, inclusion, design, _score)
         source = {"snapshot": str(args.snapshot), "model": str(args.model),
                   "created_from": args.created_from, "created_to": args.created_to,
                   "listings": len(records), "labeled": len(labeled),
                   "fitted_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
         doc = fit_operating_point(
-            y, raw, taxonomy, policy, listings_per_day=listings_per_day(labeled), source=source
-        )
+            y, raw, taxonomy, policy, budget_on.probs, budget_on.weights, budget_on.per_day,
+            source, hide_rows=rows, hide_weights=hide_w,
+        )  # fmt: skip
+        doc["certification"] = certification
+        doc["review"]["traffic"] = budget_on.record
         cal = decide(doc, raw, taxonomy).calibrated
         doc["fit_report"] = {
             "ece_in_sample": calibration_errors(y, raw, cal, taxonomy, 10),
@@ -189,6 +201,7 @@ def format_fit(doc: dict[str, Any], taxonomy: Sequence[str]) -> str:
         f"{100 * r['fitted_hide_rate']:.1f}% (in-sample ECE macro {_f(ece['raw']['macro'])} -> "
         f"{_f(ece['calibrated']['macro'])})"
     )
+    lines += fit_traffic_lines(doc)
     if r.get("note"):
         lines.append(f"warning: {r['note']}")
     return "\n".join(lines)

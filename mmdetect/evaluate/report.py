@@ -30,6 +30,7 @@ from mmdetect.evaluate.tables import (
     slice_table,
     summary_lines,
 )
+from mmdetect.evaluate.traffic import traffic_lines
 
 
 @dataclass
@@ -52,6 +53,7 @@ def build_sections(result: Mapping[str, Any]) -> list[Section]:
             operating_lines(result),
             [operating_table(result)],
         ),  # fmt: skip
+        Section("Expected on traffic", traffic_lines(result)),
         Section(f"Hidden listings ({hidden['count']})", tables=[hidden_table(result)]),
     ]
     if result["metrics"] is None:
@@ -212,6 +214,7 @@ def format_console(result: Mapping[str, Any]) -> str:
                  fmt(cal["calibrated"]["macro"])]  # fmt: skip
         lines.append(f"{'macro':<{width}} " + " ".join(f"{v:>7}" for v in macro))
     lines += operating_lines(result)
+    lines += traffic_lines(result)
     if result.get("comparison"):
         lines.append(result["comparison"]["verdict_line"])
     return "\n".join(lines)

@@ -28,6 +28,10 @@ from mmdetect.evaluate.predictions import (
 )
 from mmdetect.evaluate.report import format_console, write_report
 from mmdetect.evaluate.slices import drift_slices
+from mmdetect.evaluate.traffic import SAMPLING_FILE, read_sampling, traffic_figures, write_sampling
+
+# (inclusion probability per record, NaN = unknown; the design) from traffic.sampling_design
+Traffic = tuple[np.ndarray, Mapping[str, Any]]
 
 SCHEMA_VERSION = 2
 
@@ -56,11 +60,14 @@ def evaluate_records(
     operating_point: Mapping[str, Any],
     baseline: Sequence[PredictionRecord] | None = None,
     source: Mapping[str, Any] | None = None,
+    traffic: Traffic | None = None,
 ) -> dict[str, Any]:
     """The whole evaluation as a JSON-serialisable dict (the content of metrics.json).
 
     `records` carry decisions (apply_operating_point). Figures that need labels are computed on
     the labeled records; an unlabeled snapshot still gets hide/review rates and hidden listings.
+    `traffic`: the snapshot's sampling design, for the figures expected on traffic
+    (`operating.traffic`); without it they are marked unknown.
     """
     if not taxonomy:
         raise EvaluationError("empty taxonomy: nothing to evaluate")
@@ -83,6 +90,10 @@ def evaluate_records(
         "slices": None,
         "comparison": None,
     }
+    probs, design = traffic if traffic is not None else (None, None)
+    result["operating"]["traffic"] = traffic_figures(
+        records, taxonomy, operating_point, probs, design
+    )
     if not labeled:
         return result
     check_labels(labeled, taxonomy)
@@ -107,12 +118,15 @@ def run_evaluation(
     operating_point: Mapping[str, Any],
     baseline: Sequence[PredictionRecord] | None = None,
     source: Mapping[str, Any] | None = None,
+    traffic: Traffic | None = None,
 ) -> dict[str, Any]:
     """`evaluate_records`, then write predictions.jsonl (+ baseline_predictions.jsonl), the
     operating point that was applied (thresholds.json) and the report files into `out_dir`."""
-    result = evaluate_records(records, taxonomy, cfg, operating_point, baseline, source)
+    result = evaluate_records(records, taxonomy, cfg, operating_point, baseline, source, traffic)
     out = Path(out_dir)
     write_predictions(out / "predictions.jsonl", records)
+    if traffic is not None:
+        write_sampling(out, records, *traffic)
     if baseline is not None:
         write_predictions(out / "baseline_predictions.jsonl", baseline)
     write_report(out, result, records, operating_point, baseline)
@@ -160,6 +174,7 @@ def evaluate_predictions_main(argv: Sequence[str] | None = None) -> int:
         else:
             doc = _embedded_operating_point(args.predictions)
             check_operating_point(doc, taxonomy, str(args.predictions.parent / "thresholds.json"))
+        traffic = read_sampling(args.predictions.parent / SAMPLING_FILE, records)
         source = {
             "snapshot": args.source_snapshot,
             "model": args.source_model,
@@ -167,7 +182,7 @@ def evaluate_predictions_main(argv: Sequence[str] | None = None) -> int:
             "baseline_predictions": args.baseline_predictions and str(args.baseline_predictions),
             "thresholds": str(args.thresholds) if args.thresholds else None,
         }
-        result = run_evaluation(records, taxonomy, cfg, args.out, doc, baseline, source)
+        result = run_evaluation(records, taxonomy, cfg, args.out, doc, baseline, source, traffic)
     except (EvaluationError, PolicyError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

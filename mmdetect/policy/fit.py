@@ -15,21 +15,28 @@ import numpy as np
 from mmdetect.policy.calibration import apply_calibration, fit_calibration
 from mmdetect.policy.config import PolicyConfig, PolicyError
 from mmdetect.policy.decide import FORMAT_VERSION, priority_of
-from mmdetect.policy.stats import lower_bound, min_hits_to_certify
+from mmdetect.policy.stats import min_hits_to_certify
+from mmdetect.policy.weighted import lower_bound_eff
 
 
-def certify_hide(y: np.ndarray, s: np.ndarray, policy: PolicyConfig) -> dict[str, Any]:
+def certify_hide(
+    y: np.ndarray, s: np.ndarray, policy: PolicyConfig, weights: np.ndarray | None = None
+) -> dict[str, Any]:
     """The lowest threshold whose precision is certified, by fixed-sequence testing.
 
     Thresholds are the distinct calibrated scores, highest first. Testing starts at the first
     one that flags at least `min_hits_to_certify` listings (fewer could never pass) and goes down
     while the one-sided lower bound of precision stays >= the target; the first failure stops it,
-    so a lucky stretch further down cannot be picked. Returns the `classes.<name>` entry.
+    so a lucky stretch further down cannot be picked. With `weights` (inclusion weights), the
+    precision is the weighted one (traffic prevalence) and the counts are effective sample sizes
+    (mmdetect/policy/weighted.py). Returns the `classes.<name>` entry.
     """
     target, conf = policy.hide_precision, policy.hide_confidence
     n_pos, need = int(y.sum()), min_hits_to_certify(target, conf)
     entry: dict[str, Any] = {"hide": None, "certified": False, "positives": n_pos, "evidence": None}
     claim = f"precision >= {target:g} at {conf:.0%} confidence"
+    if weights is not None:
+        claim += " on traffic (re-weighted)"
     if n_pos < max(policy.min_positives, need):
         why = f"{n_pos} labeled positives < min_positives {policy.min_positives}"
         if n_pos >= policy.min_positives:
@@ -40,14 +47,21 @@ def certify_hide(y: np.ndarray, s: np.ndarray, policy: PolicyConfig) -> dict[str
     s_sorted, y_sorted = s[order], y[order]
     ends = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s_sorted) - 1]
     tp, flagged = np.cumsum(y_sorted)[ends], ends + 1
+    k_eff, n_eff = tp.astype(np.float64), flagged.astype(np.float64)  # unweighted: the counts
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)[order]
+        w_hit, w_all = np.cumsum(w * y_sorted)[ends], np.cumsum(w)[ends]
+        n_eff = w_all**2 / np.cumsum(w * w)[ends]
+        k_eff = w_hit / w_all * n_eff
+    testable = np.flatnonzero(n_eff >= need * (1 - 1e-12))
     best = None
-    for k in np.flatnonzero(flagged >= need):
-        lb = lower_bound(int(tp[k]), int(flagged[k]), conf, policy.interval)
+    for k in testable:
+        lb = lower_bound_eff(float(k_eff[k]), float(n_eff[k]), conf, policy.interval)
         if lb < target:
             if best is None:
                 entry["note"] = (
                     f"never auto-hides: at the first testable threshold {s_sorted[ends[k]]:.4g} "
-                    f"{int(tp[k])}/{int(flagged[k])} correct, lower bound {lb:.3f} < {target:g}"
+                    f"{_ratio(k_eff[k], n_eff[k])} correct, lower bound {lb:.3f} < {target:g}"
                 )
             break
         best = (k, lb)
@@ -61,13 +75,22 @@ def certify_hide(y: np.ndarray, s: np.ndarray, policy: PolicyConfig) -> dict[str
         evidence={
             "hidden": int(flagged[k]),
             "correct": int(tp[k]),
-            "precision": float(tp[k] / flagged[k]),
+            "precision": float(k_eff[k] / n_eff[k]),
             "lower_bound": float(lb),
-            "first_tested": float(s_sorted[ends[np.flatnonzero(flagged >= need)[0]]]),
+            "first_tested": float(s_sorted[ends[testable[0]]]),
         },
-        note=f"certified: {claim} ({int(tp[k])}/{int(flagged[k])}, bound {lb:.3f})",
+        note=f"certified: {claim} ({_ratio(k_eff[k], n_eff[k])}, bound {lb:.3f})",
     )
+    if weights is not None:
+        entry["evidence"].update(weighted=True, n_eff=float(n_eff[k]))
     return entry
+
+
+def _ratio(k: float, n: float) -> str:
+    """k/n as counts, or as effective counts when weighted (fractional)."""
+    if float(k).is_integer() and float(n).is_integer():
+        return f"{int(k)}/{int(n)}"
+    return f"{k:.1f}/{n:.1f} effective"
 
 
 def review_threshold(
@@ -103,12 +126,16 @@ def fit_operating_point(
     traffic_weights: np.ndarray | None = None,
     listings_per_day: float | None = None,
     source: Mapping[str, Any] | None = None,
+    hide_rows: np.ndarray | None = None,
+    hide_weights: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The thresholds.json document.
 
     `y_true`/`probs` [N, C]: labeled calibration listings (calibration and hide certification).
     `traffic_probs` (default: `probs`): the listings whose volume the review budget is fitted on,
     optionally weighted (inverse sampling probabilities) to stand for traffic.
+    `hide_rows` (bool [N], default all) and `hide_weights` (aligned with those rows, default
+    none): the listings hide precision is certified on, re-weighted to traffic prevalence.
     """
     taxonomy = list(taxonomy)
     if len(y_true) == 0:
@@ -116,9 +143,11 @@ def fit_operating_point(
     severity = policy.severities(taxonomy)
     calibration = fit_calibration(y_true, probs, taxonomy, policy.calibration)
     cal = apply_calibration(calibration, probs, taxonomy)
+    rows = np.ones(len(y_true), bool) if hide_rows is None else np.asarray(hide_rows, bool)
     classes = {}
     for j, name in enumerate(taxonomy):
-        classes[name] = certify_hide(y_true[:, j].astype(np.int64), cal[:, j], policy)
+        y_j = y_true[rows, j].astype(np.int64)
+        classes[name] = certify_hide(y_j, cal[rows, j], policy, hide_weights)
     hide_t = np.array(
         [np.inf if classes[c]["hide"] is None else classes[c]["hide"] for c in taxonomy]
     )
