@@ -161,19 +161,19 @@ def cmd_feedback(argv: Sequence[str]) -> int:
 
 
 def cmd_promote(argv: Sequence[str]) -> int:
-    from mmdetect.registry import promote_main
+    from mmdetect.registry_cli import promote_main
 
     return promote_main(argv)
 
 
 def cmd_rollback(argv: Sequence[str]) -> int:
-    from mmdetect.registry import rollback_main
+    from mmdetect.registry_cli import rollback_main
 
     return rollback_main(argv)
 
 
 def cmd_registry(argv: Sequence[str]) -> int:
-    from mmdetect.registry import registry_main
+    from mmdetect.registry_cli import registry_main
 
     return registry_main(argv)
 

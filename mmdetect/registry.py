@@ -16,7 +16,6 @@ exclusive lock on REGISTRY/.lock, so the champion cannot change during an evalua
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import getpass
@@ -25,18 +24,23 @@ import json
 import logging
 import os
 import shutil
-import sys
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from mmdetect.bundle import PREPROCESS_FILE, SUMS_FILE, BundleError, read_json, verify_checksums
-from mmdetect.cliutil import non_negative_int, positive_int
-from mmdetect.evaluate.config import EvalConfig, EvaluationError, load_eval_config
+from mmdetect.bundle import SUMS_FILE, BundleError, verify_checksums
+from mmdetect.evaluate.config import EvalConfig
 from mmdetect.outputs import is_registry
+from mmdetect.promotion import (  # noqa: F401 (promotion_decision, false_hide_gate: re-exported)
+    PromotionError,
+    _f,
+    evaluate_pair,
+    false_hide_gate,
+    first_promotion_gate,
+    promotion_decision,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,150 +49,6 @@ BUNDLES, CURRENT, HISTORY, REPORTS, LOCK = "bundles", "current", "history.jsonl"
 
 class RegistryError(RuntimeError):
     """A registry operation that cannot proceed, worded for the person who ran it."""
-
-
-# ---- the decision --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Decision:
-    accepted: bool
-    reasons: tuple[str, ...]  # why not, one line each; empty when accepted
-
-
-def promotion_decision(gates: Mapping[str, Any], cfg: EvalConfig | None = None) -> Decision:
-    """Accept when every gate passed; the reasons are the failed gates' lines."""
-    reasons = [g["reason"] for g in gates.values() if not g["passed"]]
-    return Decision(not reasons, tuple(reasons))
-
-
-def promotion_gates(
-    result: Mapping[str, Any],
-    doc: Mapping[str, Any],
-    base: Sequence[Any],
-    records: Sequence[Any],
-    cfg: EvalConfig,
-) -> dict[str, dict[str, Any]]:
-    """Every promotion gate with its figures and a `reason` line (docs/operating-points.md):
-
-    * operating_point: the challenger's thresholds are fitted under a policy (certified hides
-      are checked when the bundle loads);
-    * review_load: its realised review rate on the snapshot <= budget x review_tolerance;
-    * false_hides: it does not hide significantly more clean listings than the champion (exact
-      one-sided McNemar test on the shared clean listings, p < 0.05);
-    * macro_ap: macro AP not significantly worse (paired-bootstrap CI entirely below 0);
-    * class_ap: no class's AP drop significantly beyond class_margin (CI entirely below -margin).
-    """
-    comparison, o = result["comparison"], result["operating"]
-    policy = doc.get("policy") or {}
-    gates: dict[str, dict[str, Any]] = {}
-    fitted = bool(doc.get("fitted"))
-    gates["operating_point"] = {
-        "passed": fitted,
-        "fitted": fitted,
-        "certified_classes": [c for c, v in doc["classes"].items() if v.get("certified")],
-        "reason": "thresholds not fitted (exported without --thresholds): "
-        "fit with `mmdetect thresholds fit` and re-export",
-    }
-    budget, tol = doc["review"].get("budget"), float(policy.get("review_tolerance", 1.5))
-    rate = o["review_rate"]["value"]
-    ok = bool(budget is not None and rate is not None and rate <= budget * tol)
-    gates["review_load"] = {
-        "passed": ok, "review_rate": o["review_rate"], "budget": budget, "tolerance": tol,
-        "reason": f"review load {_pct(rate)} of the snapshot exceeds the budget "
-        f"{_pct(budget)} x {tol:g}",
-    }  # fmt: skip
-    gates["false_hides"] = false_hide_gate(base, records)
-    m = comparison["bootstrap"]["macro_average_precision"]
-    chal_ap = comparison["challenger"]["metrics"]["macro"]["average_precision"]
-    base_ap = comparison["baseline"]["metrics"]["macro"]["average_precision"]
-    gates["macro_ap"] = {
-        "passed": comparison["verdict"] != "worse", **comparison_figures(comparison),
-        "reason": f"macro AP significantly worse: {_f(base_ap)} -> {_f(chal_ap)} "
-        f"({_f(m['delta'], True)}, 95% CI {_f(m['ci_low'], True)} .. {_f(m['ci_high'], True)})",
-    }  # fmt: skip
-    worse = list(comparison["classes_worse_than_margin"])
-    boot = comparison["bootstrap"]["classes"]
-    gates["class_ap"] = {
-        "passed": not worse, "class_margin": cfg.class_margin, "classes": worse,
-        "reason": "; ".join(
-            f"{c}: AP drop {_f(boot[c]['delta'], True)} (95% CI {_f(boot[c]['ci_low'], True)} .. "
-            f"{_f(boot[c]['ci_high'], True)}) significantly beyond the margin {cfg.class_margin:g}"
-            for c in worse
-        ),
-    }  # fmt: skip
-    return gates
-
-
-def false_hide_gate(base: Sequence[Any], records: Sequence[Any]) -> dict[str, Any]:
-    """Exact one-sided McNemar test: on clean listings both scored, does the challenger hide
-    significantly more than the champion? (b: only the challenger hides, c: only the champion)."""
-    from scipy.stats import binomtest
-
-    hidden_by_base = {r.id: r.decision == "hide" for r in base}
-    b = c = n_clean = 0
-    for r in records:
-        if r.labels is None or r.labels or r.id not in hidden_by_base:
-            continue
-        n_clean += 1
-        mine, theirs = r.decision == "hide", hidden_by_base[r.id]
-        b += mine and not theirs
-        c += theirs and not mine
-    p = binomtest(b, b + c, 0.5, alternative="greater").pvalue if b + c else 1.0
-    return {
-        "passed": bool(p >= 0.05), "clean_listings": n_clean, "only_challenger_hides": b,
-        "only_champion_hides": c, "p_value": float(p),
-        "reason": f"hides significantly more clean listings than the champion ({b} vs {c} of "
-        f"{n_clean}, one-sided McNemar p = {p:.3g})",
-    }  # fmt: skip
-
-
-def first_promotion_gate(bundle: Path) -> dict[str, Any]:
-    """The operating-point gate alone (nothing to compare with): thresholds valid and fitted."""
-    from mmdetect.bundle import THRESHOLDS_FILE, check_thresholds
-
-    doc = read_json(bundle / THRESHOLDS_FILE)
-    check_thresholds(doc, read_json(bundle / PREPROCESS_FILE)["taxonomy"], str(bundle))
-    fitted = bool(doc.get("fitted"))
-    return {
-        "passed": fitted, "fitted": fitted,
-        "certified_classes": [c for c, v in doc["classes"].items() if v.get("certified")],
-        "reason": "thresholds not fitted (exported without --thresholds): "
-        "fit with `mmdetect thresholds fit` and re-export",
-    }  # fmt: skip
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
-
-
-def _f(x: float | None, sign: bool = False) -> str:
-    return "n/a" if x is None else f"{x:+.4f}" if sign else f"{x:.4f}"
-
-
-def comparison_figures(comparison: Mapping[str, Any]) -> dict[str, Any]:
-    """What history.jsonl keeps of an evaluation: macro AP of both, delta, CI, verdict, classes."""
-    m = comparison["bootstrap"]["macro_average_precision"]
-    ap = {s: comparison[s]["metrics"] for s in ("baseline", "challenger")}
-    return {
-        "champion_macro_ap": ap["baseline"]["macro"]["average_precision"],
-        "challenger_macro_ap": ap["challenger"]["macro"]["average_precision"],
-        "delta": m["delta"],
-        "ci": None if m["ci_low"] is None else [m["ci_low"], m["ci_high"]],
-        "verdict": comparison["verdict"],
-        "class_margin": comparison["class_margin"],
-        "classes_worse_than_margin": list(comparison["classes_worse_than_margin"]),
-        "n_listings": comparison["n_common"],
-        "classes": {
-            name: {
-                "champion_ap": ap["baseline"]["classes"][name]["average_precision"],
-                "challenger_ap": ap["challenger"]["classes"][name]["average_precision"],
-                "delta": c["delta"],
-                "ci": None if c["ci_low"] is None else [c["ci_low"], c["ci_high"]],
-            }
-            for name, c in comparison["bootstrap"]["classes"].items()
-        },
-    }
 
 
 # ---- the directory -------------------------------------------------------------------------
@@ -394,29 +254,6 @@ def _report_dir(root: Path, t: datetime, name: str) -> Path:
 # ---- promote / rollback --------------------------------------------------------------------
 
 
-def evaluate_pair(
-    champion: Path, challenger: Path, snapshot: Path, cfg: EvalConfig, out: Path, source: dict,
-    batch_size: int = 64, num_workers: int = 0,
-) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
-    """Score both bundles on the snapshot under their own operating points and compare;
-    (gates, classes the challenger drops). The report is written to `out`."""
-    from mmdetect.evaluate.operating import apply_operating_point
-    from mmdetect.evaluate.run import run_evaluation
-    from mmdetect.scoring import score_snapshot
-
-    kw = {"batch_size": batch_size, "num_workers": num_workers}
-    base, base_tax, _, base_doc = score_snapshot(champion, snapshot, **kw)
-    records, taxonomy, snap, doc = score_snapshot(challenger, snapshot, **kw)
-    if not snap.labeled:
-        raise RegistryError(f"{snapshot}: no labeled listings: promotion needs a labeled snapshot")
-    base = apply_operating_point(base, base_doc, base_tax)
-    records = apply_operating_point(records, doc, taxonomy)
-    result = run_evaluation(records, taxonomy, cfg, out, doc, base, source)
-    champion_classes = read_json(champion / PREPROCESS_FILE)["taxonomy"]
-    gates = promotion_gates(result, doc, base, records, cfg)
-    return gates, [c for c in champion_classes if c not in taxonomy]
-
-
 def promote(
     root: str | Path,
     bundle: str | Path,
@@ -557,99 +394,3 @@ def format_history(root: str | Path, entries: Sequence[Mapping[str, Any]] | None
             f"{forced}{why} [{e.get('user')}]"
         )
     return "\n".join(lines)
-
-
-# ---- command line --------------------------------------------------------------------------
-
-
-def _run(fn, *args, **kw) -> Any:
-    try:
-        return fn(*args, **kw)
-    except (RegistryError, EvaluationError, BundleError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
-
-
-def promote_main(argv: Sequence[str] | None = None) -> int:
-    """`mmdetect promote --registry DIR --bundle NEW --on SNAPSHOT [--force --reason TEXT]`."""
-    p = argparse.ArgumentParser(prog="mmdetect promote", description=promote.__doc__.split("\n")[0])
-    p.add_argument("--registry", type=Path, required=True)
-    p.add_argument("--bundle", type=Path, help="exported bundle directory to promote")
-    p.add_argument("--on", type=Path, help="labeled snapshot to compare champion and challenger on")
-    p.add_argument("--config", type=Path, help="configs/evaluate/*.yaml (default: built-in)")
-    p.add_argument("--name", help="name under bundles/ (default: <dir>-<checksum prefix>)")
-    p.add_argument("--force", action="store_true", help="promote even if the evaluation refuses")
-    p.add_argument("--reason", help="why (required with --force; recorded)")
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--num-workers", type=non_negative_int, default=0)
-    p.add_argument("--list", action="store_true", help="print the current bundle and history")
-    args = p.parse_args(argv)
-    if args.list:
-        return registry_main(["--registry", str(args.registry)])
-    if args.bundle is None or args.on is None:
-        p.error("--bundle and --on are required (or --list)")
-    cfg = _run(load_eval_config, args.config)
-    entry = cfg and _run(promote, args.registry, args.bundle, args.on, cfg, args.force,
-                         args.reason, args.name, args.batch_size, args.num_workers)  # fmt: skip
-    if entry is None:
-        return 1
-    m, reasons = entry["metrics"], entry["decision"]["reasons"]
-    if m:
-        print(f"champion {entry['previous']} vs challenger {entry['bundle']} on {args.on}: "
-              f"{m['verdict']}; macro AP {_f(m['champion_macro_ap'])} -> "
-              f"{_f(m['challenger_macro_ap'])} ({_f(m['delta'], True)})")  # fmt: skip
-        print(f"report: {args.registry / entry['report']}")
-    for name, g in (entry.get("gates") or {}).items():
-        print(f"  gate {name}: {'passed' if g['passed'] else 'FAILED'}")
-    if entry["action"] == "refuse":
-        print(f"REFUSED: {entry['bundle']} is not promoted; current stays {entry['previous']}:")
-        print("\n".join(f"  - {r}" for r in reasons))
-        print("(to promote anyway: --force --reason TEXT; recorded in history)")
-        return 1
-    if entry["forced"] and not entry["decision"]["accepted"]:
-        print("FORCED despite:\n" + "\n".join(f"  - {r}" for r in reasons))
-    elif reasons:
-        print(reasons[0])
-    print(f"promoted {entry['bundle']} (previous: {entry['previous']}); "
-          f"current -> {BUNDLES}/{entry['bundle']}")  # fmt: skip
-    return 0
-
-
-def rollback_main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="mmdetect rollback", description=rollback.__doc__)
-    p.add_argument("--registry", type=Path, required=True)
-    p.add_argument("--reason", help="recorded in history")
-    args = p.parse_args(argv)
-    entry = _run(rollback, args.registry, args.reason)
-    if entry is None:
-        return 1
-    print(f"rolled back: current -> {BUNDLES}/{entry['bundle']} (was {entry['previous']})")
-    return 0
-
-
-def registry_main(argv: Sequence[str] | None = None) -> int:
-    """Print the current bundle and the history; exit 1 if either is damaged."""
-    p = argparse.ArgumentParser(prog="mmdetect registry", description="Current bundle, history.")
-    p.add_argument("--registry", type=Path, required=True)
-    p.add_argument("--json", action="store_true", help="print history.jsonl entries as JSON")
-    args = p.parse_args(argv)
-    scanned = _run(open_registry, args.registry) and _run(scan_history, args.registry)
-    if scanned is None:
-        return 1
-    entries, problems = scanned
-    broken = current_problem(args.registry)
-    if args.json:
-        doc = {"current": current_name(args.registry), "current_problem": broken,
-               "history": entries, "history_problems": problems}  # fmt: skip
-        print(json.dumps(doc, ensure_ascii=False, indent=2))
-    else:
-        print(format_history(args.registry, entries))
-    for msg in [broken] if broken else []:
-        print(f"error: {msg}", file=sys.stderr)
-    if problems:
-        print(f"error: {len(problems)} damaged history lines skipped above:", file=sys.stderr)
-        print("\n".join(f"  {m}" for m in problems[:5]), file=sys.stderr)
-    for tmp in stale_temporaries(args.registry):
-        print(f"note: {tmp} was left by a killed promote; the next promote removes it",
-              file=sys.stderr)  # fmt: skip
-    return 1 if broken or problems else 0
