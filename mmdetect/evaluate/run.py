@@ -174,6 +174,7 @@ def evaluate_predictions_main(argv: Sequence[str] | None = None) -> int:
         else:
             doc = _embedded_operating_point(args.predictions)
             check_operating_point(doc, taxonomy, str(args.predictions.parent / "thresholds.json"))
+            check_stored_decisions(records, doc, taxonomy, args.predictions)
         traffic = read_sampling(args.predictions.parent / SAMPLING_FILE, records)
         source = {
             "snapshot": args.source_snapshot,
@@ -189,6 +190,25 @@ def evaluate_predictions_main(argv: Sequence[str] | None = None) -> int:
     print(format_console(result))
     print(f"report: {args.out / 'report.html'}")
     return 0
+
+
+def check_stored_decisions(
+    records: Sequence[PredictionRecord], doc: Mapping[str, Any], taxonomy: Sequence[str],
+    path: Path,
+) -> None:  # fmt: skip
+    """The decisions stored in predictions.jsonl must be those its operating point makes from
+    the stored model scores: a report never rests on decisions edited or made elsewhere."""
+    if any(r.decision is None or r.model_scores is None for r in records):
+        return  # tier_codes names the rows without decisions
+    again = apply_operating_point(_model_scores(records), doc, taxonomy)
+    differ = [r.id for r, a in zip(records, again, strict=True)
+              if (r.decision, r.decisions) != (a.decision, a.decisions)]  # fmt: skip
+    if differ:
+        raise EvaluationError(
+            f"{path}: {len(differ)} stored decisions differ from those of the thresholds.json "
+            f"beside it (e.g. {differ[0]}): edited, or made under another operating point; "
+            "pass --thresholds FILE to apply one to the model scores"
+        )
 
 
 def _embedded_operating_point(predictions: Path) -> dict[str, Any]:

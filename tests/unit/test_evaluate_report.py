@@ -209,6 +209,25 @@ def test_cli_applies_another_operating_point(run, tmp_path: Path) -> None:
     assert metrics["operating"]["passed"] == 120
 
 
+def test_cli_refuses_edited_decisions(run, tmp_path: Path, capsys) -> None:
+    out, _ = run
+    rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text("utf-8").splitlines()]
+    victim = next(r for r in rows if r["decision"] == "pass")
+    victim["decision"] = "hide"  # what an edited file, or another operating point, would say
+    edited = tmp_path / "p"
+    edited.mkdir()
+    (edited / "predictions.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+    )
+    (edited / "thresholds.json").write_bytes((out / "thresholds.json").read_bytes())
+    code = evaluate_predictions_main(
+        ["--predictions", str(edited / "predictions.jsonl"), "--out", str(tmp_path / "o")]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "1 stored decisions differ" in err and victim["id"] in err
+
+
 def test_cli_errors_are_clear(tmp_path: Path, capsys) -> None:
     pred = write_predictions(tmp_path / "p.jsonl", make_records(5))  # no decisions, no thresholds
     code = evaluate_predictions_main(["--predictions", str(pred), "--out", str(tmp_path / "o")])
