@@ -126,10 +126,6 @@ def parity_figures(ref: np.ndarray, test: np.ndarray, taxonomy: Sequence[str], t
     }
 
 
-def _or(value: float | None, default: float) -> float:
-    return default if value is None else float(value)
-
-
 def resolve_device(requested: str | torch.device | None, meta: Mapping[str, Any]) -> torch.device:
     """The device to run on: the requested one, else the export device if present, else CPU.
 

@@ -34,7 +34,6 @@ from mmdetect.bundle import SUMS_FILE, BundleError, verify_checksums
 from mmdetect.evaluate.config import EvalConfig
 from mmdetect.outputs import is_registry
 from mmdetect.promotion import (  # noqa: F401 (promotion_decision, false_hide_gate: re-exported)
-    PromotionError,
     _f,
     evaluate_pair,
     false_hide_gate,

@@ -2,16 +2,17 @@
 review, highest priority first, so reviewers who stop early have seen the riskiest ones.
 
 Built from the finished decisions file (not while scoring), so it is complete, ordered across
-chunks, and the same whether the run was resumed or not. Written atomically (temp + rename).
+chunks, and the same whether the run was resumed or not. Written atomically (outputs.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from mmdetect.outputs import atomic_output
 
 
 def queue_path(decisions: Path) -> Path:
@@ -43,12 +44,7 @@ def write_review_queue(
     out = out or queue_path(decisions)
     with decisions.open(encoding="utf-8") as fh:
         rows = queue_rows((json.loads(line) for line in fh if line.strip()), severity)
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(out) as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     return out, len(rows)

@@ -95,12 +95,7 @@ def operating_figures(
         "labeled": 0,
         "classes": {},
     }
-    labeled = np.array([r.labels is not None for r in records], dtype=bool)
-    y = np.zeros((n, len(taxonomy)), dtype=bool)
-    for i, r in enumerate(records):
-        for label in r.labels or ():
-            if label in taxonomy:
-                y[i, list(taxonomy).index(label)] = True
+    y, labeled = label_matrix(records, taxonomy)
     prohibited, clean = labeled & y.any(axis=1), labeled & ~y.any(axis=1)
     out["labeled"] = int(labeled.sum())
     out.update(dict.fromkeys(LABELED_FIGURES))  # null, not absent, without labels
@@ -127,6 +122,19 @@ def operating_figures(
         out["classes"][name] = entry
     out["hidden_listings"] = hidden_listings(records, taxonomy, hidden)
     return out
+
+
+def label_matrix(
+    records: Sequence[PredictionRecord], taxonomy: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(y [N, C] bool, labeled [N] bool); labels outside the taxonomy are ignored here."""
+    index = {c: j for j, c in enumerate(taxonomy)}
+    y = np.zeros((len(records), len(taxonomy)), dtype=bool)
+    for i, r in enumerate(records):
+        for label in r.labels or ():
+            if label in index:
+                y[i, index[label]] = True
+    return y, np.array([r.labels is not None for r in records], dtype=bool)
 
 
 def hidden_listings(

@@ -12,7 +12,6 @@ none, and `operating.traffic` says so instead of guessing.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,8 +21,9 @@ import numpy as np
 
 from mmdetect.data.records import Listing, Snapshot
 from mmdetect.data.sampling import inclusion_probs, listing_subsets, subsets_of
-from mmdetect.evaluate.operating import tier_codes
+from mmdetect.evaluate.operating import label_matrix, tier_codes
 from mmdetect.evaluate.predictions import PredictionRecord
+from mmdetect.outputs import atomic_write_text
 from mmdetect.policy.weighted import weighted_rate
 
 
@@ -135,19 +135,6 @@ def traffic_figures(
     return out
 
 
-def label_matrix(
-    records: Sequence[PredictionRecord], taxonomy: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """(y [N, C] bool, labeled [N] bool); labels outside the taxonomy are ignored here."""
-    index = {c: j for j, c in enumerate(taxonomy)}
-    y = np.zeros((len(records), len(taxonomy)), dtype=bool)
-    for i, r in enumerate(records):
-        for label in r.labels or ():
-            if label in index:
-                y[i, index[label]] = True
-    return y, np.array([r.labels is not None for r in records], dtype=bool)
-
-
 def fmt_weighted(r: Mapping[str, Any] | None, pct: bool = False) -> str:
     """`0.950 [0.83, 0.99] (19/20 listings, n_eff 20.0)`; n/a when there is nothing to weigh."""
     if r is None or r["value"] is None:
@@ -196,12 +183,7 @@ def write_sampling(
            "inclusion_prob": {r.id: None if np.isnan(p) else float(p)
                               for r, p in zip(records, probs, strict=True)}}  # fmt: skip
     path = Path(out_dir) / SAMPLING_FILE
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
     return path
 
 

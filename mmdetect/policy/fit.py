@@ -15,8 +15,7 @@ import numpy as np
 from mmdetect.policy.calibration import apply_calibration, fit_calibration
 from mmdetect.policy.config import PolicyConfig, PolicyError
 from mmdetect.policy.decide import FORMAT_VERSION, priority_of
-from mmdetect.policy.stats import min_hits_to_certify
-from mmdetect.policy.weighted import lower_bound_eff
+from mmdetect.policy.stats import lower_bound, min_hits_to_certify
 
 
 def certify_hide(
@@ -56,7 +55,7 @@ def certify_hide(
     testable = np.flatnonzero(n_eff >= need * (1 - 1e-12))
     best = None
     for k in testable:
-        lb = lower_bound_eff(float(k_eff[k]), float(n_eff[k]), conf, policy.interval)
+        lb = lower_bound(float(k_eff[k]), float(n_eff[k]), conf, policy.interval)
         if lb < target:
             if best is None:
                 entry["note"] = (

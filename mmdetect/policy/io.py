@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mmdetect.outputs import atomic_write_text
 from mmdetect.policy.config import PolicyError
 from mmdetect.policy.decide import check_operating_point
 
@@ -30,11 +30,5 @@ def write_operating_point(path: str | Path, doc: Any) -> Path:
     """Write atomically (temp file + rename): a reader never sees half a thresholds.json."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False) + "\n",
-                       encoding="utf-8")  # fmt: skip
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(path, json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False) + "\n")
     return path

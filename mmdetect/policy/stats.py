@@ -16,28 +16,30 @@ from scipy.stats import beta
 METHODS = ("clopper_pearson", "wilson")
 
 
-def lower_bound(k: int, n: int, confidence: float, method: str = "clopper_pearson") -> float:
-    """One-sided lower bound of a proportion k/n at `confidence` (0 when n == 0)."""
-    if n <= 0:
+def lower_bound(k: float, n: float, confidence: float, method: str = "clopper_pearson") -> float:
+    """One-sided lower bound of a proportion k/n at `confidence` (0 when n or k is 0). k and n
+    may be fractional: the effective counts of a weighted sample (policy/weighted.py)."""
+    if n <= 0 or k <= 0:
         return 0.0
-    if k <= 0:
-        return 0.0
+    k = min(k, n)
     if method == "clopper_pearson":
         return float(beta.ppf(1.0 - confidence, k, n - k + 1))
     return _wilson(k, n, NormalDist().inv_cdf(confidence))[0]
 
 
-def upper_bound(k: int, n: int, confidence: float, method: str = "clopper_pearson") -> float:
-    """One-sided upper bound of a proportion k/n at `confidence` (1 when n == 0)."""
+def upper_bound(k: float, n: float, confidence: float, method: str = "clopper_pearson") -> float:
+    """One-sided upper bound of a proportion k/n at `confidence` (1 when n is 0 or k reaches n);
+    fractional k, n allowed as in `lower_bound`."""
     if n <= 0 or k >= n:
         return 1.0
+    k = max(k, 0.0)
     if method == "clopper_pearson":
         return float(beta.ppf(confidence, k + 1, n - k))
     return _wilson(k, n, NormalDist().inv_cdf(confidence))[1]
 
 
 def interval(
-    k: int, n: int, confidence: float = 0.95, method: str = "clopper_pearson"
+    k: float, n: float, confidence: float = 0.95, method: str = "clopper_pearson"
 ) -> tuple[float, float] | None:
     """Two-sided interval of k/n at `confidence` (each tail (1 - confidence) / 2); None if n == 0."""
     if n <= 0:
@@ -46,7 +48,7 @@ def interval(
     return lower_bound(k, n, tail, method), upper_bound(k, n, tail, method)
 
 
-def _wilson(k: int, n: int, z: float) -> tuple[float, float]:
+def _wilson(k: float, n: float, z: float) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)

@@ -11,11 +11,9 @@ docs/operating-points.md, "Traffic prevalence and sampling designs", states the 
 
 from __future__ import annotations
 
-import math
-from statistics import NormalDist
-
 import numpy as np
-from scipy.stats import beta
+
+from mmdetect.policy.stats import interval
 
 
 def effective_n(w: np.ndarray) -> float:
@@ -23,37 +21,6 @@ def effective_n(w: np.ndarray) -> float:
     w = np.asarray(w, dtype=np.float64)
     sq = float((w * w).sum())
     return 0.0 if sq <= 0 else float(w.sum()) ** 2 / sq
-
-
-def lower_bound_eff(
-    k: float, n: float, confidence: float, method: str = "clopper_pearson"
-) -> float:
-    """One-sided lower bound of k/n where k, n may be fractional (k_eff, n_eff); 0 if n or k is 0."""
-    if n <= 0 or k <= 0:
-        return 0.0
-    k = min(k, n)
-    if method == "clopper_pearson":
-        return float(beta.ppf(1.0 - confidence, k, n - k + 1))
-    return _wilson(k, n, NormalDist().inv_cdf(confidence))[0]
-
-
-def upper_bound_eff(
-    k: float, n: float, confidence: float, method: str = "clopper_pearson"
-) -> float:
-    """One-sided upper bound of k/n (fractional k, n allowed); 1 if n is 0 or k reaches n."""
-    if n <= 0 or k >= n:
-        return 1.0
-    k = max(k, 0.0)
-    if method == "clopper_pearson":
-        return float(beta.ppf(confidence, k + 1, n - k))
-    return _wilson(k, n, NormalDist().inv_cdf(confidence))[1]
-
-
-def _wilson(k: float, n: float, z: float) -> tuple[float, float]:
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def weighted_rate(
@@ -80,7 +47,6 @@ def weighted_rate(
         return out
     p = float(w[hit].sum()) / total
     k = float(hit.sum()) if equal else p * n_eff  # k_eff; equal weights: the raw count
-    tail = 1.0 - (1.0 - confidence) / 2.0
-    lo, hi = lower_bound_eff(k, n_eff, tail, method), upper_bound_eff(k, n_eff, tail, method)
+    lo, hi = interval(k, n_eff, confidence, method)
     out.update(value=p, ci=[lo, hi])
     return out
