@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmdetect.model import MODEL_INPUTS
+from mmdetect.models.classifier import MODEL_INPUTS
 from mmdetect.policy import PolicyError, check_operating_point, decide
 
 FORMAT_VERSION = 1

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from mmdetect.image import ImageConfig
-from mmdetect.text import TextConfig
+from mmdetect.models.image import ImageConfig
+from mmdetect.models.text import TextConfig
 
 # LightningCLI checkpoints hold only builtins and tensors; a DetectorModule built in Python
 # (Trainer.save_checkpoint in a notebook or test) pickles its tower configs as these dataclasses.

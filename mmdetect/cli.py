@@ -72,7 +72,7 @@ def cmd_samples(argv: Sequence[str]) -> int:
 
 def cmd_vocab(argv: Sequence[str]) -> int:
     from mmdetect.data.reader import read_snapshot
-    from mmdetect.text import build_vocab
+    from mmdetect.data.tokenize import build_vocab
 
     p = argparse.ArgumentParser(
         prog="mmdetect vocab", description="Build a WordPiece tokenizer directory from snapshots."

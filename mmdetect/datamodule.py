@@ -21,8 +21,8 @@ from mmdetect.data.dataset import (
 from mmdetect.data.reader import read_snapshot
 from mmdetect.data.records import Problems, in_period
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
-from mmdetect.image import ImageConfig, build_transforms
-from mmdetect.text import encode_batch, load_tokenizer
+from mmdetect.data.tokenize import encode_batch, load_tokenizer
+from mmdetect.models.image import ImageConfig, build_transforms
 
 log = logging.getLogger(__name__)
 

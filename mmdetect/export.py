@@ -32,11 +32,11 @@ from mmdetect import artifact_dir as AD
 from mmdetect import bundle as B
 from mmdetect.checkpoint import CheckpointError, build_module, read_checkpoint
 from mmdetect.data.reader import SnapshotError, read_snapshot
+from mmdetect.data.tokenize import load_tokenizer
 from mmdetect.hardware import cpu_has_native_bf16
-from mmdetect.image import IMAGENET_MEAN, IMAGENET_STD
+from mmdetect.models.image import IMAGENET_MEAN, IMAGENET_STD
 from mmdetect.policy.decide import UNFITTED, unfitted_operating_point
 from mmdetect.serve import Predictor, build_dataset, build_loader
-from mmdetect.text import load_tokenizer
 
 
 class ExportError(RuntimeError):

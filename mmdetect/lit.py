@@ -16,9 +16,10 @@ from torchvision.ops import sigmoid_focal_loss
 from mmdetect.checkpoint import CheckpointError, read_checkpoint, state_mismatch
 from mmdetect.data.dataset import DEFAULT_CATEGORIES
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
-from mmdetect.image import ImageConfig
-from mmdetect.model import MODEL_INPUTS, ModelConfig, MultimodalClassifier
-from mmdetect.text import TextConfig, load_tokenizer
+from mmdetect.data.tokenize import load_tokenizer
+from mmdetect.models.classifier import MODEL_INPUTS, ModelConfig, MultimodalClassifier
+from mmdetect.models.image import ImageConfig
+from mmdetect.models.text import TextConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class DetectorModule(L.LightningModule):
         self,
         text: TextConfig = TextConfig(),  # noqa: B008 (a frozen-by-convention default config)
         image: ImageConfig = ImageConfig(),  # noqa: B008
-        fusion: str = "concat",
+        fusion: str | dict = "concat",  # a name or {class_path, init_args}
         hidden: int = 128,
         dropout: float = 0.1,
         modality_dropout: float = 0.0,

@@ -29,7 +29,8 @@ from mmdetect.data.dataset import Item, ListingDataset, collate_listings
 from mmdetect.data.jsonl import decode_line
 from mmdetect.data.reader import RowProblem, check_photos, parse_row
 from mmdetect.data.records import Listing, Problems
-from mmdetect.image import IMAGENET_MEAN, IMAGENET_STD, ImageConfig, build_transforms
+from mmdetect.data.tokenize import encode_batch, load_tokenizer
+from mmdetect.models.image import IMAGENET_MEAN, IMAGENET_STD, ImageConfig, build_transforms
 from mmdetect.outputs import (
     OutputError,
     atomic_outputs,
@@ -40,7 +41,6 @@ from mmdetect.outputs import (
 )
 from mmdetect.policy import TIERS, Decisions, decide
 from mmdetect.review_queue import queue_path, write_review_queue
-from mmdetect.text import encode_batch, load_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ def main(step: str, root: Path) -> None:
 
     if step == "item":
         from mmdetect.data.dataset import Item, ListingDataset
-        from mmdetect.image import ImageConfig, build_transforms
+        from mmdetect.models.image import ImageConfig, build_transforms
 
         snap = read_snapshot(root, check_images=False)
         transform = build_transforms(ImageConfig(image_size=64), train=False)

@@ -23,7 +23,7 @@ import torchvision.transforms.v2.functional as F  # noqa: E402
 
 from mmdetect.bench.assets import export_tiny_bundle  # noqa: E402
 from mmdetect.data.images import load_image, resolve_image_path  # noqa: E402
-from mmdetect.image import IMAGENET_MEAN, IMAGENET_STD, ImageConfig, build_transforms  # noqa: E402
+from mmdetect.models.image import IMAGENET_MEAN, IMAGENET_STD, ImageConfig, build_transforms  # noqa: E402
 from mmdetect.serve import Predictor, RunSummary, read_listings  # noqa: E402
 
 

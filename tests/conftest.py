@@ -45,7 +45,7 @@ def ja_listings() -> list[tuple[str, str]]:
 @pytest.fixture(scope="session")
 def ja_vocab_dir(tmp_path_factory: pytest.TempPathFactory):
     """A BertJapaneseTokenizer directory trained by build_vocab on JA_LISTINGS."""
-    from mmdetect.text import build_vocab
+    from mmdetect.data.tokenize import build_vocab
 
     texts = [f"{t} {d}" for t, d in JA_LISTINGS]
     return build_vocab(texts, size=1000, out_dir=tmp_path_factory.mktemp("vocab"))
@@ -54,9 +54,9 @@ def ja_vocab_dir(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 def tiny_config() -> Callable:
     """Factory of a tiny seeded-size ModelConfig (16-dim BERT, resnet18 at 32 px)."""
-    from mmdetect.image import ImageConfig
-    from mmdetect.model import ModelConfig
-    from mmdetect.text import TextConfig
+    from mmdetect.models.classifier import ModelConfig
+    from mmdetect.models.image import ImageConfig
+    from mmdetect.models.text import TextConfig
 
     def make(text: dict | None = None, image: dict | None = None, **model) -> ModelConfig:
         text_kw = dict(vocab_size=60, hidden_size=16, num_heads=2, intermediate_size=32)
@@ -106,7 +106,7 @@ def make_batch() -> Callable:
 def small_samples(tmp_path_factory: pytest.TempPathFactory):
     """Generated sample snapshots (train/ drift/ incoming/ reviews.jsonl) plus a tokenizer/."""
     from mmdetect.data.samples import generate_samples
-    from mmdetect.text import build_vocab
+    from mmdetect.data.tokenize import build_vocab
 
     root = tmp_path_factory.mktemp("samples")
     generate_samples(root, seed=1, n_train=160, n_drift=60, n_incoming=40)

@@ -13,9 +13,9 @@ import yaml
 
 from mmdetect.data.dataset import DEFAULT_CATEGORIES
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
-from mmdetect.image import ImageConfig
-from mmdetect.model import ModelConfig, MultimodalClassifier
-from mmdetect.text import TextConfig
+from mmdetect.models.classifier import ModelConfig, MultimodalClassifier
+from mmdetect.models.image import ImageConfig
+from mmdetect.models.text import TextConfig
 
 TINY_YAML = Path("configs/train/tiny.yaml")
 

@@ -28,7 +28,7 @@ FORMAT = 1
 def prep(snapshot: str, tokenizer: str, max_length: int, out: Path) -> dict:
     """Tokenize `snapshot` (labeled rows) and save ids + listing fields to `out` (CPU, MeCab)."""
     from mmdetect.data.reader import read_snapshot
-    from mmdetect.text import encode_batch, load_tokenizer
+    from mmdetect.data.tokenize import encode_batch, load_tokenizer
 
     tok = load_tokenizer(tokenizer)
     snap = read_snapshot(snapshot)
@@ -50,7 +50,7 @@ def prep(snapshot: str, tokenizer: str, max_length: int, out: Path) -> dict:
 def load_dataset(doc: dict, image_size: int, max_photos: int, train: bool):
     from mmdetect.data.dataset import DEFAULT_CATEGORIES, Item, ListingDataset
     from mmdetect.data.records import Listing
-    from mmdetect.image import ImageConfig, build_transforms
+    from mmdetect.models.image import ImageConfig, build_transforms
 
     root = Path(doc["snapshot"])
     items = [

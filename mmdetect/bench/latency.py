@@ -27,7 +27,7 @@ from torch import nn
 from mmdetect.bench.assets import big_config, build_net, random_batch, tiny_config
 from mmdetect.bench.common import median, percentile
 from mmdetect.export import ExportConfig, ProbabilityModel, quantize_linear, trace_model
-from mmdetect.model import ModelConfig
+from mmdetect.models.classifier import ModelConfig
 
 VARIANTS = ("eager_fp32", "ts_fp32", "ts_fp32_ofi", "ts_bf16", "eager_channels_last",
             "eager_int8_dynamic", "ts_int8_ofi", "compiled")  # fmt: skip

@@ -27,7 +27,8 @@ from PIL import Image
 from mmdetect.bench.assets import export_tiny_bundle
 from mmdetect.bench.common import alternate, median, per_second, speedup
 from mmdetect.data.dataset import price_features
-from mmdetect.image import ImageConfig, build_transforms
+from mmdetect.data.tokenize import load_tokenizer, nfkc
+from mmdetect.models.image import ImageConfig, build_transforms
 from mmdetect.serve import (
     Predictor,
     RunSummary,
@@ -37,7 +38,6 @@ from mmdetect.serve import (
     read_listings,
     score_chunk,
 )
-from mmdetect.text import load_tokenizer, nfkc
 
 SPEEDUP_GOAL, MODEL_SHARE_GOAL = 5.0, 0.8
 

@@ -23,9 +23,9 @@ from lightning.pytorch.callbacks import Callback
 from mmdetect.bench.assets import tiny_sections
 from mmdetect.bench.common import median
 from mmdetect.datamodule import DetectorDataModule
-from mmdetect.image import ImageConfig
 from mmdetect.lit import DetectorModule
-from mmdetect.text import TextConfig
+from mmdetect.models.image import ImageConfig
+from mmdetect.models.text import TextConfig
 
 
 class StepTimer(Callback):

@@ -169,8 +169,8 @@ def test_a_snapshot_that_validates_goes_through_dataset_and_collate(tmp_path, ja
     """Every oddity the reader accepts, plus rows it skips, then photos damaged after validation:
     building, indexing and collating the dataset must not raise."""
     from mmdetect.data.dataset import Item, ListingDataset, collate_listings
-    from mmdetect.image import ImageConfig, build_transforms
-    from mmdetect.text import encode_batch, load_tokenizer
+    from mmdetect.data.tokenize import encode_batch, load_tokenizer
+    from mmdetect.models.image import ImageConfig, build_transforms
 
     (tmp_path / "images").mkdir()
     for name in ("a.jpg", "b.png", "later_truncated.jpg", "later_deleted.jpg"):

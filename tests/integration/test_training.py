@@ -101,7 +101,7 @@ def test_pretrained_towers_load_from_local_files(small_samples: Path, tmp_path: 
     import torchvision
     from transformers import BertConfig, BertModel
 
-    from mmdetect.text import load_tokenizer
+    from mmdetect.data.tokenize import load_tokenizer
 
     tok = load_tokenizer(str(small_samples / "tokenizer"))
     bert_dir = tmp_path / "tiny-bert"

@@ -56,9 +56,9 @@ def build_checkpoint(path: Path, tokenizer: Path) -> None:
     """A seeded tiny DetectorModule saved as LightningCLI saves one (config dicts + instantiator)."""
     import lightning
 
-    from mmdetect.image import ImageConfig
     from mmdetect.lit import DetectorModule
-    from mmdetect.text import TextConfig
+    from mmdetect.models.image import ImageConfig
+    from mmdetect.models.text import TextConfig
 
     text = TextConfig(
         hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_length=64
@@ -89,7 +89,7 @@ def tiny_assets(base: Path) -> Assets:
         return assets
     from mmdetect.data.reader import read_snapshot
     from mmdetect.data.samples import generate_samples
-    from mmdetect.text import build_vocab
+    from mmdetect.data.tokenize import build_vocab
 
     generate_samples(assets.samples, seed=0, n_train=60, n_drift=30, n_incoming=10, image_size=48)
     train = read_snapshot(assets.samples / "train", check_images=False).listings

@@ -8,7 +8,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from mmdetect.image import (
+from mmdetect.models.image import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ImageConfig,
@@ -47,11 +47,13 @@ def test_masked_photos_change_nothing(pooling, train):
     tower = _tower(pooling=pooling).train(train)
     images, mask = _photos()
     other = torch.where(mask[..., None, None, None], images, torch.randn_like(images) * 50)
-    out = tower(images, mask)
+    out, per_photo, out_mask = tower(images, mask)
     assert out.shape == (3, tower.out_dim) == (3, 512)
-    assert torch.equal(out, tower(other, mask))
+    assert per_photo.shape == (3, 3, 512) and torch.equal(out_mask, mask)
+    assert torch.equal(per_photo[~mask], torch.zeros_like(per_photo[~mask]))  # padding: zeros
+    assert torch.equal(out, tower(other, mask)[0])
     assert torch.equal(out[2], tower.missing.detach())  # no valid photo -> learned embedding
-    assert not torch.equal(out[1], tower(torch.randn_like(images), mask)[1])
+    assert not torch.equal(out[1], tower(torch.randn_like(images), mask)[0][1])
 
 
 def test_mean_pooling_values_in_eval():
@@ -59,7 +61,7 @@ def test_mean_pooling_values_in_eval():
     images, mask = _photos()
     with torch.no_grad():
         feats = tower.backbone(images.flatten(0, 1)).unflatten(0, (3, 3))
-        out = tower(images, mask)
+        out = tower(images, mask)[0]
     assert torch.allclose(out[0], feats[0, 0], atol=1e-6)
     assert torch.allclose(out[1], feats[1].mean(0), atol=1e-6)
     assert torch.allclose(masked_mean(feats, mask)[2], torch.zeros(512))
@@ -83,7 +85,7 @@ def test_attention_pooling_values():
     with torch.no_grad():
         feats = tower.backbone(images.flatten(0, 1)).unflatten(0, (3, 3))
         weights = torch.softmax(tower.pool.score(feats[1]).squeeze(-1), dim=0)
-        out = tower(images, mask)
+        out = tower(images, mask)[0]
     assert torch.allclose(out[0], feats[0, 0], atol=1e-5)  # one valid photo gets weight 1
     assert torch.allclose(out[1], (weights[:, None] * feats[1]).sum(0), atol=1e-5)
 
@@ -91,14 +93,14 @@ def test_attention_pooling_values():
 def test_gradients_reach_missing_embedding_and_backbone():
     tower = _tower(pooling="attention").train()
     images, mask = _photos()
-    tower(images, mask).sum().backward()
+    tower(images, mask)[0].sum().backward()
     assert tower.missing.grad is not None and tower.missing.grad.abs().sum() > 0
     assert all(p.grad is not None for p in tower.parameters())
 
 
 def test_zero_photos_and_bad_pooling():
     tower = _tower().eval()
-    out = tower(torch.zeros(2, 0, 3, 32, 32), torch.zeros(2, 0, dtype=torch.bool))
+    out = tower(torch.zeros(2, 0, 3, 32, 32), torch.zeros(2, 0, dtype=torch.bool))[0]
     assert torch.equal(out, tower.missing.detach().expand(2, -1))
     with pytest.raises(ValueError, match="pooling"):
         _tower(pooling="max")

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from mmdetect.data.dataset import price_features
-from mmdetect.fusion import ConcatFusion, GatedFusion, build_fusion
-from mmdetect.model import MultimodalClassifier
-from mmdetect.text import encode_batch, load_tokenizer, pad_batch
+from mmdetect.data.tokenize import encode_batch, load_tokenizer, pad_batch
+from mmdetect.models.classifier import MultimodalClassifier
+from mmdetect.models.fusion import ConcatFusion, Encoded, FusionDims, GatedFusion, build_fusion
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -146,22 +146,30 @@ def test_dropped_text_uses_missing_text_embedding(tiny_config, make_batch):
 def test_fusion_values():
     torch.manual_seed(0)
     xs = [torch.randn(2, 3), torch.randn(2, 5)]
-    concat = ConcatFusion([3, 5], hidden=4, dropout=0.0)
+    dims = FusionDims(pooled=(3, 5))
+    enc = Encoded(xs, None, None, None, None)
+    concat = ConcatFusion(dims, hidden=4, dropout=0.0)
     normed = [torch.nn.functional.layer_norm(x, x.shape[-1:]) for x in xs]
     projected = [p[1](x) for p, x in zip(concat.projections, normed, strict=True)]
     gelu = torch.nn.functional.gelu
     expected = gelu(concat.mlp[1](gelu(torch.cat(projected, -1))))
-    assert concat(xs).shape == (2, 4)
-    assert torch.allclose(concat(xs), expected, atol=1e-6)
+    assert concat(enc).shape == (2, 4)
+    assert torch.allclose(concat(enc), expected, atol=1e-6)
 
-    gated = GatedFusion([3, 5], hidden=4, dropout=0.0)
+    gated = GatedFusion(dims, hidden=4, dropout=0.0)
     z = gated.gates(xs)
     assert z.shape == (2, 2, 4) and torch.allclose(z.sum(1), torch.ones(2, 4))
     h = [torch.tanh(p(x)) for p, x in zip(gated.projections, normed, strict=True)]
-    assert torch.allclose(gated(xs), z[:, 0] * h[0] + z[:, 1] * h[1], atol=1e-6)
-    assert isinstance(build_fusion("gated", [3, 5], 4, 0.0), GatedFusion)
-    with pytest.raises(ValueError, match="unknown fusion 'sum'"):
-        build_fusion("sum", [3, 5], 4, 0.0)
+    assert torch.allclose(gated(enc), z[:, 0] * h[0] + z[:, 1] * h[1], atol=1e-6)
+    assert isinstance(build_fusion("gated", dims, 4, 0.0), GatedFusion)
+    path = {"class_path": "mmdetect.models.fusion.GatedFusion", "init_args": {}}
+    assert isinstance(build_fusion(path, dims, 4, 0.0), GatedFusion)
+    with pytest.raises(ValueError, match="expected one of"):
+        build_fusion("sum", dims, 4, 0.0)
+    with pytest.raises(ValueError, match="not an nn.Module subclass"):
+        build_fusion("os.system", dims, 4, 0.0)
+    with pytest.raises(ValueError, match="cannot be imported"):
+        build_fusion("no_such_pkg.Fusion", dims, 4, 0.0)
 
 
 def test_padding_and_empty_description_do_not_leak(tiny_config, make_batch, ja_vocab_dir):

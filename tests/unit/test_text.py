@@ -8,13 +8,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertJapaneseTokenizer, BertModel
 
-from mmdetect.image import ImageConfig
-from mmdetect.model import ModelConfig, MultimodalClassifier
-from mmdetect.text import (
+from mmdetect.data.tokenize import (
     ASCII_KEPT,
     SPECIAL_TOKENS,
-    TextConfig,
-    TextTower,
     encode_batch,
     encode_listing,
     load_tokenizer,
@@ -22,6 +18,9 @@ from mmdetect.text import (
     pad_batch,
     token_ids,
 )
+from mmdetect.models.classifier import ModelConfig, MultimodalClassifier
+from mmdetect.models.image import ImageConfig
+from mmdetect.models.text import TextConfig, TextTower
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -129,10 +128,11 @@ def test_text_tower_pooling_ignores_padding():
     for pooling in ("cls", "mean"):
         tower = TextTower(TextConfig(**{**cfg.__dict__, "pooling": pooling})).eval()
         with torch.no_grad():
-            out = tower(ids, mask)
+            out, states, states_mask = tower(ids, mask)
             hidden = tower.encoder(input_ids=ids[1:, :6]).last_hidden_state[0]
         assert out.shape == (2, tower.out_dim) == (2, 8)
-        assert torch.allclose(out, tower(other, mask), atol=1e-6)
+        assert states.shape == (2, ids.shape[1], 8) and torch.equal(states_mask, mask.bool())
+        assert torch.allclose(out, tower(other, mask)[0], atol=1e-6)
         expected = hidden[0] if pooling == "cls" else hidden.mean(0)
         assert torch.allclose(out[1], expected, atol=1e-5)
     with pytest.raises(ValueError, match="pooling"):
@@ -155,7 +155,7 @@ def test_pretrained_dir_loads_offline(tmp_path, ja_vocab_dir, tok, ja_listings):
     ids, mask = pad_batch(encode_batch(tokenizer, ja_listings[:3], 64), tokenizer.pad_token_id)
     with torch.no_grad():
         expected = saved(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
-        assert torch.allclose(tower(ids, mask), expected, atol=1e-6)
+        assert torch.allclose(tower(ids, mask)[0], expected, atol=1e-6)
     with pytest.raises(ValueError, match="positions"):
         TextTower(TextConfig(pretrained=str(tmp_path), max_length=128))
 

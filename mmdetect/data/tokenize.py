@@ -1,4 +1,4 @@
-"""Text side: Japanese tokenizer (MeCab + WordPiece), listing encoding, and the text tower.
+"""Tokenization: Japanese tokenizer (MeCab + WordPiece), vocabulary building, listing encoding.
 
 Tokenization runs once per snapshot in the main process and is cached by the data pipeline.
 The fugashi tagger is not picklable: it is kept in a per-thread cache (`_wakati_tagger`),
@@ -14,13 +14,11 @@ import string
 import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from torch import nn
-from transformers import AutoModel, BertConfig, BertJapaneseTokenizer, BertModel
+from transformers import BertJapaneseTokenizer
 from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -239,63 +237,3 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
         ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
         mask[i, : len(s)] = 1
     return ids, mask
-
-
-@dataclass
-class TextConfig:
-    """Text tower settings. `vocab_size` is for from-scratch models; callers set len(tokenizer)."""
-
-    pretrained: str | None = None  # HF name or directory; None = BERT from scratch
-    vocab_size: int = 8000
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 2
-    intermediate_size: int = 128
-    max_length: int = 128
-    pooling: str = "cls"  # "cls" | "mean"
-    enabled: bool = True
-
-
-def _load_pretrained(name_or_dir: str) -> nn.Module:
-    """AutoModel without the pooler head when the architecture allows it."""
-    try:
-        return AutoModel.from_pretrained(name_or_dir, add_pooling_layer=False)
-    except TypeError:
-        return AutoModel.from_pretrained(name_or_dir)
-
-
-class TextTower(nn.Module):
-    """A BERT encoder pooled to one vector per listing: [B, L] ids -> [B, out_dim].
-
-    The default attention implementation (sdpa in transformers 5) traces correctly: under
-    torch.jit.trace the padding mask is always materialised, never skipped.
-    """
-
-    def __init__(self, cfg: TextConfig):
-        super().__init__()
-        if cfg.pooling not in ("cls", "mean"):
-            raise ValueError(f"text pooling must be 'cls' or 'mean', got {cfg.pooling!r}")
-        self.pooling = cfg.pooling
-        if cfg.pretrained:
-            self.encoder = _load_pretrained(cfg.pretrained)
-        else:
-            bert_cfg = BertConfig(
-                vocab_size=cfg.vocab_size,
-                hidden_size=cfg.hidden_size,
-                num_hidden_layers=cfg.num_layers,
-                num_attention_heads=cfg.num_heads,
-                intermediate_size=cfg.intermediate_size,
-                max_position_embeddings=cfg.max_length,
-            )
-            self.encoder = BertModel(bert_cfg, add_pooling_layer=False)
-        max_pos = getattr(self.encoder.config, "max_position_embeddings", cfg.max_length)
-        if cfg.max_length > max_pos:
-            raise ValueError(f"max_length {cfg.max_length} > model's {max_pos} positions")
-        self.out_dim: int = self.encoder.config.hidden_size
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)

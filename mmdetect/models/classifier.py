@@ -9,14 +9,16 @@ Output: logits [B, num_labels] (multi-label: apply a sigmoid).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from mmdetect.fusion import build_fusion
-from mmdetect.image import ImageConfig, ImageTower
-from mmdetect.text import TextConfig, TextTower
+from mmdetect.models.fusion import Encoded, FusionDims, build_fusion
+from mmdetect.models.image import ImageConfig, ImageTower
+from mmdetect.models.text import TextConfig, TextTower
 
 # forward()'s argument order; the Lightning shell, export and the server all read it from here.
 MODEL_INPUTS = (
@@ -39,7 +41,8 @@ class ModelConfig:
     num_labels: int = 7
     num_categories: int = 10
     category_dim: int = 16
-    fusion: str = "concat"  # "concat" | "gated"
+    # "concat" | "gated" (short names), or {class_path: ..., init_args: {...}}
+    fusion: str | Mapping[str, Any] = "concat"
     hidden: int = 128
     dropout: float = 0.1
     modality_dropout: float = 0.0  # training only: per-sample chance to drop text / photos
@@ -87,7 +90,12 @@ class MultimodalClassifier(nn.Module):
             dims.append(self.image.out_dim)
         self.tabular = TabularEncoder(cfg.num_categories, cfg.category_dim)
         dims.append(self.tabular.out_dim)
-        self.fusion = build_fusion(cfg.fusion, dims, cfg.hidden, cfg.dropout)
+        self.fusion_dims = FusionDims(
+            pooled=tuple(dims),
+            text=self.text.out_dim if self.text is not None else None,
+            photos=self.image.out_dim if self.image is not None else None,
+        )
+        self.fusion = build_fusion(cfg.fusion, self.fusion_dims, cfg.hidden, cfg.dropout)
         self.head = nn.Linear(cfg.hidden, cfg.num_labels)
         both = self.text is not None and self.image is not None
         self.aux = (
@@ -124,24 +132,31 @@ class MultimodalClassifier(nn.Module):
         price: torch.Tensor,
         price_mask: torch.Tensor,
         category_id: torch.Tensor,
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(inputs of the fusion, after modality dropout; raw tower outputs, before it)."""
+    ) -> tuple[Encoded, list[torch.Tensor]]:
+        """(inputs of the fusion, after modality dropout; raw pooled tower outputs, before it).
+
+        A dropped modality gets its learned missing embedding as pooled vector and an
+        all-False sequence mask, so sequence-level fusions ignore it too.
+        """
         drop_text, drop_photos = self._modality_drops(image_mask)
-        parts: list[torch.Tensor] = []
+        pooled: list[torch.Tensor] = []
         raw: list[torch.Tensor] = []
+        tokens = token_mask = photos = photo_mask = None
         if self.text is not None:
-            text = self.text(input_ids, attention_mask)
+            text, tokens, token_mask = self.text(input_ids, attention_mask)
             missing = self.missing_text.to(text.dtype).expand_as(text)
             # torch.where keeps missing_text in the graph (zero grad when unused: DDP-friendly).
-            parts.append(torch.where(drop_text.unsqueeze(-1), missing, text))
+            pooled.append(torch.where(drop_text.unsqueeze(-1), missing, text))
+            token_mask = token_mask & ~drop_text.unsqueeze(-1)
             raw.append(text)
         if self.image is not None:
-            photos = self.image(images, image_mask)
-            missing = self.image.missing.to(photos.dtype).expand_as(photos)
-            parts.append(torch.where(drop_photos.unsqueeze(-1), missing, photos))
-            raw.append(photos)
-        parts.append(self.tabular(price, price_mask, category_id))
-        return parts, raw
+            pooled_photos, photos, photo_mask = self.image(images, image_mask)
+            missing = self.image.missing.to(pooled_photos.dtype).expand_as(pooled_photos)
+            pooled.append(torch.where(drop_photos.unsqueeze(-1), missing, pooled_photos))
+            photo_mask = photo_mask & ~drop_photos.unsqueeze(-1)
+            raw.append(pooled_photos)
+        pooled.append(self.tabular(price, price_mask, category_id))
+        return Encoded(pooled, tokens, token_mask, photos, photo_mask), raw
 
     def forward(
         self,
@@ -153,10 +168,10 @@ class MultimodalClassifier(nn.Module):
         price_mask: torch.Tensor,
         category_id: torch.Tensor,
     ) -> torch.Tensor:
-        parts, _ = self.encode(
+        enc, _ = self.encode(
             input_ids, attention_mask, images, image_mask, price, price_mask, category_id
         )
-        return self.head(self.fusion(parts))
+        return self.head(self.fusion(enc))
 
     def forward_with_aux(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Fused logits plus [text, image] logits of the unimodal heads (training only).
@@ -165,8 +180,8 @@ class MultimodalClassifier(nn.Module):
         the fused head then under-uses the text. A loss on each tower's own head makes both
         learn as they would alone (the exported model never runs these heads).
         """
-        parts, raw = self.encode(*inputs)
-        logits = self.head(self.fusion(parts))
+        enc, raw = self.encode(*inputs)
+        logits = self.head(self.fusion(enc))
         if self.aux is None:
             return logits, []
         return logits, [head(x) for head, x in zip(self.aux, raw, strict=True)]

@@ -113,7 +113,7 @@ def masked_mean(feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class ImageTower(nn.Module):
-    """One CNN for all photos, pooled per listing: [B, K, 3, H, W] -> [B, out_dim].
+    """One CNN for all photos: [B, K, 3, H, W] -> (pooled [B, D], per-photo [B, K, D], mask [B, K]).
 
     Masked-out photos never influence the output. A listing without any valid photo gets the
     learned `missing` embedding. The CNN runs on the valid photos only, gathered into one
@@ -142,7 +142,9 @@ class ImageTower(nn.Module):
         feats = self.backbone(flat.index_select(0, index))
         return feats.new_zeros(flat.shape[0], feats.shape[1]).index_copy(0, index, feats)
 
-    def forward(self, images: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, image_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, k = image_mask.shape
         valid = image_mask.reshape(-1)
         feats = self._photo_features(images.flatten(0, 1), valid).unflatten(0, (b, k))
@@ -150,4 +152,5 @@ class ImageTower(nn.Module):
             masked_mean(feats, image_mask) if self.pool is None else self.pool(feats, image_mask)
         )
         has_photo = image_mask.any(dim=1, keepdim=True)
-        return torch.where(has_photo, pooled, self.missing.to(pooled.dtype).expand_as(pooled))
+        pooled = torch.where(has_photo, pooled, self.missing.to(pooled.dtype).expand_as(pooled))
+        return pooled, feats, image_mask
