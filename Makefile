@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: these wheels lie on the machine's disk (no 3 GB download).
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[dev]'
+	# Every extra the tests exercise (make test must not skip for a missing package).
+	$(BIN)/pip install -q -e '.[dev,towers,onnx]'
 	touch $(STAMP)
 
 install: $(STAMP)
