@@ -132,9 +132,13 @@ def _load_state(path: str) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def _load_without_head(model: nn.Module, state: dict, head: str, path: str) -> None:
-    """Strict load of `state` minus the classifier `head`'s keys (any number of classes)."""
-    state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+def _load_without_head(model: nn.Module, head: str, path: str) -> None:
+    """Strict load of the state dict in `path` minus the classifier `head`'s keys (any number
+    of classes). A model on the meta device (checkpoint.build_module's shape check) has no
+    storage to load into: the file is not read."""
+    if any(p.is_meta for p in model.parameters()):
+        return
+    state = {k: v for k, v in _load_state(path).items() if not k.startswith(head + ".")}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -189,7 +193,7 @@ def torchvision_backbone(cfg: ImageConfig) -> tuple[nn.Module, int, ImagePreproc
         ) from None
     out_dim, removed = drop_classifier(model)
     if local:
-        _load_without_head(model, _load_state(cfg.weights), removed, cfg.weights)
+        _load_without_head(model, removed, cfg.weights)
     return model, out_dim, pre
 
 
@@ -223,7 +227,7 @@ def timm_backbone(cfg: ImageConfig) -> tuple[nn.Module, int, ImagePreprocess]:
         ) from None
     if local:
         head = model.pretrained_cfg.get("classifier") or "fc"
-        _load_without_head(model, _load_state(cfg.weights), head, cfg.weights)
+        _load_without_head(model, head, cfg.weights)
     data = resolve_model_data_config(model)
     pre = ImagePreprocess(
         int(data["input_size"][-1]), data["mean"], data["std"], data["interpolation"]
