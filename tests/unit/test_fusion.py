@@ -135,3 +135,39 @@ def test_a_fusion_outside_the_package_plugs_in_by_class_path(tiny_config, make_b
         enc, _ = model.encode(**batch)
         assert torch.equal(model(**batch), model.head(model.fusion(enc)))
         assert torch.isfinite(model(**batch)).all()
+
+
+def test_cross_attention_passes_the_export_parity_gate(assets, tmp_path):
+    """A cross-attention checkpoint (LightningCLI format) through `export_bundle`'s gate."""
+    import json
+    from dataclasses import asdict
+
+    import lightning
+
+    from mmdetect.export import export_bundle
+    from mmdetect.lit import DetectorModule
+    from mmdetect.models.image import ImageConfig
+    from mmdetect.models.text import TextConfig
+    from tests.unit.test_export import small_config
+
+    text = TextConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    image = ImageConfig(name="mobilenet_v3_small", image_size=32, max_photos=3)
+    fusion = {"class_path": "cross_attention", "init_args": {"num_heads": 2, "layers": 2}}
+    torch.manual_seed(0)
+    module = DetectorModule(text=text, image=image, fusion=fusion, hidden=24, category_dim=4,
+                            tokenizer=str(assets.tokenizer))  # fmt: skip
+    hparams = {**dict(module.hparams), "text": asdict(text), "image": asdict(image)}
+    data = {"tokenizer": str(assets.tokenizer), "max_length": 64, "image_size": 32,
+            "max_photos": 3, "taxonomy": list(module.taxonomy),
+            "categories": list(module.hparams.categories)}  # fmt: skip
+    ckpt = tmp_path / "cross.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams,
+                "datamodule_hyper_parameters": data,
+                "pytorch-lightning_version": lightning.__version__}, ckpt)  # fmt: skip
+    cfg = small_config()
+    parity = export_bundle(ckpt, tmp_path / "bundle", cfg, parity_snapshot=assets.drift)
+    for stage in ("traced", "served"):
+        assert parity[stage]["listings"] == 30
+        assert parity[stage]["max_abs_diff"] <= cfg.fp32_tolerance
+    pre = json.loads((tmp_path / "bundle" / "preprocess.json").read_text())
+    assert pre["interpolation"] == "bilinear" and pre["mean"] == [0.485, 0.456, 0.406]

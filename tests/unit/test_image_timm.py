@@ -84,3 +84,34 @@ def test_create_model_returns_the_backbone_preprocess(tiny_config):
     text_only, pre = create_model(tiny_config(image={"enabled": False}))
     assert text_only.image is None and pre == ImagePreprocess(32)  # unused; ImageNet at the size
     assert isinstance(cfg, ModelConfig)
+
+
+CHILD = """
+import sys
+sys.modules["timm"] = None  # `import timm` raises from here on
+import torch
+model = torch.jit.load(sys.argv[1])
+inputs = torch.load(sys.argv[2])
+torch.save(model(*inputs), sys.argv[3])
+"""
+
+
+def test_traced_timm_model_loads_and_runs_without_timm(tiny_config, make_batch, tmp_path):
+    import subprocess
+    import sys
+    import warnings
+
+    torch.manual_seed(0)
+    model, _ = create_model(tiny_config(image={"name": NAME, "source": "timm"}))
+    inputs = tuple(make_batch().values())
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.freeze(torch.jit.trace(model.eval(), inputs, check_trace=False))
+        expected = model(*inputs)
+    traced.save(str(tmp_path / "model.ts"))
+    torch.save(inputs, tmp_path / "inputs.pt")
+    args = [str(tmp_path / n) for n in ("model.ts", "inputs.pt", "out.pt")]
+    done = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert torch.allclose(torch.load(tmp_path / "out.pt"), expected, atol=1e-5)
