@@ -109,7 +109,10 @@ class DetectorDataModule(L.LightningDataModule):
         """The attached model's photo preprocessing (its backbone's mean, std, interpolation);
         ImageNet values at image_size when no trainer has attached a model."""
         net = getattr(getattr(self.trainer, "lightning_module", None), "net", None)
-        return getattr(net, "preprocess", None) or ImagePreprocess(self.hparams.image_size or 224)
+        size = self.hparams.image_size
+        return getattr(net, "preprocess", None) or (
+            ImagePreprocess(size) if size else ImagePreprocess()
+        )
 
     def labeled(self, items: list[Item], where: str) -> list[Item]:
         kept = [it for it in items if it.listing.labels is not None]

@@ -269,7 +269,8 @@ def masked_mean(feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class ImageTower(nn.Module):
-    """One CNN for all photos: [B, K, 3, H, W] -> (pooled [B, D], per-photo [B, K, D], mask [B, K]).
+    """One backbone for all photos: [B, K, 3, H, W] -> (pooled [B, D], per-photo [B, K, D],
+    mask [B, K]); `preprocess` is what the photos must have gone through (ImagePreprocess).
 
     Masked-out photos never influence the output. A listing without any valid photo gets the
     learned `missing` embedding. The CNN runs on the valid photos only, gathered into one
