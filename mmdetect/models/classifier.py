@@ -41,7 +41,7 @@ class ModelConfig:
     num_labels: int = 7
     num_categories: int = 10
     category_dim: int = 16
-    # "concat" | "gated" (short names), or {class_path: ..., init_args: {...}}
+    # "concat" | "gated" | "cross_attention" (short names), or {class_path: ..., init_args: {...}}
     fusion: str | Mapping[str, Any] = "concat"
     hidden: int = 128
     dropout: float = 0.1
