@@ -70,6 +70,10 @@ def check_preprocess(doc: Any, where: Path) -> None:
         ok = len(v) == 3 and all(isinstance(x, _NUM) and math.isfinite(x) for x in v)
         if not ok:
             raise BundleError(f"{where}: {key} must be 3 finite numbers, got {v!r}")
+    if min(doc["std"]) <= 0:
+        raise BundleError(f"{where}: std must be positive, got {doc['std']!r}")
+    if doc.get("interpolation", "bilinear") not in ("nearest", "bilinear", "bicubic"):
+        raise BundleError(f"{where}: interpolation must be nearest, bilinear or bicubic")
     if not math.isfinite(doc["price_mean"]) or not math.isfinite(doc["price_std"]):
         raise BundleError(f"{where}: price_mean and price_std must be finite")
     tax = doc["taxonomy"]

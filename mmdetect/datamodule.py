@@ -22,7 +22,7 @@ from mmdetect.data.reader import read_snapshot
 from mmdetect.data.records import Problems, in_period
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 from mmdetect.data.tokenize import encode_batch, load_tokenizer
-from mmdetect.models.image import ImageConfig, build_transforms
+from mmdetect.models.image import ImagePreprocess, build_transforms
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class DetectorDataModule(L.LightningDataModule):
         test_snapshots: list[str] | None = None,
         predict_snapshots: list[str] | None = None,
         max_length: int = 128,
-        image_size: int = 64,
+        image_size: int | None = 64,  # linked from model.image.image_size
         max_photos: int = 4,
         batch_size: int = 32,
         num_workers: int = 2,
@@ -99,11 +99,20 @@ class DetectorDataModule(L.LightningDataModule):
         hp = self.hparams
         pairs = [(it.listing.title, it.listing.description) for it in items]
         ids = encode_batch(self.tokenizer, pairs, hp.max_length)
-        transform = build_transforms(ImageConfig(image_size=hp.image_size), train=train)
+        transform = build_transforms(self.image_preprocess(), train=train)
         return ListingDataset(
             items, ids, hp.taxonomy, hp.categories, transform, hp.max_photos,
             hp.price_mean, hp.price_std,
         )  # fmt: skip
+
+    def image_preprocess(self) -> ImagePreprocess:
+        """The attached model's photo preprocessing (its backbone's mean, std, interpolation);
+        ImageNet values at image_size when no trainer has attached a model."""
+        net = getattr(getattr(self.trainer, "lightning_module", None), "net", None)
+        size = self.hparams.image_size
+        return getattr(net, "preprocess", None) or (
+            ImagePreprocess(size) if size else ImagePreprocess()
+        )
 
     def labeled(self, items: list[Item], where: str) -> list[Item]:
         kept = [it for it in items if it.listing.labels is not None]
@@ -160,7 +169,9 @@ class DetectorDataModule(L.LightningDataModule):
             shuffle=shuffle,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
-            collate_fn=partial(collate_listings, pad_id=pad_id, image_size=hp.image_size),
+            collate_fn=partial(
+                collate_listings, pad_id=pad_id, image_size=self.image_preprocess().image_size
+            ),
             drop_last=False,
         )
 

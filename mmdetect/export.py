@@ -34,7 +34,6 @@ from mmdetect.checkpoint import CheckpointError, build_module, read_checkpoint
 from mmdetect.data.reader import SnapshotError, read_snapshot
 from mmdetect.data.tokenize import load_tokenizer
 from mmdetect.hardware import cpu_has_native_bf16
-from mmdetect.models.image import IMAGENET_MEAN, IMAGENET_STD
 from mmdetect.policy.decide import UNFITTED, unfitted_operating_point
 from mmdetect.serve import Predictor, build_dataset, build_loader
 
@@ -168,17 +167,17 @@ def load_checkpoint(ckpt: Path, tokenizer: str | None = None):
 
 
 def preprocess_doc(module, data: Mapping[str, Any], pad_id: int) -> dict[str, Any]:
-    """preprocess.json: what the datamodule did to a listing, from the checkpoint's hparams."""
+    """preprocess.json: what the datamodule did to a listing, from the checkpoint's hparams;
+    the photo part (image_size, mean, std, interpolation) is the model's own ImagePreprocess."""
     cfg = module.net.cfg
+    photos = module.net.preprocess.to_doc()
     return {
         "format_version": B.FORMAT_VERSION,
         "inputs": list(B.INPUT_NAMES),
         "output": "probabilities [B, C] float32 (sigmoid of the logits), columns in taxonomy order",
         "max_length": int(data.get("max_length", cfg.text.max_length)),
-        "image_size": int(data.get("image_size", cfg.image.image_size)),
         "max_photos": int(data.get("max_photos", cfg.image.max_photos)),
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
+        **photos,
         "taxonomy": list(module.taxonomy),
         "categories": list(module.hparams.categories),
         "price_mean": float(data.get("price_mean", 8.0)),

@@ -30,7 +30,7 @@ from mmdetect.data.jsonl import decode_line
 from mmdetect.data.reader import RowProblem, check_photos, parse_row
 from mmdetect.data.records import Listing, Problems
 from mmdetect.data.tokenize import encode_batch, load_tokenizer
-from mmdetect.models.image import IMAGENET_MEAN, IMAGENET_STD, ImageConfig, build_transforms
+from mmdetect.models.image import ImagePreprocess, build_transforms
 from mmdetect.outputs import (
     OutputError,
     atomic_outputs,
@@ -51,7 +51,7 @@ REVIEW_FIELDS = ("labels", "label_source", "reviewed_at")
 def build_dataset(listings: Sequence[Listing], root: Path, tokenizer, pre: dict) -> ListingDataset:
     """Listings to tensors exactly as DetectorDataModule.build_dataset(train=False) does."""
     ids = encode_batch(tokenizer, [(x.title, x.description) for x in listings], pre["max_length"])
-    transform = build_transforms(ImageConfig(image_size=pre["image_size"]), train=False)
+    transform = build_transforms(ImagePreprocess.from_doc(pre), train=False)
     items = [Item(x, Path(root)) for x in listings]
     args = (pre["taxonomy"], pre["categories"], transform, pre["max_photos"])
     return ListingDataset(items, ids, *args, pre["price_mean"], pre["price_std"])
@@ -95,11 +95,6 @@ class Predictor:
 
     def __init__(self, bundle: LoadedBundle, batch_size: int = 64, num_workers: int = 0):
         pre = bundle.preprocess
-        if tuple(pre["mean"]) != IMAGENET_MEAN or tuple(pre["std"]) != IMAGENET_STD:
-            raise BundleError(
-                f"{bundle.root}: photo normalisation {pre['mean']}/{pre['std']} "
-                "is not the ImageNet one that build_transforms applies"
-            )
         self.bundle, self.batch_size, self.num_workers = bundle, batch_size, num_workers
         self.taxonomy: tuple[str, ...] = tuple(pre["taxonomy"])
         self.thresholds = bundle.thresholds

@@ -43,10 +43,10 @@ def main(step: str, root: Path) -> None:
 
     if step == "item":
         from mmdetect.data.dataset import Item, ListingDataset
-        from mmdetect.models.image import ImageConfig, build_transforms
+        from mmdetect.models.image import ImagePreprocess, build_transforms
 
         snap = read_snapshot(root, check_images=False)
-        transform = build_transforms(ImageConfig(image_size=64), train=False)
+        transform = build_transforms(ImagePreprocess(64), train=False)
         ds = ListingDataset([Item(snap.listings[0], snap.root)], [[2, 3]], ["a"], [], transform, 4)
     before, start = peak_mb(), time.perf_counter()
     n = len(read_snapshot(root).listings[0].images) if step == "validate" else len(ds[0]["photos"])

@@ -23,7 +23,7 @@ import torchvision.transforms.v2.functional as F  # noqa: E402
 
 from mmdetect.bench.assets import export_tiny_bundle  # noqa: E402
 from mmdetect.data.images import load_image, resolve_image_path  # noqa: E402
-from mmdetect.models.image import IMAGENET_MEAN, IMAGENET_STD, ImageConfig, build_transforms  # noqa: E402
+from mmdetect.models.image import ImagePreprocess, build_transforms  # noqa: E402
 from mmdetect.serve import Predictor, RunSummary, read_listings  # noqa: E402
 
 
@@ -57,7 +57,8 @@ def main() -> int:
     per_photo = 1e3 / len(rels)
     resolve_s, paths = best_of(lambda: [resolve_image_path(root, r) for r in rels])
     decode_s, images = best_of(lambda: [load_image(path) for path in paths])
-    transform = build_transforms(ImageConfig(image_size=64), train=False)
+    pre = ImagePreprocess.from_doc(predictor.bundle.preprocess)
+    transform = build_transforms(pre, train=False)
     compose_s, composed = best_of(lambda: [transform(img) for img in images])
 
     def uint8(img):
@@ -67,7 +68,7 @@ def main() -> int:
     stacked = torch.stack(small)
     norm_s, batched = best_of(
         lambda: F.normalize(
-            F.to_dtype(stacked, torch.float32, scale=True), IMAGENET_MEAN, IMAGENET_STD
+            F.to_dtype(stacked, torch.float32, scale=True), list(pre.mean), list(pre.std)
         )
     )
     identical = torch.equal(torch.stack(composed), batched)

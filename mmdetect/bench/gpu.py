@@ -50,7 +50,7 @@ def prep(snapshot: str, tokenizer: str, max_length: int, out: Path) -> dict:
 def load_dataset(doc: dict, image_size: int, max_photos: int, train: bool):
     from mmdetect.data.dataset import DEFAULT_CATEGORIES, Item, ListingDataset
     from mmdetect.data.records import Listing
-    from mmdetect.models.image import ImageConfig, build_transforms
+    from mmdetect.models.image import ImagePreprocess, build_transforms
 
     root = Path(doc["snapshot"])
     items = [
@@ -60,7 +60,7 @@ def load_dataset(doc: dict, image_size: int, max_photos: int, train: bool):
                      labels=tuple(r["labels"])), root)
         for r in doc["rows"]
     ]  # fmt: skip
-    transform = build_transforms(ImageConfig(image_size=image_size), train=train)
+    transform = build_transforms(ImagePreprocess(image_size), train=train)
     return ListingDataset(items, doc["ids"], doc["taxonomy"], DEFAULT_CATEGORIES, transform,
                           max_photos)  # fmt: skip
 

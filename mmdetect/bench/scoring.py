@@ -28,7 +28,7 @@ from mmdetect.bench.assets import export_tiny_bundle
 from mmdetect.bench.common import alternate, median, per_second, speedup
 from mmdetect.data.dataset import price_features
 from mmdetect.data.tokenize import load_tokenizer, nfkc
-from mmdetect.models.image import ImageConfig, build_transforms
+from mmdetect.models.image import build_transforms
 from mmdetect.serve import (
     Predictor,
     RunSummary,
@@ -61,7 +61,7 @@ def naive_score(ckpt: Path, path: Path, root: Path, out: Path) -> int:
     module, data = load_checkpoint(ckpt)  # weights_only=True
     tok = load_tokenizer(data["tokenizer"])
     size, k, length = data["image_size"], data["max_photos"], data["max_length"]
-    transform = build_transforms(ImageConfig(image_size=size), train=False)
+    transform = build_transforms(module.net.preprocess, train=False)
     categories = {c: i for i, c in enumerate(data["categories"])}
     n = 0
     with path.open(encoding="utf-8") as fin, out.open("w", encoding="utf-8") as fout:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from mmdetect.models.fusion import Encoded, FusionDims, build_fusion
-from mmdetect.models.image import ImageConfig, ImageTower
+from mmdetect.models.image import ImageConfig, ImagePreprocess, ImageTower
 from mmdetect.models.text import TextConfig, TextTower
 
 # forward()'s argument order; the Lightning shell, export and the server all read it from here.
@@ -41,7 +41,7 @@ class ModelConfig:
     num_labels: int = 7
     num_categories: int = 10
     category_dim: int = 16
-    # "concat" | "gated" (short names), or {class_path: ..., init_args: {...}}
+    # "concat" | "gated" | "cross_attention" (short names), or {class_path: ..., init_args: {...}}
     fusion: str | Mapping[str, Any] = "concat"
     hidden: int = 128
     dropout: float = 0.1
@@ -75,6 +75,8 @@ class MultimodalClassifier(nn.Module):
 
     A disabled tower (cfg.text.enabled / cfg.image.enabled False) is not built and its inputs
     are ignored, which gives the text-only and image-only ablations with the same signature.
+    `preprocess` is what photos must go through before `images` (the backbone's own; ImageNet
+    values at cfg.image.image_size without an image tower, whose inputs are then ignored).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -88,6 +90,11 @@ class MultimodalClassifier(nn.Module):
         self.image = ImageTower(cfg.image) if cfg.image.enabled else None
         if self.image is not None:
             dims.append(self.image.out_dim)
+        self.preprocess: ImagePreprocess = (
+            self.image.preprocess
+            if self.image is not None
+            else ImagePreprocess(cfg.image.image_size or ImagePreprocess.image_size)
+        )
         self.tabular = TabularEncoder(cfg.num_categories, cfg.category_dim)
         dims.append(self.tabular.out_dim)
         self.fusion_dims = FusionDims(

@@ -98,7 +98,97 @@ class GatedFusion(nn.Module):
         return self.dropout((self._gates(normed) * h).sum(1))
 
 
-FUSIONS: dict[str, type[nn.Module]] = {"concat": ConcatFusion, "gated": GatedFusion}
+class CrossAttentionLayer(nn.Module):
+    """Post-norm transformer block whose attention reads another sequence:
+    x = LN(x + MHA(x, kv, kv)); x = LN(x + FFN(x))."""
+
+    def __init__(self, hidden: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(hidden, num_heads, dropout=dropout, batch_first=True)
+        self.norm1 = nn.LayerNorm(hidden)
+        self.ffn = nn.Sequential(
+            nn.Linear(hidden, 2 * hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(2 * hidden, hidden),
+        )
+        self.norm2 = nn.LayerNorm(hidden)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, kv: torch.Tensor, kv_ignore: torch.Tensor) -> torch.Tensor:
+        attended = self.attn(x, kv, kv, key_padding_mask=kv_ignore, need_weights=False)[0]
+        x = self.norm1(x + self.dropout(attended))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+
+
+class CrossAttentionFusion(nn.Module):
+    """Text tokens attend to the listing's photos; the result joins the pooled vectors.
+
+    Keys/values: the per-photo features (projected to `hidden`) plus one learned "no photo"
+    token that is always present, so a listing without photos (or whose photos were dropped)
+    attends to that token alone: never an all-masked softmax, never NaN. Masked photos
+    (key_padding_mask) and masked tokens (excluded from the mean) change nothing. The masked
+    mean of the attended tokens is concatenated with every modality's pooled vector (each
+    LayerNormed and projected, as ConcatFusion does) and an MLP maps it to `hidden`.
+    Needs both towers: there is nothing to cross without text tokens and photos.
+    """
+
+    def __init__(
+        self, dims: FusionDims, hidden: int, dropout: float, num_heads: int = 4, layers: int = 1
+    ):
+        super().__init__()
+        if dims.text is None or dims.photos is None:
+            missing = [n for n, d in (("text", dims.text), ("image", dims.photos)) if d is None]
+            raise ValueError(
+                f"cross_attention fusion needs both the text and the image tower; this model has "
+                f"no {' and no '.join(missing)} tower (use 'concat' or 'gated')"
+            )
+        if layers < 1 or num_heads < 1 or hidden % num_heads:
+            raise ValueError(
+                f"cross_attention: need layers >= 1 and hidden ({hidden}) divisible by "
+                f"num_heads ({num_heads}), got layers={layers}"
+            )
+        self.query = nn.Sequential(nn.LayerNorm(dims.text), nn.Linear(dims.text, hidden))
+        self.key = nn.Sequential(nn.LayerNorm(dims.photos), nn.Linear(dims.photos, hidden))
+        self.no_photo = nn.Parameter(torch.randn(1, 1, hidden) * 0.02)
+        self.layers = nn.ModuleList(
+            CrossAttentionLayer(hidden, num_heads, dropout) for _ in range(layers)
+        )
+        self.projections = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden)) for d in dims.pooled
+        )
+        self.mlp = nn.Sequential(
+            nn.GELU(), nn.Linear(hidden * (1 + len(dims.pooled)), hidden), nn.GELU(),
+            nn.Dropout(dropout),
+        )  # fmt: skip
+
+    def attend(self, enc: Encoded) -> torch.Tensor:
+        """The tokens after cross-attention, [B, L, hidden] (for inspection and forward)."""
+        assert enc.tokens is not None and enc.photos is not None  # checked at build time
+        assert enc.token_mask is not None and enc.photo_mask is not None
+        x = self.query(enc.tokens)
+        photos = self.key(enc.photos)
+        b = photos.shape[0]
+        kv = torch.cat([self.no_photo.to(photos.dtype).expand(b, 1, -1), photos], dim=1)
+        always = torch.zeros(b, 1, dtype=torch.bool, device=photos.device)
+        ignore = torch.cat([always, ~enc.photo_mask], dim=1)  # True: not attended to
+        for layer in self.layers:
+            x = layer(x, kv, ignore)
+        return x
+
+    def forward(self, enc: Encoded) -> torch.Tensor:
+        x = self.attend(enc)
+        weights = enc.token_mask.to(x.dtype).unsqueeze(-1)  # a dropped text: all zero -> 0
+        text = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        pooled = [proj(p) for proj, p in zip(self.projections, enc.pooled, strict=True)]
+        return self.mlp(torch.cat([text, *pooled], dim=-1))
+
+
+FUSIONS: dict[str, type[nn.Module]] = {
+    "concat": ConcatFusion,
+    "gated": GatedFusion,
+    "cross_attention": CrossAttentionFusion,
+}
 
 
 def fusion_class(class_path: str) -> type[nn.Module]:

@@ -297,6 +297,14 @@ BUNDLE_ATTACKS = {
         _json_edit("preprocess.json", lambda d: d.update(image_size="32")),
         "preprocess.json: image_size",
     ),
+    "interpolation unknown": (
+        _json_edit("preprocess.json", lambda d: d.update(interpolation="lanczos")),
+        "preprocess.json: interpolation",
+    ),
+    "std zero": (
+        _json_edit("preprocess.json", lambda d: d.update(std=[0.5, 0.0, 0.5])),
+        "preprocess.json: std must be positive",
+    ),
     "thresholds.json a list": (
         lambda r: (r / "thresholds.json").write_text("[]"),
         "thresholds.json: expected a JSON object",

@@ -170,7 +170,7 @@ def test_a_snapshot_that_validates_goes_through_dataset_and_collate(tmp_path, ja
     building, indexing and collating the dataset must not raise."""
     from mmdetect.data.dataset import Item, ListingDataset, collate_listings
     from mmdetect.data.tokenize import encode_batch, load_tokenizer
-    from mmdetect.models.image import ImageConfig, build_transforms
+    from mmdetect.models.image import ImagePreprocess, build_transforms
 
     (tmp_path / "images").mkdir()
     for name in ("a.jpg", "b.png", "later_truncated.jpg", "later_deleted.jpg"):
@@ -194,7 +194,7 @@ def test_a_snapshot_that_validates_goes_through_dataset_and_collate(tmp_path, ja
 
     tokenizer = load_tokenizer(str(ja_vocab_dir))
     ids = encode_batch(tokenizer, [(x.title, x.description) for x in snap.listings], 32)
-    transform = build_transforms(ImageConfig(image_size=16), train=False)
+    transform = build_transforms(ImagePreprocess(16), train=False)
     items = [Item(x, snap.root) for x in snap.listings]
     ds = ListingDataset(items, ids, snap.taxonomy, ["sneakers"], transform, max_photos=2)
     batch = collate_listings([ds[i] for i in range(len(ds))], image_size=16)

@@ -17,7 +17,7 @@ from tests.conftest import tiny_fit_args
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_CONFIGS = sorted((REPO / "configs/train").glob("*.yaml"))
-OVERLAYS = {"text_only.yaml", "image_only.yaml"}  # applied on top of tiny.yaml
+OVERLAYS = {"text_only.yaml", "image_only.yaml", "cross_attention.yaml"}  # on top of tiny.yaml
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +38,10 @@ def test_every_train_config_parses(path: Path) -> None:
         assert cfg.model.image.enabled is False and cfg.model.text.enabled is True
     if path.name == "image_only.yaml":
         assert cfg.model.text.enabled is False and cfg.model.image.enabled is True
+    if path.name == "cross_attention.yaml":
+        fusion = cfg.model.fusion
+        assert fusion["class_path"] == "mmdetect.models.fusion.CrossAttentionFusion"
+        assert fusion["init_args"] == {"num_heads": 4, "layers": 1}
 
 
 def test_every_config_opens_with_its_command() -> None:

@@ -1,4 +1,4 @@
-"""Image tower, head removal, weights loading and transforms."""
+"""Image tower (torchvision and timm), head removal, weights loading, preprocessing, transforms."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
+from torchvision.transforms import v2
 
 from mmdetect.models.image import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     ImageConfig,
+    ImagePreprocess,
     ImageTower,
+    build_backbone,
     build_transforms,
     drop_classifier,
     masked_mean,
@@ -118,13 +119,14 @@ def test_weights_file_loads_whatever_the_head(tmp_path):
     assert all(torch.equal(loaded[k], v) for k, v in expected.items())
 
 
-def test_eval_transform_values_from_pil_and_tensor():
-    cfg = ImageConfig(image_size=16)
+@pytest.mark.parametrize("mean, std", [(None, None), ((0.5, 0.4, 0.3), (0.2, 0.25, 0.5))])
+def test_eval_transform_values_from_pil_and_tensor(mean, std):
+    cfg = ImagePreprocess(16) if mean is None else ImagePreprocess(16, mean, std)
     pil = Image.new("RGB", (40, 24), (255, 0, 128))
     out = build_transforms(cfg, train=False)(pil)
-    expected = (torch.tensor([255, 0, 128]) / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(
-        IMAGENET_STD
-    )
+    mean = mean or (0.485, 0.456, 0.406)  # ImageNet: the from-scratch default
+    std = std or (0.229, 0.224, 0.225)
+    expected = (torch.tensor([255, 0, 128]) / 255 - torch.tensor(mean)) / torch.tensor(std)
     assert out.shape == (3, 16, 16) and out.dtype == torch.float32
     assert torch.allclose(out, expected[:, None, None].expand(3, 16, 16), atol=1e-4)
     as_tensor = torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1)
@@ -133,7 +135,7 @@ def test_eval_transform_values_from_pil_and_tensor():
 
 def test_train_transform_is_random_and_sized():
     torch.manual_seed(0)
-    cfg = ImageConfig(image_size=16)
+    cfg = ImagePreprocess(16)
     img = torch.randint(0, 256, (3, 40, 30), dtype=torch.uint8)
     a, b = build_transforms(cfg, train=True)(img), build_transforms(cfg, train=True)(img)
     assert a.shape == b.shape == (3, 16, 16) and a.dtype == torch.float32
@@ -151,3 +153,57 @@ def test_weights_enum_name_goes_to_torchvision(monkeypatch):
     ImageTower(ImageConfig(weights="IMAGENET1K_V1"))
     assert seen == {"name": "resnet18", "weights": "IMAGENET1K_V1"}
     assert torchvision.models.get_model_weights("resnet18").verify("IMAGENET1K_V1") is not None
+    pre = ImageTower(ImageConfig(weights="IMAGENET1K_V1", image_size=None)).preprocess
+    assert pre == ImagePreprocess(224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bilinear")
+
+
+def test_interpolation_is_applied():
+    img = torch.randint(0, 256, (3, 37, 53), dtype=torch.uint8)
+    outs = {
+        mode: build_transforms(ImagePreprocess(16, (0, 0, 0), (1, 1, 1), mode), train=False)(img)
+        for mode in ("nearest", "bilinear", "bicubic")
+    }
+    ref = v2.functional.resize(img, 16, interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
+    ref = v2.functional.center_crop(ref, [16, 16]).float() / 255
+    assert torch.allclose(outs["bicubic"], ref, atol=1e-6)
+    assert not torch.allclose(outs["bicubic"], outs["bilinear"], atol=1e-3)
+    assert not torch.allclose(outs["nearest"], outs["bilinear"], atol=1e-3)
+
+
+def test_preprocess_document_round_trip_and_refusals():
+    pre = ImagePreprocess(48, (0.5, 0.5, 0.5), (0.25, 0.5, 1.0), "bicubic")
+    doc = pre.to_doc()
+    assert doc == {"image_size": 48, "mean": [0.5] * 3, "std": [0.25, 0.5, 1.0],
+                   "interpolation": "bicubic"}  # fmt: skip
+    assert ImagePreprocess.from_doc(doc) == pre
+    del doc["interpolation"]  # a bundle written before the key existed: bilinear, as then
+    assert ImagePreprocess.from_doc(doc).interpolation == "bilinear"
+    for bad, match in (
+        (dict(interpolation="lanczos"), "interpolation"),
+        (dict(std=(0.5, 0.0, 0.5)), "std"),
+        (dict(mean=(0.5, 0.5)), "mean"),
+        (dict(image_size=0), "image_size"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            ImagePreprocess(**{"image_size": 8, **bad})
+
+
+def test_torchvision_from_scratch_is_imagenet_at_the_configured_size():
+    _, _, pre = build_backbone(ImageConfig(name="mobilenet_v3_small", image_size=40))
+    assert pre == ImagePreprocess(40)
+    assert pre.mean == (0.485, 0.456, 0.406) and pre.interpolation == "bilinear"
+
+
+def test_unknown_source_and_weights_are_one_line_errors(tmp_path):
+    with pytest.raises(ValueError, match="image source"):
+        ImageTower(ImageConfig(source="hub"))
+    with pytest.raises(ValueError, match="IMAGENET9K"):
+        ImageTower(ImageConfig(weights="IMAGENET9K_V9"))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="not a readable state dict"):
+        ImageTower(ImageConfig(weights=str(bad)))
+    other = tmp_path / "other.pt"
+    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), other)
+    with pytest.raises(ValueError, match="do not fit the backbone"):
+        ImageTower(ImageConfig(weights=str(other)))

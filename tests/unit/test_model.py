@@ -53,7 +53,12 @@ def test_aux_heads_do_not_change_the_fused_output(tiny_config, make_batch):
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"fusion": "gated", "image": {"pooling": "attention"}, "text": {"pooling": "mean"}}],
+    [
+        {},
+        {"fusion": "gated", "image": {"pooling": "attention"}, "text": {"pooling": "mean"}},
+        {"fusion": {"class_path": "cross_attention", "init_args": {"num_heads": 2, "layers": 2}}},
+    ],
+    ids=["concat", "gated", "cross_attention"],
 )
 def test_forward_backward_reaches_every_parameter(tiny_config, make_batch, options):
     model = _model(tiny_config(**options), train=True)
@@ -73,9 +78,10 @@ def test_forward_backward_reaches_every_parameter(tiny_config, make_batch, optio
     assert model.text.encoder.embeddings.word_embeddings.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("fusion", ["concat", "cross_attention"])
 @pytest.mark.parametrize("train", [False, True])
-def test_masked_and_missing_photos_change_no_output(tiny_config, make_batch, train):
-    model = _model(tiny_config(), train=train)
+def test_masked_and_missing_photos_change_no_output(tiny_config, make_batch, train, fusion):
+    model = _model(tiny_config(fusion=fusion), train=train)
     batch = make_batch()
     other = dict(batch, images=batch["images"].clone())
     other["images"][0, 1:] = 7.0  # masked-out photos of listing 0
@@ -190,7 +196,12 @@ def test_padding_and_empty_description_do_not_leak(tiny_config, make_batch, ja_v
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"fusion": "gated", "image": {"pooling": "attention"}, "text": {"pooling": "mean"}}],
+    [
+        {},
+        {"fusion": "gated", "image": {"pooling": "attention"}, "text": {"pooling": "mean"}},
+        {"fusion": {"class_path": "cross_attention", "init_args": {"num_heads": 2, "layers": 2}}},
+    ],
+    ids=["concat", "gated", "cross_attention"],
 )
 def test_torchscript_trace_parity_across_shapes(tiny_config, make_batch, options):
     model = _model(tiny_config(**options)).eval()
