@@ -79,8 +79,12 @@ def resolve_tokenizer(tokenizer: str | None, pretrained: str | None) -> str:
     return tokenizer or pretrained or DEFAULT_TOKENIZER
 
 
+class VocabularyError(ValueError):
+    """A tokenizer and a text encoder that do not fit together."""
+
+
 def check_vocabulary(tokenizer, tokenizer_path: str, rows: int, encoder_path: str) -> None:
-    """ValueError when the tokenizer can emit ids the encoder has no embedding row for.
+    """VocabularyError when the tokenizer can emit ids the encoder has no embedding row for.
 
     An encoder may have more rows than the tokenizer has tokens (vocabularies are often padded
     to a multiple of 64), never fewer.
@@ -90,7 +94,7 @@ def check_vocabulary(tokenizer, tokenizer_path: str, rows: int, encoder_path: st
     bad = {n: i for n, i in ids.items() if i is not None and not 0 <= i < rows}
     if size > rows or bad:
         what = f"special ids {bad} out of range" if bad else "more tokens than embedding rows"
-        raise ValueError(
+        raise VocabularyError(
             f"tokenizer {tokenizer_path} ({size} tokens) does not match text encoder "
             f"{encoder_path} ({rows} embedding rows): {what}; use the encoder's own tokenizer "
             "(leave data.tokenizer unset) or one built for it"
