@@ -203,3 +203,25 @@ def test_vocabulary_mismatch_is_a_clear_error(bert_dir, deberta_dir, sp):
 
     with pytest.raises(VocabularyError, match=r"special ids \{'pad': 700\}"):
         check_vocabulary(Odd(), "tok", 640, "enc")
+
+
+@pytest.mark.parametrize("which", ["bert", "deberta"])
+def test_pretrained_tower_traces_on_real_listings(which, bert_dir, deberta_dir, ja_listings):
+    """AutoModel + its own tokenizer: traced on one batch, eager's values on another."""
+    import warnings
+
+    from mmdetect.models.text import TextConfig, TextTower
+
+    path = bert_dir if which == "bert" else deberta_dir
+    tok = load_tokenizer(str(path))
+    tower = TextTower(TextConfig(pretrained=str(path), max_length=64, pooling="attention")).eval()
+    assert getattr(tower.encoder, "pooler", None) is None  # no pooler head loaded
+    assert tower.vocab_rows == len(tok) and tower.out_dim == (16 if which == "bert" else 32)
+    first = pad_batch(encode_batch(tok, ja_listings[:3], 64), tok.pad_token_id)
+    second = pad_batch(encode_batch(tok, ja_listings[3:], 24), tok.pad_token_id)
+    assert first[0].shape[1] != second[0].shape[1] and (second[1] == 0).any()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(tower, first, check_trace=False)
+        for got, want in zip(traced(*second), tower(*second), strict=True):
+            assert torch.allclose(got.float(), want.float(), atol=1e-5)
