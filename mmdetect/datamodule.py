@@ -92,7 +92,9 @@ class DetectorDataModule(L.LightningDataModule):
         if split not in ("time", "hash"):
             raise ValueError(f"split must be 'time' or 'hash', got {split!r}")
         self.save_hyperparameters()
-        self.hparams["tokenizer"] = resolve_tokenizer(tokenizer, text_pretrained)
+        # Recorded resolved, as the CLI links it into model.tokenizer (Lightning refuses to log
+        # a key the two hold with different values).
+        self.save_hyperparameters({"tokenizer": resolve_tokenizer(tokenizer, text_pretrained)})
         self.datasets: dict[str, ListingDataset] = {}
         self.problems = Problems()
         self._tokenizer = None

@@ -90,9 +90,10 @@ class DetectorModule(L.LightningModule):
         text = TextConfig(**text) if isinstance(text, dict) else text
         image = ImageConfig(**image) if isinstance(image, dict) else image
         self.save_hyperparameters()
-        # The tokenizer comes with a pretrained encoder unless one is named; recorded resolved.
+        # The tokenizer comes with a pretrained encoder unless one is named; recorded resolved
+        # (a dict updates hparams and hparams_initial alike; a plain assignment only the first).
         tokenizer = tokenizer or text.pretrained
-        self.hparams["tokenizer"] = tokenizer
+        self.save_hyperparameters({"tokenizer": tokenizer})
         tok = load_tokenizer(tokenizer) if tokenizer is not None and text.enabled else None
         if tok is not None and text.pretrained is None:
             text = replace(text, vocab_size=len(tok))

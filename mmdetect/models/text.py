@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoModel, BertConfig, BertModel
+from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 
 POOLINGS = ("cls", "mean", "attention")
 
@@ -33,13 +33,22 @@ class TextConfig:
 
 
 def load_encoder(name_or_dir: str) -> nn.Module:
-    """AutoModel without the pooler head when the architecture allows it."""
+    """AutoModel without the pooler head when the architecture allows it.
+
+    Under a meta default device (shapes only, e.g. checking a checkpoint before loading it)
+    the architecture is built from its config: there are no weights to load into.
+    """
+    if torch.empty(0).device.type == "meta":
+        config = AutoConfig.from_pretrained(name_or_dir)
+        build = lambda **kw: AutoModel.from_config(config, **kw)  # noqa: E731
+    else:
+        build = lambda **kw: AutoModel.from_pretrained(name_or_dir, **kw)  # noqa: E731
     try:
-        return AutoModel.from_pretrained(name_or_dir, add_pooling_layer=False)
+        return build(add_pooling_layer=False)
     except TypeError as exc:  # DeBERTa, T5 encoders... have no pooler argument
         if "add_pooling_layer" not in str(exc):
             raise
-        return AutoModel.from_pretrained(name_or_dir)
+        return build()
 
 
 class AttentionPooling(nn.Module):

@@ -225,3 +225,13 @@ def test_pretrained_tower_traces_on_real_listings(which, bert_dir, deberta_dir, 
         traced = torch.jit.trace(tower, first, check_trace=False)
         for got, want in zip(traced(*second), tower(*second), strict=True):
             assert torch.allclose(got.float(), want.float(), atol=1e-5)
+
+
+def test_pretrained_tower_builds_on_the_meta_device(deberta_dir):
+    """build_module checks a checkpoint's shapes on the meta device before loading anything."""
+    from mmdetect.models.text import TextConfig, TextTower
+
+    with torch.device("meta"):
+        tower = TextTower(TextConfig(pretrained=str(deberta_dir), max_length=64))
+    assert {p.device.type for p in tower.parameters()} == {"meta"}
+    assert tower.vocab_rows == 600 and tower.out_dim == 32
