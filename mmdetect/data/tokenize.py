@@ -277,10 +277,9 @@ def _batch_function(tokenizer) -> Callable[[list[str]], list[list[int]]]:
             texts, add_special_tokens=False, split_special_tokens=True,
             return_attention_mask=False, return_token_type_ids=False,
         )["input_ids"]  # fmt: skip
-        if not special:
-            return [list(x) for x in ids]
-        return [[unk if t in special else t for t in x if unk is not None or t not in special]
-                for x in ids]  # fmt: skip
+        if unk is None:
+            return [[t for t in x if t not in special] for x in ids]
+        return [[unk if t in special else t for t in x] for x in ids]
 
     return encode
 

@@ -214,3 +214,25 @@ def test_encoder_decoder_is_refused(tmp_path):
     T5Model(cfg).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="encoder-decoder"):
         TextTower(TextConfig(pretrained=str(tmp_path), max_length=16))
+
+
+def test_untraceable_text_encoder_is_named_by_export(tiny_config, make_batch, monkeypatch):
+    from mmdetect.export import ExportConfig, ExportError, trace_model
+    from mmdetect.models.classifier import MODEL_INPUTS
+
+    net = MultimodalClassifier(tiny_config(image={"enabled": False})).eval()
+    forward = type(net.text.encoder).forward
+
+    def untraceable(self, *args, **kwargs):
+        if torch.jit.is_tracing():
+            raise RuntimeError("data-dependent control flow")
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(net.text.encoder), "forward", untraceable)
+    batch = make_batch()
+    example = tuple(batch[name] for name in MODEL_INPUTS)
+    with pytest.raises(
+        ExportError,
+        match=r"cannot trace this model \(text encoder bert \(BertModel\)\): data-dependent",
+    ):
+        trace_model(net, example, "fp32", ExportConfig())
