@@ -133,8 +133,9 @@ def build_cli(args: Sequence[str], run: bool = True) -> DetectorCLI:
 
 
 def run_lightning(args: Sequence[str]) -> int:
-    """Run a stage; a bad snapshot, output path, tokenizer/encoder pair or warm-start model (`init_from`: a damaged or
-    crafted checkpoint, a tampered bundle) is one line on stderr and exit 1."""
+    """Run a stage; a bad snapshot, output path, tokenizer/encoder pair or warm-start model
+    (`init_from`: a damaged or crafted checkpoint, a tampered bundle) is one line on stderr and
+    exit 1."""
     from mmdetect.bundle import BundleError
     from mmdetect.checkpoint import CheckpointError
 
