@@ -235,3 +235,16 @@ def test_pretrained_tower_builds_on_the_meta_device(deberta_dir):
         tower = TextTower(TextConfig(pretrained=str(deberta_dir), max_length=64))
     assert {p.device.type for p in tower.parameters()} == {"meta"}
     assert tower.vocab_rows == 600 and tower.out_dim == 32
+
+
+def test_fit_refuses_a_mismatched_tokenizer_in_one_line(bert_dir, deberta_dir, monkeypatch, capsys):
+    from mmdetect.training import run_lightning
+
+    monkeypatch.chdir(REPO)
+    args = ["fit", "--config", "configs/train/tiny.yaml", f"--model.text.pretrained={deberta_dir}",
+            f"--data.tokenizer={bert_dir}", "--model.text.max_length=64",
+            "--model.image.enabled=false"]  # fmt: skip
+    assert run_lightning(args) == 1
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error")]
+    assert len(err) == 1 and err[0].startswith(f"error: tokenizer {bert_dir} (1000 tokens)")
+    assert f"{deberta_dir} (600 embedding rows)" in err[0]
