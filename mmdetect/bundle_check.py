@@ -134,6 +134,19 @@ def _same_order(got: Sequence[str], want: Sequence[str], where: Path, whose: str
     raise BundleError(f"{where}: taxonomy {got!r} differs from {whose} taxonomy {list(want)}")
 
 
+# A vocabulary file of any tokenizer that save_pretrained writes: WordPiece, fast, SentencePiece.
+VOCAB_FILES = (
+    "vocab.txt",
+    "tokenizer.json",
+    "spm.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
+
+
 def check_tokenizer(root: Path) -> None:
-    if not (root / TOKENIZER_DIR / "vocab.txt").is_file():
-        raise BundleError(f"{root}: {TOKENIZER_DIR}/vocab.txt is missing")
+    if not any((root / TOKENIZER_DIR / name).is_file() for name in VOCAB_FILES):
+        raise BundleError(
+            f"{root}: {TOKENIZER_DIR}/vocab.txt is missing (and no other vocabulary file: "
+            f"{', '.join(VOCAB_FILES[1:])})"
+        )

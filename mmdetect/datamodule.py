@@ -10,6 +10,7 @@ from functools import partial
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
+from transformers import AutoConfig
 
 from mmdetect.data.dataset import (
     DEFAULT_CATEGORIES,
@@ -21,7 +22,12 @@ from mmdetect.data.dataset import (
 from mmdetect.data.reader import read_snapshot
 from mmdetect.data.records import Problems, in_period
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
-from mmdetect.data.tokenize import encode_batch, load_tokenizer
+from mmdetect.data.tokenize import (
+    check_vocabulary,
+    encode_batch,
+    load_tokenizer,
+    resolve_tokenizer,
+)
 from mmdetect.models.image import ImagePreprocess, build_transforms
 
 log = logging.getLogger(__name__)
@@ -64,7 +70,7 @@ class DetectorDataModule(L.LightningDataModule):
     def __init__(
         self,
         snapshots: list[str] = ["data_samples/train"],  # noqa: B006 (jsonargparse reads defaults)
-        tokenizer: str = "data_samples/tokenizer",
+        tokenizer: str | None = None,  # None: model.text.pretrained's own, else the default
         taxonomy: list[str] = list(DEFAULT_TAXONOMY),  # noqa: B006, B008
         categories: list[str] = list(DEFAULT_CATEGORIES),  # noqa: B006, B008
         split: str = "time",
@@ -80,14 +86,21 @@ class DetectorDataModule(L.LightningDataModule):
         price_mean: float = 8.0,
         price_std: float = 2.0,
         strict: bool = False,
+        text_pretrained: str | None = None,  # linked from model.text.pretrained by the CLI
     ):
         super().__init__()
         if split not in ("time", "hash"):
             raise ValueError(f"split must be 'time' or 'hash', got {split!r}")
         self.save_hyperparameters()
+        # Recorded resolved, as the CLI links it into model.tokenizer (Lightning refuses to log
+        # a key the two hold with different values).
+        self.save_hyperparameters({"tokenizer": resolve_tokenizer(tokenizer, text_pretrained)})
         self.datasets: dict[str, ListingDataset] = {}
         self.problems = Problems()
         self._tokenizer = None
+        if tokenizer and text_pretrained and tokenizer != text_pretrained:
+            rows = AutoConfig.from_pretrained(text_pretrained).vocab_size
+            check_vocabulary(self.tokenizer, tokenizer, rows, text_pretrained)
 
     @property
     def tokenizer(self):

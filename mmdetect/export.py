@@ -146,8 +146,21 @@ def trace_model(
         warnings.simplefilter("ignore")  # TracerWarnings, and trace itself is deprecated in 2.14
         if cfg.quantize == "dynamic_int8":
             wrapper = quantize_linear(wrapper, inplace=True)
-        traced = torch.jit.trace(wrapper, example, check_trace=False)
+        try:
+            traced = torch.jit.trace(wrapper, example, check_trace=False)
+        except Exception as exc:  # an architecture torch.jit.trace cannot follow
+            raise ExportError(
+                f"torch.jit.trace cannot trace this model ({text_encoder_name(net)}): {exc}"
+            ) from exc
         return torch.jit.freeze(traced) if cfg.freeze else traced
+
+
+def text_encoder_name(net: nn.Module) -> str:
+    """The text encoder as an export error names it, e.g. text encoder bert (BertModel)."""
+    text = getattr(net, "text", None)
+    if text is None:
+        return "no text tower"
+    return f"text encoder {text.encoder.config.model_type} ({type(text.encoder).__name__})"
 
 
 def load_checkpoint(ckpt: Path, tokenizer: str | None = None):

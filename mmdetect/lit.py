@@ -16,7 +16,7 @@ from torchvision.ops import sigmoid_focal_loss
 from mmdetect.checkpoint import CheckpointError, read_checkpoint, state_mismatch
 from mmdetect.data.dataset import DEFAULT_CATEGORIES
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
-from mmdetect.data.tokenize import load_tokenizer
+from mmdetect.data.tokenize import check_vocabulary, load_tokenizer
 from mmdetect.models.classifier import MODEL_INPUTS, ModelConfig, MultimodalClassifier
 from mmdetect.models.image import ImageConfig
 from mmdetect.models.text import TextConfig
@@ -90,8 +90,13 @@ class DetectorModule(L.LightningModule):
         text = TextConfig(**text) if isinstance(text, dict) else text
         image = ImageConfig(**image) if isinstance(image, dict) else image
         self.save_hyperparameters()
-        if tokenizer is not None and text.pretrained is None:
-            text = replace(text, vocab_size=len(load_tokenizer(tokenizer)))
+        # The tokenizer comes with a pretrained encoder unless one is named; recorded resolved
+        # (a dict updates hparams and hparams_initial alike; a plain assignment only the first).
+        tokenizer = tokenizer or text.pretrained
+        self.save_hyperparameters({"tokenizer": tokenizer})
+        tok = load_tokenizer(tokenizer) if tokenizer is not None and text.enabled else None
+        if tok is not None and text.pretrained is None:
+            text = replace(text, vocab_size=len(tok))
         self.taxonomy = tuple(taxonomy)
         self.net = MultimodalClassifier(
             ModelConfig(
@@ -106,6 +111,8 @@ class DetectorModule(L.LightningModule):
                 modality_dropout=modality_dropout,
             )
         )
+        if tok is not None and text.pretrained and self.net.text is not None:
+            check_vocabulary(tok, tokenizer, self.net.text.vocab_rows, text.pretrained)
         # Filled from the training split in setup(); a buffer, so checkpoints carry it.
         self.register_buffer("pos_weight", torch.ones(len(self.taxonomy)))
         c = len(self.taxonomy)

@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from mmdetect.cliutil import quiet_known_noise
 from mmdetect.data.reader import SnapshotError
+from mmdetect.data.tokenize import VocabularyError, resolve_tokenizer
 from mmdetect.datamodule import DetectorDataModule
 from mmdetect.lit import DetectorModule
 from mmdetect.outputs import OutputError, atomic_output, check_output
@@ -77,7 +78,11 @@ class DetectorCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.taxonomy", "model.taxonomy")
         parser.link_arguments("data.categories", "model.categories")
-        parser.link_arguments("data.tokenizer", "model.tokenizer")
+        # The tokenizer comes with model.text.pretrained unless data.tokenizer names one.
+        parser.link_arguments(
+            ("data.tokenizer", "model.text.pretrained"), "model.tokenizer", resolve_tokenizer
+        )
+        parser.link_arguments("model.text.pretrained", "data.text_pretrained")
         parser.link_arguments("model.text.max_length", "data.max_length")
         parser.link_arguments("model.image.image_size", "data.image_size")
         parser.link_arguments("model.image.max_photos", "data.max_photos")
@@ -128,14 +133,15 @@ def build_cli(args: Sequence[str], run: bool = True) -> DetectorCLI:
 
 
 def run_lightning(args: Sequence[str]) -> int:
-    """Run a stage; a bad snapshot, output path or warm-start model (`init_from`: a damaged or
-    crafted checkpoint, a tampered bundle) is one line on stderr and exit 1."""
+    """Run a stage; a bad snapshot, output path, tokenizer/encoder pair or warm-start model
+    (`init_from`: a damaged or crafted checkpoint, a tampered bundle) is one line on stderr and
+    exit 1."""
     from mmdetect.bundle import BundleError
     from mmdetect.checkpoint import CheckpointError
 
     try:
         build_cli(args)
-    except (SnapshotError, OutputError, CheckpointError, BundleError) as exc:
+    except (SnapshotError, OutputError, CheckpointError, BundleError, VocabularyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

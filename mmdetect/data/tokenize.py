@@ -1,5 +1,10 @@
-"""Tokenization: Japanese tokenizer (MeCab + WordPiece), vocabulary building, listing encoding.
+"""Tokenization: any Hugging Face tokenizer, the Japanese default (MeCab + WordPiece), vocabulary
+building, listing encoding.
 
+`load_tokenizer` goes through `AutoTokenizer` (BERT WordPiece, SentencePiece DeBERTa-v2 / RoBERTa
+/ T5, any fast tokenizer); a directory holding only `vocab.txt` is the cl-tohoku v3 default.
+MeCab + WordPiece tokenizers take a fast per-word cached path in `encode_batch`; every other
+tokenizer is called in batches, and the pair is framed by its own special tokens.
 Tokenization runs once per snapshot in the main process and is cached by the data pipeline.
 The fugashi tagger is not picklable: it is kept in a per-thread cache (`_wakati_tagger`),
 never on an object, so tokenizers and datasets can be sent to DataLoader workers
@@ -18,12 +23,13 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import BertJapaneseTokenizer
+from transformers import AutoTokenizer, BertJapaneseTokenizer
 from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 ASCII_KEPT = string.ascii_letters + string.digits
 MECAB_KWARGS = {"mecab_dic": "unidic_lite"}
+DEFAULT_TOKENIZER = "data_samples/tokenizer"  # when neither data.tokenizer nor a pretrained encoder
 
 # A text is first cut to CHARS_PER_TOKEN * limit + CUT_MARGIN_CHARS characters; the cut is used
 # only if it still yields `limit + CUT_MARGIN_TOKENS` tokens, so the kept tokens lie far enough
@@ -54,16 +60,45 @@ def nfkc(text: str) -> str:
     return unicodedata.normalize("NFKC", text)
 
 
-def load_tokenizer(name_or_dir: str) -> BertJapaneseTokenizer:
-    """Load a BertJapaneseTokenizer from a hub name or a directory.
+def load_tokenizer(name_or_dir: str):
+    """Any Hugging Face tokenizer, by hub name (from the local cache when offline) or directory.
 
-    A directory holding only `vocab.txt` gets the cl-tohoku/bert-base-japanese-v3 settings
-    (MeCab with unidic_lite, then WordPiece); otherwise its `tokenizer_config.json` rules.
+    A directory holding `vocab.txt` and no tokenizer files gets the cl-tohoku/bert-base-japanese-v3
+    settings (MeCab with unidic_lite, then WordPiece); otherwise `AutoTokenizer` reads its
+    `tokenizer_config.json` / `tokenizer.json` (remote code is never run).
     """
     path = Path(name_or_dir)
-    if path.is_dir() and not (path / "tokenizer_config.json").exists():
+    bare = not any((path / f).exists() for f in ("tokenizer_config.json", "tokenizer.json"))
+    if path.is_dir() and bare and (path / "vocab.txt").is_file():
         return _v3_style_tokenizer(path / "vocab.txt")
-    return BertJapaneseTokenizer.from_pretrained(name_or_dir)
+    return AutoTokenizer.from_pretrained(name_or_dir)
+
+
+def resolve_tokenizer(tokenizer: str | None, pretrained: str | None) -> str:
+    """The tokenizer to use: the one named, else the pretrained encoder's own, else the default."""
+    return tokenizer or pretrained or DEFAULT_TOKENIZER
+
+
+class VocabularyError(ValueError):
+    """A tokenizer and a text encoder that do not fit together."""
+
+
+def check_vocabulary(tokenizer, tokenizer_path: str, rows: int, encoder_path: str) -> None:
+    """VocabularyError when the tokenizer can emit ids the encoder has no embedding row for.
+
+    An encoder may have more rows than the tokenizer has tokens (vocabularies are often padded
+    to a multiple of 64), never fewer.
+    """
+    size = len(tokenizer)
+    ids = {n: getattr(tokenizer, f"{n}_token_id", None) for n in ("pad", "cls", "sep", "unk")}
+    bad = {n: i for n, i in ids.items() if i is not None and not 0 <= i < rows}
+    if size > rows or bad:
+        what = f"special ids {bad} out of range" if bad else "more tokens than embedding rows"
+        raise VocabularyError(
+            f"tokenizer {tokenizer_path} ({size} tokens) does not match text encoder "
+            f"{encoder_path} ({rows} embedding rows): {what}; use the encoder's own tokenizer "
+            "(leave data.tokenizer unset) or one built for it"
+        )
 
 
 def _v3_style_tokenizer(vocab_file: Path) -> BertJapaneseTokenizer:
@@ -203,29 +238,98 @@ def _first_ids(ids_of: Callable[[str], list[int]], text: str, limit: int) -> lis
     return ids_of(nfkc(text))[:limit]
 
 
-def _encode(ids_of, cls: int, sep: int, title: str, description: str, max_length: int):
-    body = max_length - 3
-    title_ids = _first_ids(ids_of, title, body)
-    desc_ids = _first_ids(ids_of, description, body - len(title_ids))
-    return [cls, *title_ids, sep, *desc_ids, sep]
+@functools.lru_cache(maxsize=16)
+def pair_template(tokenizer) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(before the title, between, after the description): the special ids the tokenizer's own
+    pair call puts around two texts, e.g. BERT `[CLS] a [SEP] b [SEP]`, RoBERTa
+    `<s> a </s></s> b </s>`, T5 `a </s> b </s>`. ValueError if it frames a pair otherwise."""
+    full = tokenizer("a", "b")["input_ids"]
+    a, b = (tokenizer(t, add_special_tokens=False)["input_ids"] for t in ("a", "b"))
+    special = set(tokenizer.all_special_ids)
+    for i in range(len(full) - len(a) + 1):
+        if full[i : i + len(a)] != a:
+            continue
+        for j in range(i + len(a), len(full) - len(b) + 1):
+            if full[j : j + len(b)] == b:
+                parts = (full[:i], full[i + len(a) : j], full[j + len(b) :])
+                if all(t in special for part in parts for t in part):
+                    return tuple(tuple(part) for part in parts)
+    raise ValueError(
+        f"{type(tokenizer).__name__} does not frame a pair as <specials> title <specials> "
+        f"description <specials> (got {full} for 'a', 'b'); it cannot encode listings"
+    )
+
+
+def _batch_function(tokenizer) -> Callable[[list[str]], list[list[int]]]:
+    """The tokenizer's own batch call, content ids only.
+
+    A special token typed by a seller must not become structure: `split_special_tokens` stops
+    the tokenizer matching it as an added token, but SentencePiece vocabularies converted to
+    `tokenizers` still hold "[SEP]" / "</s>" as ordinary pieces; those ids become [UNK].
+    """
+    unk = tokenizer.unk_token_id
+    special = set(tokenizer.all_special_ids) - {unk}
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        ids = tokenizer(
+            texts, add_special_tokens=False, split_special_tokens=True,
+            return_attention_mask=False, return_token_type_ids=False,
+        )["input_ids"]  # fmt: skip
+        if unk is None:
+            return [[t for t in x if t not in special] for x in ids]
+        return [[unk if t in special else t for t in x] for x in ids]
+
+    return encode
+
+
+def _first_ids_batch(encode, texts: Sequence[str], limits: Sequence[int]) -> list[list[int]]:
+    """`_first_ids` over many texts, in at most two batch calls (prefix cuts, then the texts
+    whose cut fell too close to the kept tokens)."""
+    cleaned = [clean_text(t) if lim > 0 else "" for t, lim in zip(texts, limits, strict=True)]
+    budgets = [CHARS_PER_TOKEN * lim + CUT_MARGIN_CHARS for lim in limits]
+    cut = [len(t) > b for t, b in zip(cleaned, budgets, strict=True)]
+    ids = encode([nfkc(t[:b] if c else t) for t, b, c in zip(cleaned, budgets, cut, strict=True)])
+    redo = [i for i, c in enumerate(cut) if c and len(ids[i]) < limits[i] + CUT_MARGIN_TOKENS]
+    for i, full in zip(redo, encode([nfkc(cleaned[i]) for i in redo]), strict=True):
+        ids[i] = full
+    return [x[: max(lim, 0)] for x, lim in zip(ids, limits, strict=True)]
 
 
 def encode_listing(tokenizer, title: str, description: str, max_length: int) -> list[int]:
-    """`[CLS] title [SEP] description [SEP]`, NFKC-normalised, at most `max_length` ids.
+    """`[CLS] title [SEP] description [SEP]` (the tokenizer's own special tokens around the
+    pair), NFKC-normalised, at most `max_length` ids.
 
     The description is truncated first; a title too long on its own is truncated too, and the
-    two [SEP] are always kept (the description is then empty).
+    special tokens are always kept (the description is then empty).
     """
     return encode_batch(tokenizer, [(title, description)], max_length)[0]
 
 
 def encode_batch(tokenizer, pairs: Iterable[tuple[str, str]], max_length: int) -> list[list[int]]:
-    """`encode_listing` over (title, description) pairs (tagger and word cache looked up once)."""
-    if max_length < 4:
-        raise ValueError(f"max_length must be >= 4 ([CLS] title [SEP] [SEP]), got {max_length}")
-    ids_of = _ids_function(tokenizer)
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    return [_encode(ids_of, cls, sep, t, d, max_length) for t, d in pairs]
+    """`encode_listing` over (title, description) pairs: MeCab + WordPiece tokenizers through the
+    cached per-word path, any other through its own batch call."""
+    pairs = list(pairs)
+    head, middle, tail = pair_template(tokenizer)
+    n_special = len(head) + len(middle) + len(tail)
+    body = max_length - n_special
+    if body < 1:
+        raise ValueError(
+            f"max_length must be >= {n_special + 1} ({n_special} special tokens + 1), "
+            f"got {max_length}"
+        )
+    if _is_mecab_wordpiece(tokenizer):
+        ids_of = _ids_function(tokenizer)
+        titles = [_first_ids(ids_of, t, body) for t, _ in pairs]
+        descs = [
+            _first_ids(ids_of, d, body - len(t)) for (_, d), t in zip(pairs, titles, strict=True)
+        ]
+    else:
+        encode = _batch_function(tokenizer)
+        titles = _first_ids_batch(encode, [t for t, _ in pairs], [body] * len(pairs))
+        descs = _first_ids_batch(encode, [d for _, d in pairs], [body - len(t) for t in titles])
+    return [[*head, *t, *middle, *d, *tail] for t, d in zip(titles, descs, strict=True)]
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

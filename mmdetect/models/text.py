@@ -1,4 +1,10 @@
-"""Text tower: a Hugging Face encoder (BERT from scratch by default) over token ids."""
+"""Text tower: any Hugging Face encoder (`AutoModel`) over token ids, BERT from scratch by default.
+
+`pretrained` names a hub model (from the local cache when offline) or a directory written by
+`save_pretrained`: BERT, DeBERTa-v2, RoBERTa, ... Only the encoder is loaded, never a task head;
+its pooler too is left out when the architecture allows. The weights loaded from `pretrained`
+are exactly those of `TextTower.encoder`; the attention pooling is new.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoModel, BertConfig, BertModel
+from transformers import AutoConfig, AutoModel, BertConfig, BertModel
+
+POOLINGS = ("cls", "mean", "attention")
 
 
 @dataclass
@@ -20,20 +28,45 @@ class TextConfig:
     num_heads: int = 2
     intermediate_size: int = 128
     max_length: int = 128
-    pooling: str = "cls"  # "cls" | "mean"
+    pooling: str = "cls"  # "cls" (first token) | "mean" | "attention" (learned, masked)
     enabled: bool = True
 
 
-def _load_pretrained(name_or_dir: str) -> nn.Module:
-    """AutoModel without the pooler head when the architecture allows it."""
+def load_encoder(name_or_dir: str) -> nn.Module:
+    """AutoModel without the pooler head when the architecture allows it.
+
+    Under a meta default device (shapes only, e.g. checking a checkpoint before loading it)
+    the architecture is built from its config: there are no weights to load into.
+    """
+    if torch.empty(0).device.type == "meta":
+        config = AutoConfig.from_pretrained(name_or_dir)
+        build = lambda **kw: AutoModel.from_config(config, **kw)  # noqa: E731
+    else:
+        build = lambda **kw: AutoModel.from_pretrained(name_or_dir, **kw)  # noqa: E731
     try:
-        return AutoModel.from_pretrained(name_or_dir, add_pooling_layer=False)
-    except TypeError:
-        return AutoModel.from_pretrained(name_or_dir)
+        return build(add_pooling_layer=False)
+    except TypeError as exc:  # DeBERTa, T5 encoders... have no pooler argument
+        if "add_pooling_layer" not in str(exc):
+            raise
+        return build()
+
+
+class AttentionPooling(nn.Module):
+    """A learned score per token, softmax over the real tokens, weighted sum of token states."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.score = nn.Linear(dim, 1)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.score(hidden).squeeze(-1)
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1).unsqueeze(-1)
+        return (hidden * weights).sum(1)
 
 
 class TextTower(nn.Module):
-    """A BERT encoder over [B, L] ids -> (pooled [B, D], token states [B, L, D], mask [B, L] bool).
+    """An encoder over [B, L] ids -> (pooled [B, D], token states [B, L, D], mask [B, L] bool).
 
     The default attention implementation (sdpa in transformers 5) traces correctly: under
     torch.jit.trace the padding mask is always materialised, never skipped.
@@ -41,11 +74,16 @@ class TextTower(nn.Module):
 
     def __init__(self, cfg: TextConfig):
         super().__init__()
-        if cfg.pooling not in ("cls", "mean"):
-            raise ValueError(f"text pooling must be 'cls' or 'mean', got {cfg.pooling!r}")
+        if cfg.pooling not in POOLINGS:
+            raise ValueError(f"text pooling must be one of {list(POOLINGS)}, got {cfg.pooling!r}")
         self.pooling = cfg.pooling
         if cfg.pretrained:
-            self.encoder = _load_pretrained(cfg.pretrained)
+            self.encoder = load_encoder(cfg.pretrained)
+            if getattr(self.encoder.config, "is_encoder_decoder", False):
+                raise ValueError(
+                    f"text encoder {cfg.pretrained} is an encoder-decoder "
+                    f"({self.encoder.config.model_type}); use an encoder-only model"
+                )
         else:
             bert_cfg = BertConfig(
                 vocab_size=cfg.vocab_size,
@@ -56,16 +94,24 @@ class TextTower(nn.Module):
                 max_position_embeddings=cfg.max_length,
             )
             self.encoder = BertModel(bert_cfg, add_pooling_layer=False)
-        max_pos = getattr(self.encoder.config, "max_position_embeddings", cfg.max_length)
-        if cfg.max_length > max_pos:
+        max_pos = getattr(self.encoder.config, "max_position_embeddings", None)
+        if max_pos is not None and cfg.max_length > max_pos:
             raise ValueError(f"max_length {cfg.max_length} > model's {max_pos} positions")
         self.out_dim: int = self.encoder.config.hidden_size
+        self.attention = AttentionPooling(self.out_dim) if cfg.pooling == "attention" else None
+
+    @property
+    def vocab_rows(self) -> int:
+        """Embedding rows of the encoder: every token id must be below this."""
+        return self.encoder.get_input_embeddings().num_embeddings
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.bool()
+        if self.attention is not None:
+            return self.attention(hidden, mask), hidden, mask
         if self.pooling == "cls":
             return hidden[:, 0], hidden, mask
         weights = attention_mask.unsqueeze(-1).to(hidden.dtype)

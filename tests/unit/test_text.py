@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -20,7 +22,7 @@ from mmdetect.data.tokenize import (
 )
 from mmdetect.models.classifier import ModelConfig, MultimodalClassifier
 from mmdetect.models.image import ImageConfig
-from mmdetect.models.text import TextConfig, TextTower
+from mmdetect.models.text import AttentionPooling, TextConfig, TextTower
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -125,7 +127,8 @@ def test_text_tower_pooling_ignores_padding():
     mask[1, 6:] = 0
     other = ids.clone()
     other[1, 6:] = 0
-    for pooling in ("cls", "mean"):
+    for pooling in ("cls", "mean", "attention"):
+        torch.manual_seed(0)
         tower = TextTower(TextConfig(**{**cfg.__dict__, "pooling": pooling})).eval()
         with torch.no_grad():
             out, states, states_mask = tower(ids, mask)
@@ -133,7 +136,12 @@ def test_text_tower_pooling_ignores_padding():
         assert out.shape == (2, tower.out_dim) == (2, 8)
         assert states.shape == (2, ids.shape[1], 8) and torch.equal(states_mask, mask.bool())
         assert torch.allclose(out, tower(other, mask)[0], atol=1e-6)
-        expected = hidden[0] if pooling == "cls" else hidden.mean(0)
+        if pooling == "attention":
+            with torch.no_grad():
+                w = torch.softmax(tower.attention.score(hidden).squeeze(-1), dim=0)
+            expected = (w[:, None] * hidden).sum(0)
+        else:
+            expected = hidden[0] if pooling == "cls" else hidden.mean(0)
         assert torch.allclose(out[1], expected, atol=1e-5)
     with pytest.raises(ValueError, match="pooling"):
         TextTower(TextConfig(pooling="max"))
@@ -165,3 +173,66 @@ def test_pretrained_dir_loads_offline(tmp_path, ja_vocab_dir, tok, ja_listings):
     expected = {k: v for k, v in saved.state_dict().items() if not k.startswith("pooler.")}
     assert loaded.keys() == expected.keys()
     assert all(torch.equal(loaded[k], v) for k, v in expected.items())
+
+
+def test_attention_pooling_values_and_gradient():
+    pool = AttentionPooling(2)
+    with torch.no_grad():
+        pool.score.weight.copy_(torch.tensor([[1.0, 0.0]]))
+        pool.score.bias.zero_()
+    hidden = torch.tensor([[[0.0, 1.0], [math.log(3.0), 5.0], [9.0, 9.0]]], requires_grad=True)
+    mask = torch.tensor([[True, True, False]])  # the padded token scores highest: ignored
+    out = pool(hidden, mask)
+    # softmax(0, log 3) = (1/4, 3/4) over the two real tokens
+    assert torch.allclose(out, torch.tensor([[0.75 * math.log(3.0), 0.25 + 3.75]]))
+    out.sum().backward()
+    assert hidden.grad[0, 2].abs().sum() == 0 and pool.score.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean", "attention"])
+def test_text_tower_traces_for_any_length(pooling):
+    """Traced on one batch, the graph gives eager's values on another length and padding."""
+    torch.manual_seed(0)
+    cfg = TextConfig(vocab_size=40, hidden_size=8, num_heads=2, intermediate_size=16,
+                     max_length=32, pooling=pooling)  # fmt: skip
+    tower = TextTower(cfg).eval()
+    ids, mask = torch.randint(5, 40, (2, 10)), torch.ones(2, 10, dtype=torch.long)
+    mask[1, 4:] = 0
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(tower, (ids, mask), check_trace=False)
+        other, other_mask = torch.randint(5, 40, (3, 17)), torch.ones(3, 17, dtype=torch.long)
+        other_mask[0, 3:] = 0
+        for got, want in zip(traced(other, other_mask), tower(other, other_mask), strict=True):
+            assert torch.allclose(got.float(), want.float(), atol=1e-6)
+
+
+def test_encoder_decoder_is_refused(tmp_path):
+    from transformers import T5Config, T5Model
+
+    cfg = T5Config(vocab_size=50, d_model=8, d_kv=4, d_ff=16, num_layers=1, num_heads=2)
+    T5Model(cfg).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="encoder-decoder"):
+        TextTower(TextConfig(pretrained=str(tmp_path), max_length=16))
+
+
+def test_untraceable_text_encoder_is_named_by_export(tiny_config, make_batch, monkeypatch):
+    from mmdetect.export import ExportConfig, ExportError, trace_model
+    from mmdetect.models.classifier import MODEL_INPUTS
+
+    net = MultimodalClassifier(tiny_config(image={"enabled": False})).eval()
+    forward = type(net.text.encoder).forward
+
+    def untraceable(self, *args, **kwargs):
+        if torch.jit.is_tracing():
+            raise RuntimeError("data-dependent control flow")
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(net.text.encoder), "forward", untraceable)
+    batch = make_batch()
+    example = tuple(batch[name] for name in MODEL_INPUTS)
+    with pytest.raises(
+        ExportError,
+        match=r"cannot trace this model \(text encoder bert \(BertModel\)\): data-dependent",
+    ):
+        trace_model(net, example, "fp32", ExportConfig())
