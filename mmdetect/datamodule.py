@@ -182,14 +182,16 @@ class DetectorDataModule(L.LightningDataModule):
             self.price_stats = stats
 
     def resolved_price_stats(self) -> PriceStats:
-        if self.price_stats is None:  # no training split read and no checkpoint statistics
-            log.warning(
-                "no fitted price statistics (an old checkpoint, or no training split): using the "
-                "legacy constants %s",
-                LEGACY_PRICE_STATS,
-            )
-            self.price_stats = LEGACY_PRICE_STATS
-        return self.price_stats
+        """The fitted statistics; the legacy constants (with a warning, and not stored as if
+        fitted) when there are none: an old checkpoint, or no training split read."""
+        if self.price_stats is not None:
+            return self.price_stats
+        log.warning(
+            "no fitted price statistics (an old checkpoint, or no training split): using the "
+            "legacy constants %s",
+            LEGACY_PRICE_STATS,
+        )
+        return LEGACY_PRICE_STATS
 
     def loader(self, name: str, shuffle: bool) -> DataLoader:
         hp = self.hparams

@@ -10,11 +10,13 @@ from lightning.pytorch.callbacks import Callback
 
 
 class RecordIndices(Callback):
+    """Each rank writes {epoch: [dataset indices]} (DistributedSampler reshuffles per epoch)."""
+
     def __init__(self, out: str):
-        self.out, self.seen = Path(out), []
+        self.out, self.seen = Path(out), {}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.seen += batch["index"].tolist()
+        self.seen.setdefault(str(trainer.current_epoch), []).extend(batch["index"].tolist())
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.out.mkdir(parents=True, exist_ok=True)

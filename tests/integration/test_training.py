@@ -249,9 +249,11 @@ def test_ddp_on_two_cpu_processes_with_frozen_towers(
         cwd=REPO,
         timeout=600,
     )
-    seen = [set(json.loads((out / f"rank{r}.json").read_text())) for r in (0, 1)]
-    assert seen[0] and seen[1]
-    assert not seen[0] & seen[1]
+    seen = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert sorted(seen[0]) == sorted(seen[1]) == ["0", "1"]
+    for epoch in ("0", "1"):  # each epoch: disjoint shards, 3 batches of 16 per rank
+        assert len(seen[0][epoch]) == len(seen[1][epoch]) == 48
+        assert not set(seen[0][epoch]) & set(seen[1][epoch])
     digests = [json.loads((out / f"weights{r}.json").read_text()) for r in (0, 1)]
     assert digests[0] == digests[1]  # DDP kept the replicas identical
     check_frozen_then_trained(digests[0])

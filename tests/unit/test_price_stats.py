@@ -39,7 +39,8 @@ def test_fit_price_stats_is_numpy_over_priced_listings() -> None:
     assert fit_price_stats([None, None]) == PriceStats(0.0, 1.0)  # nothing to scale
     assert fit_price_stats([500, 500]) == PriceStats(math.log1p(500), 1.0)
     assert price_features(2500, stats.mean, stats.std) == (
-        pytest.approx((math.log1p(2500) - values.mean()) / values.std()), True
+        pytest.approx((math.log1p(2500) - values.mean()) / values.std()),
+        True,
     )
     with pytest.raises(ValueError, match="std > 0"):
         PriceStats(8.0, 0.0)
@@ -106,4 +107,5 @@ def test_old_checkpoints_load_with_a_warning(small_samples: Path, caplog) -> Non
     dm.setup("predict")
     with caplog.at_level(logging.WARNING):
         next(iter(dm.predict_dataloader()))
-    assert dm.price_stats == LEGACY_PRICE_STATS and "legacy" in caplog.text
+    assert dm.datasets["predict"].price_mean == LEGACY_PRICE_STATS.mean and "legacy" in caplog.text
+    assert dm.state_dict() == {}  # not stored as if fitted
