@@ -208,6 +208,21 @@ def test_fitted_price_statistics_travel_into_the_bundle(
     assert (served["price_mean"], served["price_std"]) == (pre["price_mean"], pre["price_std"])
 
 
+def test_predict_from_a_checkpoint_uses_its_price_statistics(
+    tiny_checkpoint: Path, small_samples: Path, tmp_path: Path
+) -> None:
+    """Lightning restores the datamodule state after setup(): the loaders must see it."""
+    stored = torch.load(tiny_checkpoint, weights_only=True)["DetectorDataModule"]
+    cli = build_cli(
+        ["predict", *tiny_fit_args(small_samples, tmp_path, f"--ckpt_path={tiny_checkpoint}",
+         f"--data.predict_snapshots=[{small_samples / 'drift'}]",
+         f"--predictions.out={tmp_path / 'p.jsonl'}")]
+    )  # fmt: skip
+    ds = cli.datamodule.datasets["predict"]
+    assert (ds.price_mean, ds.price_std) == (stored["price_mean"], stored["price_std"])
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == len(ds)
+
+
 def shrunk_bert_base_args(samples: Path, towers: tuple[Path, Path], run: Path) -> list[str]:
     """configs/train/bert_base_resnet50.yaml as it is (gated fusion, attention pooling, modality
     dropout, freeze_towers_epochs: 1), with tiny local pretrained towers, on CPU."""
