@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import lightning as L
 import torch
@@ -14,9 +16,12 @@ from transformers import AutoConfig
 
 from mmdetect.data.dataset import (
     DEFAULT_CATEGORIES,
+    LEGACY_PRICE_STATS,
     Item,
     ListingDataset,
+    PriceStats,
     collate_listings,
+    fit_price_stats,
     label_vector,
 )
 from mmdetect.data.reader import read_snapshot
@@ -83,14 +88,18 @@ class DetectorDataModule(L.LightningDataModule):
         max_photos: int = 4,
         batch_size: int = 32,
         num_workers: int = 2,
-        price_mean: float = 8.0,
-        price_std: float = 2.0,
+        # None: fitted on the training split in setup(). Set both to pin them instead (e.g. to keep a
+        # warm-started model's normalisation, or for a checkpoint that stored them as settings).
+        price_mean: float | None = None,
+        price_std: float | None = None,
         strict: bool = False,
         text_pretrained: str | None = None,  # linked from model.text.pretrained by the CLI
     ):
         super().__init__()
         if split not in ("time", "hash"):
             raise ValueError(f"split must be 'time' or 'hash', got {split!r}")
+        if (price_mean is None) != (price_std is None):
+            raise ValueError("set both price_mean and price_std, or neither (fitted on training)")
         self.save_hyperparameters()
         # Recorded resolved, as the CLI links it into model.tokenizer (Lightning refuses to log
         # a key the two hold with different values).
@@ -101,6 +110,10 @@ class DetectorDataModule(L.LightningDataModule):
         if tokenizer and text_pretrained and tokenizer != text_pretrained:
             rows = AutoConfig.from_pretrained(text_pretrained).vocab_size
             check_vocabulary(self.tokenizer, tokenizer, rows, text_pretrained)
+        # Fitted in setup(); the checkpoint stores them (state_dict) and a restore replaces them.
+        self.price_stats: PriceStats | None = (
+            None if price_mean is None else PriceStats(price_mean, price_std)
+        )
 
     @property
     def tokenizer(self):
@@ -113,10 +126,10 @@ class DetectorDataModule(L.LightningDataModule):
         pairs = [(it.listing.title, it.listing.description) for it in items]
         ids = encode_batch(self.tokenizer, pairs, hp.max_length)
         transform = build_transforms(self.image_preprocess(), train=train)
+        # price statistics are attached by loader(): Lightning restores a checkpoint's after setup()
         return ListingDataset(
-            items, ids, hp.taxonomy, hp.categories, transform, hp.max_photos,
-            hp.price_mean, hp.price_std,
-        )  # fmt: skip
+            items, ids, hp.taxonomy, hp.categories, transform, hp.max_photos, math.nan, math.nan
+        )
 
     def image_preprocess(self) -> ImagePreprocess:
         """The attached model's photo preprocessing (its backbone's mean, std, interpolation);
@@ -152,6 +165,9 @@ class DetectorDataModule(L.LightningDataModule):
                     f"listings; check val_from={hp.val_from!r} / val_fraction={hp.val_fraction}"
                 )
             log.info("split %s: %d train, %d validation", hp.split, len(train), len(val))
+            if self.price_stats is None:  # the training split only: never validation or test
+                self.price_stats = fit_price_stats(it.listing.price for it in train)
+                log.info("price statistics (training split): %s", self.price_stats)
             self.datasets["train"] = self.build_dataset(train, train=True)
             self.datasets["val"] = self.build_dataset(val, train=False)
         for stage_name, key in (("test", "test_snapshots"), ("predict", "predict_snapshots")):
@@ -173,8 +189,36 @@ class DetectorDataModule(L.LightningDataModule):
         neg = labels.shape[0] - pos
         return (neg / pos.clamp(min=1)).clamp(1.0, max_weight)
 
+    def state_dict(self) -> dict[str, float]:
+        """What a checkpoint stores of the datamodule: the fitted price statistics."""
+        stats = self.price_stats
+        return {} if stats is None else {"price_mean": stats.mean, "price_std": stats.std}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """A checkpoint's statistics win over the ones setup() fitted (resume, test, predict)."""
+        if "price_mean" in state:
+            stats = PriceStats(float(state["price_mean"]), float(state["price_std"]))
+            if self.price_stats is not None and stats != self.price_stats:
+                log.warning("price statistics %s from the checkpoint replace %s", stats,
+                            self.price_stats)  # fmt: skip
+            self.price_stats = stats
+
+    def resolved_price_stats(self) -> PriceStats:
+        """The fitted statistics; the legacy constants (with a warning, and not stored as if
+        fitted) when there are none: an old checkpoint, or no training split read."""
+        if self.price_stats is not None:
+            return self.price_stats
+        log.warning(
+            "no fitted price statistics (an old checkpoint, or no training split): using the "
+            "legacy constants %s",
+            LEGACY_PRICE_STATS,
+        )
+        return LEGACY_PRICE_STATS
+
     def loader(self, name: str, shuffle: bool) -> DataLoader:
         hp = self.hparams
+        stats = self.resolved_price_stats()
+        self.datasets[name].price_mean, self.datasets[name].price_std = stats.mean, stats.std
         pad_id = self.tokenizer.pad_token_id or 0
         return DataLoader(
             self.datasets[name],

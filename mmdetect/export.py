@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import logging
 import shutil
 import sys
 import warnings
@@ -36,6 +37,8 @@ from mmdetect.data.tokenize import load_tokenizer
 from mmdetect.hardware import cpu_has_native_bf16
 from mmdetect.policy.decide import UNFITTED, unfitted_operating_point
 from mmdetect.serve import Predictor, build_dataset, build_loader
+
+log = logging.getLogger(__name__)
 
 
 class ExportError(RuntimeError):
@@ -176,7 +179,31 @@ def load_checkpoint(ckpt: Path, tokenizer: str | None = None):
         raise CheckpointError(f"{ckpt}: no tokenizer recorded; pass --tokenizer DIR")
     module = build_module(raw, Path(ckpt), tokenizer)
     data["tokenizer"] = tok
+    stats = checkpoint_price_stats(raw, data, Path(ckpt))
+    data["price_mean"], data["price_std"] = stats.mean, stats.std
     return module, data
+
+
+def checkpoint_price_stats(raw: Mapping[str, Any], data: Mapping[str, Any], ckpt: Path):
+    """The price statistics fitted on the training split, as the checkpoint stores them
+    (DetectorDataModule.state_dict); for an older checkpoint its datamodule settings, else the
+    legacy constants, each with a warning. Bad values raise CheckpointError."""
+    from mmdetect.data.dataset import LEGACY_PRICE_STATS, PriceStats
+    from mmdetect.datamodule import DetectorDataModule
+
+    state = raw.get(DetectorDataModule.__qualname__)
+    where = f"{ckpt}: {DetectorDataModule.__qualname__}"
+    if not (isinstance(state, Mapping) and "price_mean" in state):
+        where = f"{ckpt}: datamodule_hyper_parameters"
+        state = data if data.get("price_mean") is not None else None
+        if state is None:
+            log.warning("%s has no price statistics: legacy %s", ckpt, LEGACY_PRICE_STATS)
+            return LEGACY_PRICE_STATS
+        log.warning("%s has no fitted price statistics: using its settings", ckpt)
+    try:
+        return PriceStats(float(state["price_mean"]), float(state["price_std"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: bad price_mean/price_std: {exc}") from None
 
 
 def preprocess_doc(module, data: Mapping[str, Any], pad_id: int) -> dict[str, Any]:
@@ -193,8 +220,8 @@ def preprocess_doc(module, data: Mapping[str, Any], pad_id: int) -> dict[str, An
         **photos,
         "taxonomy": list(module.taxonomy),
         "categories": list(module.hparams.categories),
-        "price_mean": float(data.get("price_mean", 8.0)),
-        "price_std": float(data.get("price_std", 2.0)),
+        "price_mean": float(data["price_mean"]),  # the training split's (load_checkpoint)
+        "price_std": float(data["price_std"]),
         "pad_id": pad_id,
     }
 

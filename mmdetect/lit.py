@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from mmdetect.data.tokenize import check_vocabulary, load_tokenizer
 from mmdetect.models.classifier import MODEL_INPUTS, ModelConfig, MultimodalClassifier
 from mmdetect.models.image import ImageConfig
 from mmdetect.models.text import TextConfig
+from mmdetect.optim import PRETRAINED, group_lambdas, group_names, param_groups
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +50,6 @@ def bundle_checkpoint(bundle: Path) -> Path:
         )
     log.info("bundle %s: warm start from its checkpoint %s", bundle, ckpt)
     return ckpt
-
-
-def warmup_decay(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up to 1 over `warmup` steps, then linear decay to 0 at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
 
 
 class DetectorModule(L.LightningModule):
@@ -209,31 +204,31 @@ class DetectorModule(L.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         return {"index": batch["index"], "probs": torch.sigmoid(self(batch))}
 
-    def towers(self) -> list[torch.nn.Module]:
-        return [t for t in (self.net.text, self.net.image) if t is not None]
-
-    def on_train_epoch_start(self) -> None:
-        frozen = self.current_epoch < self.hparams.freeze_towers_epochs
-        for tower in self.towers():
-            tower.requires_grad_(not frozen)
+    def frozen_steps(self) -> int:
+        """Optimizer steps during which the pretrained groups learn at lr 0 (whole epochs)."""
+        epochs = self.hparams.freeze_towers_epochs
+        if epochs <= 0:
+            return 0
+        trainer = self.trainer
+        per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+        return epochs * per_epoch
 
     def configure_optimizers(self):
-        hp, cfg = self.hparams, self.net.cfg
-        pretrained = []
-        if cfg.text.pretrained and self.net.text is not None:
-            pretrained += list(self.net.text.parameters())
-        if cfg.image.weights and self.net.image is not None:
-            pretrained += list(self.net.image.parameters())
-        seen = {id(p) for p in pretrained}
-        new = [p for p in self.net.parameters() if id(p) not in seen]
-        groups = [{"params": new, "lr": hp.lr}]
-        if pretrained:
-            groups.append({"params": pretrained, "lr": hp.pretrained_lr})
-        optimizer = torch.optim.AdamW(groups, weight_decay=hp.weight_decay)
+        hp = self.hparams
+        groups = param_groups(self.net, hp.lr, hp.pretrained_lr, hp.weight_decay)
+        for name, params in group_names(groups, self.net):
+            log.info("optimizer group %s: %d tensors", name, len(params))
+        optimizer = torch.optim.AdamW(groups)
+        # estimated_stepping_batches sets up the train loader, so num_training_batches is known
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = max(1, int(hp.warmup_fraction * total))
+        frozen = self.frozen_steps()
+        if frozen and not any(g["kind"] == PRETRAINED for g in groups):
+            log.warning(
+                "freeze_towers_epochs=%d but no tower is pretrained", hp.freeze_towers_epochs
+            )
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_decay(step, warmup, total)
+            optimizer, group_lambdas(groups, warmup, total, frozen)
         )
         return {
             "optimizer": optimizer,

@@ -47,7 +47,8 @@ def main(step: str, root: Path) -> None:
 
         snap = read_snapshot(root, check_images=False)
         transform = build_transforms(ImagePreprocess(64), train=False)
-        ds = ListingDataset([Item(snap.listings[0], snap.root)], [[2, 3]], ["a"], [], transform, 4)
+        item = Item(snap.listings[0], snap.root)
+        ds = ListingDataset([item], [[2, 3]], ["a"], [], transform, 4, price_mean=0, price_std=1)
     before, start = peak_mb(), time.perf_counter()
     n = len(read_snapshot(root).listings[0].images) if step == "validate" else len(ds[0]["photos"])
     seconds = time.perf_counter() - start

@@ -95,10 +95,16 @@ def random_batch(
     )
 
 
-def write_tiny_checkpoint(path: Path, tokenizer: str, head_bias: float = -0.5) -> None:
-    """A seeded tiny DetectorModule saved as LightningCLI saves one (untrained weights)."""
+def write_tiny_checkpoint(
+    path: Path, tokenizer: str, price_snapshot: str, head_bias: float = -0.5
+) -> None:
+    """A seeded tiny DetectorModule saved as LightningCLI saves one (untrained weights), with
+    price statistics fitted on `price_snapshot` where a trained one has the training split's."""
     import lightning
 
+    from mmdetect.data.dataset import fit_price_stats
+    from mmdetect.data.reader import read_snapshot
+    from mmdetect.datamodule import DetectorDataModule
     from mmdetect.lit import DetectorModule
 
     model, data = tiny_sections()
@@ -111,13 +117,12 @@ def write_tiny_checkpoint(path: Path, tokenizer: str, head_bias: float = -0.5) -
         module.net.head.bias.fill_(head_bias)
     hparams = {**dict(module.hparams), "text": asdict(text), "image": asdict(image)}
     hparams["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
+    stats = fit_price_stats(x.price for x in read_snapshot(price_snapshot).listings)
     datamodule = {
         "tokenizer": tokenizer,
         "max_length": text.max_length,
         "image_size": image.image_size,
         "max_photos": image.max_photos,
-        "price_mean": 8.0,
-        "price_std": 2.0,
         "taxonomy": list(module.taxonomy),
         "categories": list(module.hparams.categories),
         "batch_size": data.get("batch_size", 32),
@@ -128,6 +133,7 @@ def write_tiny_checkpoint(path: Path, tokenizer: str, head_bias: float = -0.5) -
             "state_dict": module.state_dict(),
             "hyper_parameters": hparams,
             "datamodule_hyper_parameters": datamodule,
+            DetectorDataModule.__qualname__: {"price_mean": stats.mean, "price_std": stats.std},
             "pytorch-lightning_version": lightning.__version__,
         },
         path,
@@ -141,7 +147,7 @@ def export_tiny_bundle(
     from mmdetect.export import export_bundle, load_export_config
 
     ckpt, bundle = workdir / "tiny.ckpt", workdir / "bundle"
-    write_tiny_checkpoint(ckpt, tokenizer)
+    write_tiny_checkpoint(ckpt, tokenizer, parity_snapshot)
     cfg = load_export_config("configs/export/cpu.yaml")
     cfg.parity_listings = parity_listings
     with contextlib.redirect_stdout(io.StringIO()):

@@ -48,7 +48,7 @@ def prep(snapshot: str, tokenizer: str, max_length: int, out: Path) -> dict:
 
 
 def load_dataset(doc: dict, image_size: int, max_photos: int, train: bool):
-    from mmdetect.data.dataset import DEFAULT_CATEGORIES, Item, ListingDataset
+    from mmdetect.data.dataset import DEFAULT_CATEGORIES, Item, ListingDataset, fit_price_stats
     from mmdetect.data.records import Listing
     from mmdetect.models.image import ImagePreprocess, build_transforms
 
@@ -61,8 +61,9 @@ def load_dataset(doc: dict, image_size: int, max_photos: int, train: bool):
         for r in doc["rows"]
     ]  # fmt: skip
     transform = build_transforms(ImagePreprocess(image_size), train=train)
+    price = fit_price_stats(r["price"] for r in doc["rows"])  # as training fits its split's
     return ListingDataset(items, doc["ids"], doc["taxonomy"], DEFAULT_CATEGORIES, transform,
-                          max_photos)  # fmt: skip
+                          max_photos, price.mean, price.std)  # fmt: skip
 
 
 def build_module(model: str, taxonomy: Sequence[str]):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -34,8 +35,40 @@ DEFAULT_CATEGORIES: tuple[str, ...] = (
 )
 
 
-def price_features(price: int | None, mean: float = 8.0, std: float = 2.0) -> tuple[float, bool]:
-    """log1p-standardised yen and a presence flag; (0, False) for a missing price."""
+@dataclass(frozen=True)
+class PriceStats:
+    """Mean and standard deviation of log1p(yen) over the training split's priced listings."""
+
+    mean: float
+    std: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std > 0):
+            raise ValueError(f"price statistics need a finite mean and std > 0, got {self}")
+
+
+# Only for a model that has no fitted statistics (checkpoints from before they were fitted):
+# the constants every model used then, log1p of about 3,000 yen give or take a factor e**2.
+LEGACY_PRICE_STATS = PriceStats(8.0, 2.0)
+
+
+def fit_price_stats(prices: Iterable[int | None]) -> PriceStats:
+    """PriceStats of log1p(price) over the listings that have a price (numpy: population std).
+
+    No priced listing, or a single distinct price, leaves nothing to scale: std 1 then, so the
+    feature is simply centred.
+    """
+    values = np.array([math.log1p(p) for p in prices if p is not None], dtype=np.float64)
+    if values.size == 0:
+        log.warning("no training listing has a price: price statistics (0, 1)")
+        return PriceStats(0.0, 1.0)
+    std = float(values.std())
+    return PriceStats(float(values.mean()), std if std > 1e-6 else 1.0)
+
+
+def price_features(price: int | None, mean: float, std: float) -> tuple[float, bool]:
+    """log1p yen standardised by the training statistics, and a presence flag; (0, False) for a
+    missing price."""
     if price is None:
         return 0.0, False
     if price < 0:
@@ -78,14 +111,15 @@ class ListingDataset(Dataset):
         categories: Sequence[str],
         image_transform: Callable,
         max_photos: int,
-        price_mean: float = 8.0,
-        price_std: float = 2.0,
+        price_mean: float,
+        price_std: float,
     ):
         if len(items) != len(token_ids):
             raise ValueError(f"{len(items)} items but {len(token_ids)} token sequences")
         self.items, self.token_ids = list(items), list(token_ids)
         self.taxonomy, self.categories = tuple(taxonomy), category_index(categories)
         self.transform, self.max_photos = image_transform, max_photos
+        # the training split's statistics (DetectorDataModule.loader sets them once known)
         self.price_mean, self.price_std = price_mean, price_std
 
     def __len__(self) -> int:

@@ -196,7 +196,8 @@ def test_a_snapshot_that_validates_goes_through_dataset_and_collate(tmp_path, ja
     ids = encode_batch(tokenizer, [(x.title, x.description) for x in snap.listings], 32)
     transform = build_transforms(ImagePreprocess(16), train=False)
     items = [Item(x, snap.root) for x in snap.listings]
-    ds = ListingDataset(items, ids, snap.taxonomy, ["sneakers"], transform, max_photos=2)
+    ds = ListingDataset(items, ids, snap.taxonomy, ["sneakers"], transform, max_photos=2,
+                        price_mean=0.0, price_std=1.0)  # fmt: skip
     batch = collate_listings([ds[i] for i in range(len(ds))], image_size=16)
     assert batch["input_ids"].shape == (5, 32)
     assert batch["image_mask"].sum(1).tolist() == [0, 0, 1, 1, 0]  # damaged photos masked

@@ -100,21 +100,31 @@ def test_resume_continues_at_the_right_step(small_samples: Path, tmp_path: Path)
     assert resumed_steps == [4, 5]
 
 
-def test_pretrained_towers_load_from_local_files(small_samples: Path, tmp_path: Path) -> None:
-    """The real pretrained path (HF directory + torchvision state dict), offline."""
+@pytest.fixture(scope="module")
+def pretrained_towers(small_samples: Path, tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny BERT directory with the samples' tokenizer, and a ResNet-18 state dict file."""
     import torchvision
     from transformers import BertConfig, BertModel
 
     from mmdetect.data.tokenize import load_tokenizer
 
+    root = tmp_path_factory.mktemp("pretrained")
     tok = load_tokenizer(str(small_samples / "tokenizer"))
-    bert_dir = tmp_path / "tiny-bert"
     torch.manual_seed(0)
     BertModel(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=32)).save_pretrained(bert_dir)  # fmt: skip
-    tok.save_pretrained(bert_dir)
-    weights = tmp_path / "resnet18.pth"
-    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), weights)
+                         num_attention_heads=2, intermediate_size=32)).save_pretrained(root / "bert")  # fmt: skip
+    tok.save_pretrained(root / "bert")
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), root / "resnet18.pth")
+    return root / "bert", root / "resnet18.pth"
+
+
+def test_pretrained_towers_load_from_local_files(
+    small_samples: Path, pretrained_towers: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The real pretrained path (HF directory + torchvision state dict), offline."""
+    from transformers import BertModel
+
+    bert_dir, weights = pretrained_towers
     cli = build_cli(
         ["fit", *tiny_fit_args(small_samples, tmp_path / "run", "--trainer.fast_dev_run=1"),
          f"--model.text.pretrained={bert_dir}", f"--data.tokenizer={bert_dir}",
@@ -135,19 +145,121 @@ def test_pretrained_towers_load_from_local_files(small_samples: Path, tmp_path: 
     assert 0 < diff < 1e-3
     img_diff = (net.image.backbone.conv1.weight - saved["conv1.weight"]).abs().max()
     assert 0 < img_diff < 1e-3
+    groups = {g["name"]: g["initial_lr"] for g in cli.trainer.optimizers[0].param_groups}
+    assert groups == {"new": 2e-3, "new/no_decay": 2e-3,
+                      "pretrained": 5e-5, "pretrained/no_decay": 5e-5}  # fmt: skip
+
+
+def check_frozen_then_trained(digests: dict) -> None:
+    """Epoch 0 frozen: pretrained weights bit-identical, new ones moved; epoch 1: both moved."""
+    start, frozen, trained = digests["start"], digests["epoch0"], digests["epoch1"]
+    assert frozen["pretrained"] == start["pretrained"]
+    assert frozen["new"] != start["new"]
+    assert trained["pretrained"] != frozen["pretrained"] and trained["new"] != frozen["new"]
+
+
+def test_frozen_towers_epoch_is_a_zero_learning_rate(
+    small_samples: Path, pretrained_towers: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bert_dir, weights = pretrained_towers
+    cli = build_cli(
+        ["fit", *tiny_fit_args(small_samples, tmp_path / "run", "--trainer.max_epochs=2",
+         "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=0",
+         "--model.freeze_towers_epochs=1", "--model.warmup_fraction=0.25",
+         f"--model.text.pretrained={bert_dir}", f"--data.tokenizer={bert_dir}",
+         f"--model.image.weights={weights}",
+         "--trainer.callbacks+=tests.integration.record.RecordWeights",
+         f"--trainer.callbacks.init_args.out={tmp_path / 'w'}")]
+    )  # fmt: skip
+    check_frozen_then_trained(json.loads((tmp_path / "w/weights0.json").read_text()))
+    # the schedule: pretrained groups at 0 for epoch 0's 2 steps; the new ones never paused
     groups = cli.trainer.optimizers[0].param_groups
-    assert sorted(g["initial_lr"] for g in groups) == [5e-5, 2e-3]
+    lambdas = cli.trainer.lr_scheduler_configs[0].scheduler.lr_lambdas
+    factors = {g["name"]: [f(s) for s in range(4)] for g, f in zip(groups, lambdas, strict=True)}
+    assert cli.trainer.global_step == 4
+    assert factors["pretrained"][:2] == [0.0, 0.0] and min(factors["pretrained"][2:]) > 0
+    assert factors["pretrained/no_decay"] == factors["pretrained"]
+    assert factors["new"] == factors["new/no_decay"] == [1.0, 1.0, 2 / 3, 1 / 3]
+
+
+def test_fitted_price_statistics_travel_into_the_bundle(
+    tiny_checkpoint: Path, small_samples: Path, tmp_path: Path
+) -> None:
+    """Training split -> checkpoint (datamodule state) -> export -> preprocess.json -> serve."""
+    import numpy as np
+
+    from mmdetect.data.dataset import Item
+    from mmdetect.data.reader import read_snapshot
+    from mmdetect.datamodule import is_validation
+    from mmdetect.export import export_main
+    from mmdetect.serve import Predictor
+
+    raw = torch.load(tiny_checkpoint, weights_only=True)
+    listings = read_snapshot(small_samples / "train").listings
+    items = [Item(x, small_samples / "train") for x in listings if x.labels is not None]
+    train = [it.listing for it in items if not is_validation(it, "time", "2026-09-01", 0.15)]
+    prices = np.log1p([x.price for x in train if x.price is not None])
+    stored = raw["DetectorDataModule"]
+    assert stored["price_mean"] == pytest.approx(prices.mean(), abs=1e-12)
+    assert stored["price_std"] == pytest.approx(prices.std(), abs=1e-12)
+    assert raw["datamodule_hyper_parameters"]["price_mean"] is None  # stored once, as fitted
+    out = tmp_path / "bundle"
+    assert export_main(["--ckpt", str(tiny_checkpoint), "--out", str(out), "--parity-snapshot",
+                        str(small_samples / "drift")]) == 0  # fmt: skip
+    pre = json.loads((out / "preprocess.json").read_text())
+    assert (pre["price_mean"], pre["price_std"]) == (stored["price_mean"], stored["price_std"])
+    served = Predictor.from_bundle(out).bundle.preprocess
+    assert (served["price_mean"], served["price_std"]) == (pre["price_mean"], pre["price_std"])
+
+
+def test_predict_from_a_checkpoint_uses_its_price_statistics(
+    tiny_checkpoint: Path, small_samples: Path, tmp_path: Path
+) -> None:
+    """Lightning restores the datamodule state after setup(): the loaders must see it."""
+    stored = torch.load(tiny_checkpoint, weights_only=True)["DetectorDataModule"]
+    cli = build_cli(
+        ["predict", *tiny_fit_args(small_samples, tmp_path, f"--ckpt_path={tiny_checkpoint}",
+         f"--data.predict_snapshots=[{small_samples / 'drift'}]",
+         f"--predictions.out={tmp_path / 'p.jsonl'}")]
+    )  # fmt: skip
+    ds = cli.datamodule.datasets["predict"]
+    assert (ds.price_mean, ds.price_std) == (stored["price_mean"], stored["price_std"])
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == len(ds)
+
+
+def shrunk_bert_base_args(samples: Path, towers: tuple[Path, Path], run: Path) -> list[str]:
+    """configs/train/bert_base_resnet50.yaml as it is (gated fusion, attention pooling, modality
+    dropout, freeze_towers_epochs: 1), with tiny local pretrained towers, on CPU."""
+    bert_dir, weights = towers
+    return [
+        "--config", "configs/train/bert_base_resnet50.yaml",
+        "--trainer.accelerator=cpu", "--trainer.precision=32-true",
+        f"--trainer.default_root_dir={run}", f"--trainer.logger.init_args.save_dir={run}",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        f"--model.text.pretrained={bert_dir}", f"--data.tokenizer={bert_dir}",
+        "--model.text.max_length=48",
+        "--model.image.name=resnet18", f"--model.image.weights={weights}",
+        "--model.image.image_size=32", "--model.hidden=32",
+        f"--data.snapshots=[{samples / 'train'}]", "--data.num_workers=0", "--data.batch_size=16",
+    ]  # fmt: skip
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_sees_disjoint_data(small_samples: Path, tmp_path: Path) -> None:
+def test_ddp_on_two_cpu_processes_with_frozen_towers(
+    small_samples: Path, pretrained_towers: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The shrunk BERT-base config under DDP (gloo, 2 processes): disjoint data per rank, the
+    pretrained towers frozen in epoch 0 (bit-identical) and trained in epoch 1, ranks in sync."""
     out = tmp_path / "seen"
-    args = tiny_fit_args(
-        small_samples, tmp_path / "run", "--trainer.strategy=ddp", "--trainer.devices=2",
-        "--trainer.max_epochs=1", "--trainer.limit_val_batches=0",
+    args = [
+        *shrunk_bert_base_args(small_samples, pretrained_towers, tmp_path / "run"),
+        "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.max_epochs=2",
+        "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1",
         "--trainer.callbacks+=tests.integration.record.RecordIndices",
         f"--trainer.callbacks.init_args.out={out}",
-    )  # fmt: skip
+        "--trainer.callbacks+=tests.integration.record.RecordWeights",
+        f"--trainer.callbacks.init_args.out={out}",
+    ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run(
         [sys.executable, "-m", "mmdetect.cli", "fit", *args],
@@ -156,6 +268,11 @@ def test_ddp_on_two_cpu_processes_sees_disjoint_data(small_samples: Path, tmp_pa
         cwd=REPO,
         timeout=600,
     )
-    seen = [set(json.loads((out / f"rank{r}.json").read_text())) for r in (0, 1)]
-    assert seen[0] and seen[1]
-    assert not seen[0] & seen[1]
+    seen = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert sorted(seen[0]) == sorted(seen[1]) == ["0", "1"]
+    for epoch in ("0", "1"):  # each epoch: disjoint shards, 3 batches of 16 per rank
+        assert len(seen[0][epoch]) == len(seen[1][epoch]) == 48
+        assert not set(seen[0][epoch]) & set(seen[1][epoch])
+    digests = [json.loads((out / f"weights{r}.json").read_text()) for r in (0, 1)]
+    assert digests[0] == digests[1]  # DDP kept the replicas identical
+    check_frozen_then_trained(digests[0])

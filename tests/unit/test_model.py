@@ -28,13 +28,13 @@ def _run(model, batch, seed: int = 0) -> torch.Tensor:
 
 
 def test_price_features_values():
-    assert price_features(None) == (0.0, False)
-    assert price_features(0) == (-4.0, True)
-    value, present = price_features(round(math.e**8 - 1))
+    assert price_features(None, 8.0, 2.0) == (0.0, False)
+    assert price_features(0, 8.0, 2.0) == (-4.0, True)
+    value, present = price_features(round(math.e**8 - 1), 8.0, 2.0)
     assert present and abs(value) < 1e-3
     assert price_features(999, mean=0.0, std=1.0) == (pytest.approx(math.log(1000)), True)
     with pytest.raises(ValueError):
-        price_features(-1)
+        price_features(-1, 8.0, 2.0)
 
 
 FORWARD_ARGS = list(inspect.signature(MultimodalClassifier.forward).parameters)[1:]
