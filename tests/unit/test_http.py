@@ -272,3 +272,15 @@ def test_config_needs_one_source(assets):
         from mmdetect.serving.app import Service
 
         Service(replace(ServeConfig(), bundle=None))
+
+
+def test_serve_cli_refuses_bad_arguments(tmp_path, capsys):
+    from mmdetect.serving.cli import serve_main
+
+    assert serve_main(["--bundle", str(tmp_path / "none")]) == 1
+    assert "--bundle" in capsys.readouterr().err
+    args = ["--bundle", str(tmp_path), "--max-batch-size", "64", "--max-queue", "8"]
+    assert serve_main(args) == 1
+    assert "--max-queue must be at least --max-batch-size" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        serve_main(["--bundle", str(tmp_path), "--registry", str(tmp_path)])
