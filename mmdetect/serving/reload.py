@@ -129,6 +129,8 @@ class Watcher:
         """Load the pointer's bundle if it is new; True if the slot switched. Blocking."""
         seen_at, path = time.time(), self.target()
         active = self.slot.active
+        if active and path == active.path and self._refused_target is not None:
+            self._refused_target = self.slot.refused = None  # pointer back on what serves
         if path is None or (active and path == active.path) or path == self._refused_target:
             return False
         log.info("new bundle under current: loading beside the old one",

@@ -120,6 +120,8 @@ def test_a_bad_bundle_is_refused_and_the_old_keeps_serving(registry):
         metrics = s.get("/metrics")[2].splitlines()
         assert "mmdetect_bundle_refusals_total 1" in metrics
         assert 'mmdetect_bundle_serving{bundle="blue"} 1' in metrics
+        switch_current(registry, "blue")  # back on the bundle serving: the refusal is over
+        assert wait_for(s, lambda d: d["refused"] is None)["bundle"] == "blue"
         switch_current(registry, "green")
         doc = wait_for(s, lambda d: d["bundle"] == "green")
         assert doc["refused"] is None and s.post(row)[2]["bundle"] == "green"
