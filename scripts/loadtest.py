@@ -122,35 +122,38 @@ def setup(work: Path) -> tuple[Path, Path, Path]:
     return registry, green, snap
 
 
-def side_by_side(port: int, bodies: list[bytes], listings_file: Path, bundle: Path, reps: int):
-    """Alternated: predict CLI (in-process), loaded Predictor, service at concurrency 32."""
-    from mmdetect.data.reader import read_snapshot
-    from mmdetect.serve import Predictor, predict_main
+def side_by_side(port: int, lines: list[str], work: Path, bundle: Path, reps: int) -> dict:
+    """Alternated on the same listings: `mmdetect predict` (in this process, bundle load and
+    file writing included), a loaded Predictor over predict's own reader (batches of 64), and
+    the service at concurrency 32 (one listing per request)."""
+    from mmdetect.serve import Predictor, RunSummary, predict_main, read_listings
 
-    n = len(bodies)
+    n, src = len(lines), work / "side_by_side.jsonl"
+    src.write_text("\n".join(lines) + "\n", "utf-8")
+    bodies = [line.encode() for line in lines]
     predictor = Predictor.from_bundle(bundle, batch_size=64)
     rates: dict[str, list[float]] = {"predict": [], "predictor": [], "served": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        for rep in range(reps):
-            order = ["predict", "predictor", "served"]
-            for name in order if rep % 2 == 0 else order[::-1]:
-                start = time.monotonic()
-                if name == "predict":
-                    argv = ["--bundle", str(bundle), "--input", str(listings_file),
-                            "--images-root", str(DRIFT), "--out", f"{tmp}/d.jsonl"]  # fmt: skip
-                    assert predict_main(argv) == 0
-                elif name == "predictor":
-                    # the reader's photo checks + batches of 64, as predict does, no file I/O
-                    snap = read_snapshot(DRIFT)
-                    predictor.predict(snap.listings, DRIFT)
-                else:
-                    results, _ = load(port, bodies, 32, 600, n)
-                    assert sum(s != 200 for *_, s, _ in results) == 0
-                rates[name].append(n / (time.monotonic() - start))
+    failed = 0
+    for rep in range(reps):
+        order = ["predict", "predictor", "served"]
+        for name in order if rep % 2 == 0 else order[::-1]:
+            start = time.monotonic()
+            if name == "predict":
+                argv = ["--bundle", str(bundle), "--input", str(src), "--images-root", str(DRIFT),
+                        "--out", str(work / "side_decisions.jsonl")]  # fmt: skip
+                assert predict_main(argv) == 0
+            elif name == "predictor":
+                with src.open("rb") as fh:
+                    rows = list(read_listings(fh, src, DRIFT, predictor.taxonomy, RunSummary()))
+                predictor.predict(rows, DRIFT)
+            else:
+                results, _ = load(port, bodies, 32, 600, n)
+                failed += sum(s != 200 for *_, s, _ in results)
+            rates[name].append(n / (time.monotonic() - start))
     ratio = {k: statistics.median(s / p for s, p in zip(rates["served"], rates[k], strict=True))
              for k in ("predict", "predictor")}  # fmt: skip
     return {k: round(statistics.median(v), 1) for k, v in rates.items()} | {
-        "served_vs_predict": round(ratio["predict"], 3),
+        "served_vs_predict": round(ratio["predict"], 3), "listings": n, "served_failed": failed,
         "served_vs_loaded_predictor": round(ratio["predictor"], 3), "reps": reps}  # fmt: skip
 
 
@@ -200,7 +203,7 @@ def start_server(registry: Path, port: int, args, log: Path) -> subprocess.Popen
     cmd = [sys.executable, "-m", "mmdetect.cli", "serve", "--registry", str(registry),
            "--images-root", str(DRIFT), "--host", "127.0.0.1", "--port", str(port),
            "--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
-           "--poll-s", str(args.poll_s)]  # fmt: skip
+           "--poll-s", str(args.poll_s), "--timeout-s", str(args.timeout_s)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=log.open("w"), stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -230,6 +233,8 @@ def main() -> int:
     p.add_argument("--max-requests", type=int, default=2000, help="at most this many per level")
     p.add_argument("--levels", default="1,8,32")
     p.add_argument("--reps", type=int, default=3, help="side-by-side repetitions")
+    p.add_argument("--side-listings", type=int, default=200, help="listings per side-by-side run")
+    p.add_argument("--timeout-s", type=float, default=60.0, help="the server's --timeout-s")
     p.add_argument("--switches", type=int, default=5)
     p.add_argument("--pause-s", type=float, default=1.5, help="between two switches")
     p.add_argument("--poll-s", type=float, default=1.0)
