@@ -247,7 +247,14 @@ def main() -> int:
     header = machine()
     print(format_machine(header), flush=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="mmdetect-loadtest-"))
-    registry, green, snap = setup(work)
+    if (work / "registry" / "current").is_symlink():  # a previous run's: reuse, back on blue
+        from mmdetect.registry import current_name, rollback
+
+        registry, green, snap = work / "registry", work / "green", work / "promotion_snapshot"
+        if current_name(registry) != "blue":
+            rollback(registry, reason="loadtest: start on blue")
+    else:
+        registry, green, snap = setup(work)
     lines = (DRIFT / "listings.jsonl").read_text("utf-8").splitlines()
     bodies = [line.encode() for line in lines]
     port = free_port()
@@ -260,7 +267,7 @@ def main() -> int:
             report["levels"][c] = summary(results, wall)
             print(f"concurrency {c}: {report['levels'][c]}", flush=True)
         report["side_by_side"] = side_by_side(
-            port, bodies, DRIFT / "listings.jsonl", registry / "bundles" / "blue", args.reps
+            port, lines[: args.side_listings], work, registry / "bundles" / "blue", args.reps
         )
         print(f"side by side: {report['side_by_side']}", flush=True)
         report["switching"] = switching(port, bodies, registry, green, snap, args)
