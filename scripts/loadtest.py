@@ -203,7 +203,8 @@ def start_server(registry: Path, port: int, args, log: Path) -> subprocess.Popen
     cmd = [sys.executable, "-m", "mmdetect.cli", "serve", "--registry", str(registry),
            "--images-root", str(DRIFT), "--host", "127.0.0.1", "--port", str(port),
            "--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
-           "--poll-s", str(args.poll_s), "--timeout-s", str(args.timeout_s)]  # fmt: skip
+           "--poll-s", str(args.poll_s), "--timeout-s", str(args.timeout_s),
+           *(["--threads", str(args.server_threads)] if args.server_threads else [])]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=log.open("w"), stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -235,6 +236,7 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=3, help="side-by-side repetitions")
     p.add_argument("--side-listings", type=int, default=200, help="listings per side-by-side run")
     p.add_argument("--timeout-s", type=float, default=60.0, help="the server's --timeout-s")
+    p.add_argument("--server-threads", type=int, help="the server's --threads (default: torch's)")
     p.add_argument("--switches", type=int, default=5)
     p.add_argument("--pause-s", type=float, default=1.5, help="between two switches")
     p.add_argument("--poll-s", type=float, default=1.0)
@@ -262,7 +264,7 @@ def main() -> int:
     report: dict = {"machine": header, "listings": len(bodies), "levels": {}}
     try:
         load(port, bodies, 8, 30, 64)  # warm-up
-        for c in map(int, args.levels.split(",")):
+        for c in (int(x) for x in args.levels.split(",") if x):
             results, wall = load(port, bodies, c, args.seconds, args.max_requests)
             report["levels"][c] = summary(results, wall)
             print(f"concurrency {c}: {report['levels'][c]}", flush=True)
@@ -270,9 +272,10 @@ def main() -> int:
             port, lines[: args.side_listings], work, registry / "bundles" / "blue", args.reps
         )
         print(f"side by side: {report['side_by_side']}", flush=True)
-        report["switching"] = switching(port, bodies, registry, green, snap, args)
-        shown = {k: v for k, v in report["switching"].items() if k != "switch_log"}
-        print(f"switching: {shown}", flush=True)
+        if args.switches:
+            report["switching"] = switching(port, bodies, registry, green, snap, args)
+            shown = {k: v for k, v in report["switching"].items() if k != "switch_log"}
+            print(f"switching: {shown}", flush=True)
         report["batch_sizes"] = [x for x in get(port, "/metrics")[1].splitlines()
                                  if x.startswith("mmdetect_batch_size_")]  # fmt: skip
     finally:
@@ -281,7 +284,7 @@ def main() -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    sw = report["switching"]
+    sw = report.get("switching", {"failed": 0, "wrong_bundle": 0})
     return 0 if sw["failed"] == 0 and sw["wrong_bundle"] == 0 else 1
 
 
