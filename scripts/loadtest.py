@@ -236,7 +236,11 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=3, help="side-by-side repetitions")
     p.add_argument("--side-listings", type=int, default=200, help="listings per side-by-side run")
     p.add_argument("--timeout-s", type=float, default=60.0, help="the server's --timeout-s")
-    p.add_argument("--server-threads", type=int, help="the server's --threads (default: torch's)")
+    p.add_argument(
+        "--server-threads",
+        type=int,
+        help="the server's --threads, and predict's here (default: torch's)",
+    )
     p.add_argument("--switches", type=int, default=5)
     p.add_argument("--pause-s", type=float, default=1.5, help="between two switches")
     p.add_argument("--poll-s", type=float, default=1.0)
@@ -246,6 +250,10 @@ def main() -> int:
     args = p.parse_args()
     from mmdetect.bench.common import format_machine, machine
 
+    if args.server_threads:  # the same intra-op threads for predict in this process: fair
+        import torch
+
+        torch.set_num_threads(args.server_threads)
     header = machine()
     print(format_machine(header), flush=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="mmdetect-loadtest-"))
