@@ -284,3 +284,19 @@ def test_serve_cli_refuses_bad_arguments(tmp_path, capsys):
     assert "--max-queue must be at least --max-batch-size" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         serve_main(["--bundle", str(tmp_path), "--registry", str(tmp_path)])
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch: 5-20 s on the shared machine
+def test_serving_imports_no_lightning():
+    """In a fresh process: importing the service loads neither Lightning nor the training code
+    (the registry's promote path imports them lazily, the service never calls it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mmdetect.serving.app, mmdetect.serving.cli; print(sorted(m for m in "
+            "sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning') or m in "
+            "('mmdetect.lit', 'mmdetect.training', 'mmdetect.datamodule')))")  # fmt: skip
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"}, check=True)  # fmt: skip
+    assert out.stdout.strip() == "[]"
