@@ -122,6 +122,12 @@ def cmd_predict(argv: Sequence[str]) -> int:
     return predict_main(argv)
 
 
+def cmd_serve(argv: Sequence[str]) -> int:
+    from mmdetect.serving.cli import serve_main
+
+    return serve_main(argv)
+
+
 def cmd_validate(argv: Sequence[str]) -> int:
     """Deprecated: `check SNAPSHOT`, or Lightning's validate stage when given its flags."""
     if _has_flag(argv, LIGHTNING_FLAGS):
@@ -198,6 +204,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "evaluate": (cmd_evaluate, "judge the operating point a checkpoint or bundle serves"),
     "export": (cmd_export, "a parity-checked TorchScript bundle from a checkpoint"),
     "predict": (cmd_predict, "score a listings JSONL with a bundle: hide/review/pass"),
+    "serve": (cmd_serve, "HTTP scoring service over a registry's current bundle (docs/serving.md)"),
     "feedback": (cmd_feedback, "feedback merge: fold reviewers' decisions into a snapshot"),
     "promote": (cmd_promote, "promote a bundle in a registry if it is not worse"),
     "rollback": (cmd_rollback, "point a registry back at the previous bundle"),
