@@ -80,6 +80,8 @@ class DetectorDataModule(L.LightningDataModule):
         price_mean: float = 8.0,
         price_std: float = 2.0,
         strict: bool = False,
+        pin_memory: bool = False,  # page-locked batches: faster, asynchronous copies to a GPU
+        prefetch_factor: int | None = None,  # batches queued per worker (torch's default: 2)
     ):
         super().__init__()
         if split not in ("time", "hash"):
@@ -160,6 +162,8 @@ class DetectorDataModule(L.LightningDataModule):
             shuffle=shuffle,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
+            pin_memory=hp.pin_memory,
+            prefetch_factor=hp.prefetch_factor if hp.num_workers > 0 else None,
             collate_fn=partial(collate_listings, pad_id=pad_id, image_size=hp.image_size),
             drop_last=False,
         )
