@@ -47,12 +47,14 @@ def test_photo_buckets_leave_outputs_grads_and_batchnorm_stats_unchanged(trainin
     weights = torch.randn_like(p_pool, generator=g)
     (p_pool * weights).sum().backward()
     (b_pool * weights).sum().backward()
-    for (name, a), (_, b) in zip(plain.named_parameters(), bucketed.named_parameters()):
+    for (name, a), (_, b) in zip(
+        plain.named_parameters(), bucketed.named_parameters(), strict=True
+    ):
         if a.grad is None:
             assert b.grad is None, name
         else:
             torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
-    for (name, a), (_, b) in zip(plain.named_buffers(), bucketed.named_buffers()):
+    for (name, a), (_, b) in zip(plain.named_buffers(), bucketed.named_buffers(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
     if training:  # the running statistics did move (from the 3 real photos only)
         assert not torch.equal(plain.backbone.bn1.running_mean, torch.zeros(64))
