@@ -106,3 +106,40 @@ def test_apply_speedups_channels_last_and_compile_keep_names(tiny_config) -> Non
     assert net.image.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert list(net.state_dict()) == names  # checkpoints unchanged
     assert apply_speedups(net) == []
+
+
+def test_gpu_fast_overlay_switches_the_levers_on(monkeypatch) -> None:
+    from mmdetect.training import check_config
+
+    monkeypatch.chdir(REPO)
+    base = ["--config", "configs/train/bert_base_resnet50.yaml"]
+    plain = check_config(base)
+    fast = check_config([*base, "--config", "configs/train/gpu_fast.yaml"])
+    assert (plain.model.photo_bucket, plain.model.compile, plain.model.fused_adamw) == (
+        0,
+        None,
+        False,
+    )
+    assert (plain.data.pin_memory, plain.model.channels_last) == (False, False)
+    assert fast.model.photo_bucket == 32 and fast.model.compile == "default"
+    assert fast.model.fused_adamw and fast.model.channels_last and fast.trainer.benchmark
+    assert fast.trainer.precision == "bf16-mixed" and fast.data.pin_memory
+    assert fast.data.batch_size == 128 and fast.data.prefetch_factor == 4
+    assert fast.model.text.pretrained == plain.model.text.pretrained  # the model is unchanged
+
+
+def test_tiny_fit_with_the_levers_on(tmp_path, monkeypatch) -> None:
+    """Two optimizer steps through the real CLI with every lever but compile (CPU: minutes)."""
+    from mmdetect.training import build_cli
+
+    monkeypatch.chdir(REPO)
+    cli = build_cli(
+        ["fit", "--config", "configs/train/tiny.yaml", "--trainer.fast_dev_run=2",
+         f"--trainer.default_root_dir={tmp_path}", "--data.num_workers=0",
+         "--data.snapshots=[data_samples/drift]", "--data.split=hash",
+         "--model.photo_bucket=16", "--model.channels_last=true", "--model.fused_adamw=true"]
+    )  # fmt: skip
+    assert cli.trainer.global_step == 2 and cli.model.net.image.photo_bucket == 16
+    conv = cli.model.net.image.backbone.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert cli.trainer.optimizers[0].defaults["fused"] is None  # CUDA only
