@@ -30,7 +30,7 @@ if [ "$smoke" = 1 ]; then
   args=(--model tiny --device cpu --precision 32-true --variants off,on --steps 1
         --warmup-steps 1 --batch-size 4 --infer-batch-size 8 --workers 0 --limit 12
         --model-only-batches 1 --infer-passes 1)
-  limit=120
+  limit=300
   export OMP_NUM_THREADS=1  # a shared CPU: one thread is as fast for a tiny model
 else
   tokens="${TOKENS:-runs/bench_gpu/tokens.pt}"

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import gc
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
+from itertools import islice
 
 import torch
 
@@ -36,7 +38,7 @@ class Levers:
     channels_last: bool = False
     compile: str | None = None  # torch.compile mode of the text tower and fusion
     fused_adamw: bool = False
-    cudnn_benchmark: bool = False  # in training; inference always autotunes
+    cudnn_benchmark: bool = False  # cuDNN autotuning (training and inference)
 
 
 _ON = Levers(batch_size=128, infer_batch_size=256, workers=16, prefetch_factor=4,
@@ -142,16 +144,30 @@ def infer(net, loader, cached_from: Iterable[dict], args, amp: bool, sync) -> di
     }
 
 
+def measure(args, lv: Levers, module, loader, datasets, sync) -> dict:
+    """train, train_model_only and inference figures of one variant (module docstring)."""
+    device, amp = torch.device(args.device), args.precision != "32-true"
+    train_ds, eval_ds = datasets
+    # A few workers for the short-lived loaders that fill the device-side caches.
+    few = replace(lv, workers=min(lv.workers, 4), prefetch_factor=2)
+    fig = {"train": train_lightning(module, loader(train_ds, lv, True), lv, args, device)}
+    cached = [_on(b, device) for b in islice(loader(train_ds, few, True), args.model_only_batches)]
+    fig["train_model_only"] = train_model_only(module, cached, lv, amp, sync)
+    del cached
+    # Autotuning only where photo buckets make the CNN's shapes repeat: with the CNN batch
+    # a new size every batch, cuDNN would re-benchmark at every batch (docs/BENCHMARKS.md).
+    torch.backends.cudnn.benchmark = lv.cudnn_benchmark
+    eval_cached = islice(loader(eval_ds, few, False), args.model_only_batches)
+    fig["inference"] = infer(module.net, loader(eval_ds, lv, False), eval_cached, args, amp, sync)
+    return fig
+
+
 def run_variants(
     args, head: dict, levers: dict[str, Levers], build, loader, datasets, save
 ) -> dict:
     """Every variant of `levers` within `args.budget_s`; `save` after each (a partial result)."""
-    from itertools import islice
-
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    amp = args.precision != "32-true"
-    train_ds, eval_ds = datasets
     out = {**head, "levers": {n: asdict(lv) for n, lv in levers.items()}, "variants": {}}
     start = time.perf_counter()
     for name, lv in levers.items():
@@ -160,23 +176,13 @@ def run_variants(
             save(out)
             continue
         t0 = time.perf_counter()
-        module = build(lv)
-        fig = {"train": train_lightning(module, loader(train_ds, lv, True), lv, args, device)}
-        cached = [_on(b, device) for b in islice(loader(train_ds, replace(lv, workers=0), True),
-                                                 args.model_only_batches)]  # fmt: skip
-        fig["train_model_only"] = train_model_only(module, cached, lv, amp, sync)
-        del cached
-        torch.backends.cudnn.benchmark = True
-        eval_cached = islice(
-            loader(eval_ds, replace(lv, workers=0), False), args.model_only_batches
-        )
-        fig["inference"] = infer(
-            module.net, loader(eval_ds, lv, False), eval_cached, args, amp, sync
-        )
-        fig["seconds"] = time.perf_counter() - t0
-        out["variants"][name] = fig
+        try:
+            out["variants"][name] = {**measure(args, lv, build(lv), loader, datasets, sync),
+                                     "seconds": time.perf_counter() - t0}  # fmt: skip
+        except Exception as exc:  # e.g. torch.compile failing there: the other variants stand
+            out["variants"][name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+            traceback.print_exc()
         save(out)
-        del module
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -189,8 +195,8 @@ def run_variants(
 def format_variants(r: dict) -> list[str]:
     lines = [f"{r['device']}: {r['model']} {r['precision']}, {r['listings']} listings"]
     for name, f in r["variants"].items():
-        if "skipped" in f:
-            lines.append(f"  {name}: skipped ({f['skipped']})")
+        if "skipped" in f or "error" in f:
+            lines.append(f"  {name}: {f.get('skipped') or f['error'].splitlines()[0]}")
             continue
         t, m, i, lv = f["train"], f["train_model_only"], f["inference"], r["levers"][name]
         lines.append(

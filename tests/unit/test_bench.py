@@ -70,9 +70,13 @@ def test_benchmarks_run_at_tiny_sizes(tiny_config, tmp_path, monkeypatch):
     assert fig["variants"]["ts_fp32"]["max_abs_dp"] < 1e-4
     assert latency.format_export({"tiny": fig})
 
-    tr = train.bench_train(steps=2, reps=1, workers=(0,), batch_size=8)["by_workers"][0]
+    fig = train.bench_train(steps=2, reps=1, workers=(0,), buckets=(0, 8), batch_size=8)
+    tr = fig["by_workers"][0]
     assert tr["steps_timed"] == 1 and positive(tr["steps_per_s"])
     assert 0 <= tr["data_wait_share"] < 1
+    assert set(fig["by_bucket"]) == {0, 8} and positive(fig["by_bucket"][8]["steps_per_s"])
+    assert fig["bucket_max_abs_loss_delta"] < 1e-4  # same batches, same losses
+    assert any("photo_bucket=8" in line for line in train.format_train(fig))
 
     tokens, out = tmp_path / "tokens.pt", tmp_path / "gpu.json"
     assert gpu.main(["prep", "--snapshot", "data_samples/drift", "--max-length", "48",
