@@ -67,12 +67,18 @@ def load_dataset(doc: dict, image_size: int, max_photos: int, train: bool):
                           max_photos)  # fmt: skip
 
 
+def model_config(model: str) -> ModelConfig:
+    """BERT-base + ResNet-50 ("big") or the tiny training config's model."""
+    from mmdetect.bench.assets import big_config, tiny_config
+
+    return big_config() if model == "big" else tiny_config(vocab_size=2000)
+
+
 def build_module(model: str, taxonomy: Sequence[str], lv: Levers = Levers()):  # noqa: B008
     """A seeded DetectorModule (random weights) with the variant's model levers, and its config."""
-    from mmdetect.bench.assets import big_config, tiny_config
     from mmdetect.lit import DetectorModule
 
-    cfg = big_config() if model == "big" else tiny_config(vocab_size=2000)
+    cfg = model_config(model)
     torch.manual_seed(0)
     module = DetectorModule(text=cfg.text, image=cfg.image, hidden=cfg.hidden,
                             taxonomy=taxonomy, tokenizer=None, photo_bucket=lv.photo_bucket,
@@ -127,7 +133,7 @@ def setup(args: argparse.Namespace) -> tuple[dict, ModelConfig, dict]:
         raise SystemExit(f"{args.tokens}: format {doc.get('format')!r}, expected {FORMAT}")
     if args.limit:
         doc["rows"], doc["ids"] = doc["rows"][: args.limit], doc["ids"][: args.limit]
-    _, cfg = build_module(args.model, doc["taxonomy"])
+    cfg = model_config(args.model)
     if doc["max_length"] > cfg.text.max_length:
         raise SystemExit(f"{args.tokens}: ids up to {doc['max_length']} tokens, the {args.model} "
                          f"model takes {cfg.text.max_length}: prep with --max-length")  # fmt: skip
