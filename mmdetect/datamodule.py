@@ -94,6 +94,8 @@ class DetectorDataModule(L.LightningDataModule):
         price_std: float | None = None,
         strict: bool = False,
         text_pretrained: str | None = None,  # linked from model.text.pretrained by the CLI
+        pin_memory: bool = False,  # page-locked batches: faster, asynchronous copies to a GPU
+        prefetch_factor: int | None = None,  # batches queued per worker (torch's default: 2)
     ):
         super().__init__()
         if split not in ("time", "hash"):
@@ -229,6 +231,8 @@ class DetectorDataModule(L.LightningDataModule):
             collate_fn=partial(
                 collate_listings, pad_id=pad_id, image_size=self.image_preprocess().image_size
             ),
+            pin_memory=hp.pin_memory,
+            prefetch_factor=hp.prefetch_factor if hp.num_workers > 0 else None,
             drop_last=False,
         )
 

@@ -20,6 +20,7 @@ from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 from mmdetect.data.tokenize import check_vocabulary, load_tokenizer
 from mmdetect.models.classifier import MODEL_INPUTS, ModelConfig, MultimodalClassifier
 from mmdetect.models.image import ImageConfig
+from mmdetect.models.speed import apply_speedups
 from mmdetect.models.text import TextConfig
 from mmdetect.optim import PRETRAINED, group_lambdas, group_names, param_groups
 
@@ -77,6 +78,11 @@ class DetectorModule(L.LightningModule):
         max_pos_weight: float = 20.0,
         aux_weight: float = 0.5,
         init_from: str | None = None,
+        # Speed levers (configs/train/gpu_fast.yaml); none changes what is computed.
+        photo_bucket: int = 0,  # pad the CNN's photo batch to a multiple of this (models/speed.py)
+        channels_last: bool = False,  # the CNN's convolutions in NHWC
+        compile: str | None = None,  # torch.compile mode for the text tower and fusion
+        fused_adamw: bool = False,  # one fused AdamW kernel (CUDA only; ignored elsewhere)
     ):
         super().__init__()
         if loss not in ("bce", "focal"):
@@ -115,6 +121,15 @@ class DetectorModule(L.LightningModule):
         self.test_ap = MultilabelAveragePrecision(num_labels=c, average=None)
         if init_from:
             self.warm_start(init_from)
+        if self.net.image is not None:
+            self.net.image.photo_bucket = photo_bucket
+
+    def configure_model(self) -> None:
+        """Trainer hook, before the move to the device: the levers that change modules in place
+        (a checkpoint loaded for export or serving never runs it)."""
+        hp = self.hparams
+        for lever in apply_speedups(self.net, hp.compile, hp.channels_last):
+            log.info("speed lever: %s", lever)
 
     def warm_start(self, path: str) -> None:
         """Initialise the network from a checkpoint (fine-tuning, e.g. after review feedback).
@@ -218,7 +233,8 @@ class DetectorModule(L.LightningModule):
         groups = param_groups(self.net, hp.lr, hp.pretrained_lr, hp.weight_decay)
         for name, params in group_names(groups, self.net):
             log.info("optimizer group %s: %d tensors", name, len(params))
-        optimizer = torch.optim.AdamW(groups)
+        fused = True if hp.fused_adamw and self.device.type == "cuda" else None
+        optimizer = torch.optim.AdamW(groups, fused=fused)
         # estimated_stepping_batches sets up the train loader, so num_training_batches is known
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = max(1, int(hp.warmup_fraction * total))

@@ -9,9 +9,11 @@
 #   scripts/bench_gpu.sh profile [ARGS]  # where a training step goes (forward / backward /
 #                                      #   optimizer, new vs seen shapes, kernel launches)
 #
-# ARGS go to `python -m mmdetect.bench.gpu run` (--steps 30 --warmup-steps 5 --batch-size 32
-# --infer-batch-size 128 --workers 8 by default). Results: stdout and $OUT/results.json when
-# $OUT is set (the device runner's output folder), else runs/bench_gpu/results.json.
+# ARGS go to `python -m mmdetect.bench.gpu run` (--variants off,on --steps 30 --warmup-steps 5
+# by default; batch sizes and workers per variant in mmdetect/bench/gpu_run.py, --batch-size /
+# --infer-batch-size / --workers override them). scripts/gpu_check.sh is the prepared one-run
+# check of issue #14. Results: stdout and $OUT/results.json when $OUT is set (the device
+# runner's output folder), else runs/bench_gpu/results.json.
 # mmdetect need not be installed: the repository root is put on PYTHONPATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."

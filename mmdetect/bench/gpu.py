@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
+from dataclasses import asdict, replace
 from datetime import datetime
 from functools import partial
 from itertools import islice
@@ -21,18 +21,20 @@ from pathlib import Path
 import torch
 
 from mmdetect.bench.gpu_profile import format_profile
+from mmdetect.bench.gpu_run import VARIANTS, Levers, format_variants, run_variants
+from mmdetect.models.classifier import ModelConfig
 
 FORMAT = 1
 
 
-def prep(snapshot: str, tokenizer: str, max_length: int, out: Path) -> dict:
+def prep(snapshot: str, tokenizer: str, max_length: int, out: Path, limit: int = 0) -> dict:
     """Tokenize `snapshot` (labeled rows) and save ids + listing fields to `out` (CPU, MeCab)."""
     from mmdetect.data.reader import read_snapshot
     from mmdetect.data.tokenize import encode_batch, load_tokenizer
 
     tok = load_tokenizer(tokenizer)
     snap = read_snapshot(snapshot)
-    listings = [x for x in snap.listings if x.labels is not None]
+    listings = [x for x in snap.listings if x.labels is not None][: limit or None]
     ids = encode_batch(tok, [(x.title, x.description) for x in listings], max_length)
     rows = [
         {"id": x.id, "price": x.price, "category": x.category, "images": list(x.images),
@@ -66,132 +68,122 @@ def load_dataset(doc: dict, image_size: int, max_photos: int, train: bool):
                           max_photos, price.mean, price.std)  # fmt: skip
 
 
-def build_module(model: str, taxonomy: Sequence[str]):
+def model_config(model: str) -> ModelConfig:
+    """BERT-base + ResNet-50 ("big") or the tiny training config's model."""
     from mmdetect.bench.assets import big_config, tiny_config
+
+    return big_config() if model == "big" else tiny_config(vocab_size=2000)
+
+
+def build_module(model: str, taxonomy: Sequence[str], lv: Levers = Levers()):  # noqa: B008
+    """A seeded DetectorModule (random weights) with the variant's model levers, and its config."""
     from mmdetect.lit import DetectorModule
 
-    cfg = big_config() if model == "big" else tiny_config(vocab_size=2000)
+    cfg = model_config(model)
     torch.manual_seed(0)
-    return DetectorModule(text=cfg.text, image=cfg.image, hidden=cfg.hidden,
-                          taxonomy=taxonomy, tokenizer=None), cfg  # fmt: skip
+    module = DetectorModule(text=cfg.text, image=cfg.image, hidden=cfg.hidden,
+                            taxonomy=taxonomy, tokenizer=None, photo_bucket=lv.photo_bucket,
+                            channels_last=lv.channels_last, compile=lv.compile,
+                            fused_adamw=lv.fused_adamw)  # fmt: skip
+    return module, cfg
 
 
-def loader(ds, doc: dict, image_size: int, batch_size: int, workers: int, shuffle: bool):
+def loader(ds, doc: dict, image_size: int, lv: Levers, shuffle: bool):
+    """Training (shuffled, full batches) or eval loader at the variant's sizes and workers."""
     from torch.utils.data import DataLoader
 
     from mmdetect.data.dataset import collate_listings
 
     collate = partial(collate_listings, pad_id=doc["pad_id"], image_size=image_size)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+    batch = lv.batch_size if shuffle else lv.infer_batch_size
+    return DataLoader(ds, batch_size=batch, shuffle=shuffle, num_workers=lv.workers,
                       collate_fn=collate, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=workers > 0, drop_last=shuffle)  # fmt: skip
+                      persistent_workers=lv.workers > 0, drop_last=shuffle,
+                      prefetch_factor=lv.prefetch_factor if lv.workers else None)  # fmt: skip
 
 
-def setup(args: argparse.Namespace) -> tuple[dict, object, object, dict]:
-    """(tokens doc, DetectorModule, ModelConfig, result header) for `run` and `profile`."""
+def device_header(device: torch.device) -> dict:
+    """What the GPU figures were measured on (the CPU side too: it decodes the photos)."""
+    from mmdetect.bench.common import machine
+
+    head = {"torch": torch.__version__, "cuda": torch.version.cuda, "cpu": machine()}
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        head.update(device=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1),
+                    capability=f"{p.major}.{p.minor}")  # fmt: skip
+    else:
+        head["device"] = "cpu"
+    return head
+
+
+def format_header(head: dict) -> str:
+    from mmdetect.bench.common import format_machine
+
+    gpu = head["device"]
+    if "gpu_memory_gib" in head:
+        gpu += f", {head['gpu_memory_gib']} GiB, compute capability {head['capability']}"
+    return f"# device: {gpu}; torch {head['torch']}, cuda {head['cuda']}\n" + format_machine(
+        head["cpu"]
+    )
+
+
+def setup(args: argparse.Namespace) -> tuple[dict, ModelConfig, dict]:
+    """(tokens doc, ModelConfig, result header) for `run` and `profile`."""
     doc = torch.load(args.tokens, map_location="cpu", weights_only=True)
     if doc.get("format") != FORMAT:
         raise SystemExit(f"{args.tokens}: format {doc.get('format')!r}, expected {FORMAT}")
     if args.limit:
         doc["rows"], doc["ids"] = doc["rows"][: args.limit], doc["ids"][: args.limit]
-    module, cfg = build_module(args.model, doc["taxonomy"])
+    cfg = model_config(args.model)
     if doc["max_length"] > cfg.text.max_length:
         raise SystemExit(f"{args.tokens}: ids up to {doc['max_length']} tokens, the {args.model} "
                          f"model takes {cfg.text.max_length}: prep with --max-length")  # fmt: skip
-    cuda = torch.device(args.device).type == "cuda"
-    head = {"device": torch.cuda.get_device_name() if cuda else "cpu",
-            "torch": torch.__version__, "model": args.model, "precision": args.precision,
-            "batch_size": args.batch_size, "workers": args.workers,
-            "listings": len(doc["rows"]), "image_size": cfg.image.image_size,
-            "max_photos": cfg.image.max_photos}  # fmt: skip
-    return doc, module, cfg, head
+    head = {**device_header(torch.device(args.device)), "model": args.model,
+            "precision": args.precision, "listings": len(doc["rows"]),
+            "image_size": cfg.image.image_size, "max_photos": cfg.image.max_photos}  # fmt: skip
+    return doc, cfg, head
+
+
+def _sized(args: argparse.Namespace, lv: Levers) -> Levers:
+    sizes = {"batch_size": args.batch_size, "infer_batch_size": args.infer_batch_size,
+             "workers": args.workers}  # fmt: skip
+    return replace(lv, **{k: v for k, v in sizes.items() if v is not None})
 
 
 def profile(args: argparse.Namespace) -> dict:
     """mmdetect.bench.gpu_profile over `--batches` training batches already on the device."""
     from mmdetect.bench.gpu_profile import profile_steps
 
-    doc, module, cfg, out = setup(args)
+    doc, cfg, out = setup(args)
+    lv = _sized(args, VARIANTS[args.variant])
+    module, _ = build_module(args.model, doc["taxonomy"], lv)
+    module.configure_model()
     size, k, device = cfg.image.image_size, cfg.image.max_photos, torch.device(args.device)
-    torch.backends.cudnn.benchmark = False  # as in `run`'s training
+    torch.backends.cudnn.benchmark = lv.cudnn_benchmark  # as in `run`'s training
     ds = load_dataset(doc, size, k, train=True)
-    batches = loader(ds, doc, size, args.batch_size, args.workers, shuffle=True)
+    batches = loader(ds, doc, size, lv, shuffle=True)
     batches = [{n: v.to(device) for n, v in b.items()} for b in islice(batches, args.batches)]
-    out["profile"] = profile_steps(module.to(device), batches, args.precision != "32-true")
+    out.update(variant=args.variant, levers=asdict(lv))
+    out["profile"] = profile_steps(module.to(device), batches, args.precision != "32-true",
+                                   fused=lv.fused_adamw)  # fmt: skip
     return out
 
 
-def run(args: argparse.Namespace) -> dict:
-    import lightning as L
-
-    from mmdetect.bench.train import StepTimer, summarize
-    from mmdetect.lit import model_inputs
-
-    doc, module, cfg, out = setup(args)
+def run(args: argparse.Namespace, save) -> dict:
+    """Every variant of --variants (mmdetect.bench.gpu_run), results saved after each."""
+    doc, cfg, head = setup(args)
+    print(format_header(head), flush=True)
     size, k = cfg.image.image_size, cfg.image.max_photos
-    device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    train_ds, eval_ds = (load_dataset(doc, size, k, train=t) for t in (True, False))
 
-    train_ds = load_dataset(doc, size, k, train=True)
-    # Training runs the CNN on the valid photos only, a different count every step: cuDNN
-    # autotuning would re-benchmark every step (measured: 0.49 steps/s against 230 ms median
-    # compute on an H200). Inference pads to fixed photo slots, where autotuning pays.
-    torch.backends.cudnn.benchmark = False
-    timer = StepTimer(sync=sync, skip=args.warmup_steps)
-    trainer = L.Trainer(
-        accelerator=device.type if device.type == "cpu" else "gpu", devices=1,
-        precision=args.precision, max_steps=args.steps + args.warmup_steps,
-        limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
-        default_root_dir=str(Path(args.out).parent),
-    )  # fmt: skip
-    trainer.fit(module, train_dataloaders=loader(train_ds, doc, size, args.batch_size,
-                                                 args.workers, shuffle=True))  # fmt: skip
-    out["train"] = summarize(timer)
-    if device.type == "cuda":
-        out["train"]["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    def build(lv: Levers):
+        return build_module(args.model, doc["taxonomy"], lv)[0]
 
-    net = module.net.to(device).eval()
-    eval_ds = load_dataset(doc, size, k, train=False)
-    torch.backends.cudnn.benchmark = True
-    start = time.perf_counter()  # the loader alone: the ceiling for end to end
-    n_loaded = sum(len(b["labels"]) for b in loader(eval_ds, doc, size, args.infer_batch_size,
-                                                    args.workers, False))  # fmt: skip
-    loader_only = n_loaded / (time.perf_counter() - start)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision != "32-true")
-    batches = 0
-    with torch.no_grad(), amp:
-        for _ in range(2):  # the second pass is timed (workers, cudnn autotune warm)
-            sync()
-            start = time.perf_counter()
-            for batch in loader(eval_ds, doc, size, args.infer_batch_size, args.workers, False):
-                batch = {n: v.to(device, non_blocking=True) for n, v in batch.items()}
-                net(*model_inputs(batch))
-                batches += 1
-            sync()
-            seconds = time.perf_counter() - start
-        cached = [
-            {n: v.to(device) for n, v in b.items()}
-            for b, _ in zip(loader(eval_ds, doc, size, args.infer_batch_size, 0, False),
-                            range(args.model_only_batches), strict=False)
-        ]  # fmt: skip
-        for b in cached[:2]:
-            net(*model_inputs(b))
-        sync()
-        start = time.perf_counter()
-        for b in cached:
-            net(*model_inputs(b))
-        sync()
-        model_only_s = time.perf_counter() - start
-    n_cached = sum(len(b["labels"]) for b in cached)
-    out["inference"] = {
-        "batch_size": args.infer_batch_size,
-        "end_to_end_listings_per_s": len(eval_ds) / seconds,
-        "model_only_listings_per_s": n_cached / model_only_s,
-        "end_to_end_share_of_model_only": (len(eval_ds) / seconds) / (n_cached / model_only_s),
-        "loader_only_listings_per_s": loader_only,
-    }
-    return out
+    def make_loader(ds, lv: Levers, shuffle: bool):
+        return loader(ds, doc, size, lv, shuffle)
+
+    levers = {name: _sized(args, VARIANTS[name]) for name in args.variants}
+    return run_variants(args, head, levers, build, make_loader, (train_ds, eval_ds), save)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,46 +194,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     pp.add_argument("--tokenizer", default="data_samples/tokenizer")
     pp.add_argument("--max-length", type=int, default=128)
     pp.add_argument("--out", type=Path, default=Path("runs/bench_gpu/tokens.pt"))
+    pp.add_argument("--limit", type=int, default=0, help="first N labeled listings (smoke)")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--tokens", type=Path, default=Path("runs/bench_gpu/tokens.pt"))
     common.add_argument("--model", choices=["big", "tiny"], default="big")
     common.add_argument("--device", default="cuda")
     common.add_argument("--precision", default="bf16-mixed")
-    common.add_argument("--batch-size", type=int, default=32)
-    common.add_argument("--workers", type=int, default=8)
+    common.add_argument("--batch-size", type=int, help="training batch, all variants")
+    common.add_argument("--infer-batch-size", type=int, help="inference batch, all variants")
+    common.add_argument("--workers", type=int, help="DataLoader workers, all variants")
     common.add_argument("--limit", type=int, help="first N listings only (smoke runs)")
     pr = sub.add_parser("run", parents=[common], help="train and infer from the saved ids")
     pr.add_argument("--out", type=Path, default=Path("runs/bench_gpu/results.json"))
-    pr.add_argument("--infer-batch-size", type=int, default=128)
+    pr.add_argument("--variants", type=_variants, default=["off", "on"],
+                    help=f"comma-separated, of {','.join(VARIANTS)} (gpu_run.VARIANTS)")  # fmt: skip
     pr.add_argument("--steps", type=int, default=30, help="timed training steps")
     pr.add_argument("--warmup-steps", type=int, default=5)
     pr.add_argument("--model-only-batches", type=int, default=8)
+    pr.add_argument("--infer-passes", type=int, default=3, help="timed passes over the data")
+    pr.add_argument("--budget-s", type=float, default=1e9,
+                    help="start no variant after this many seconds (the rest: skipped)")  # fmt: skip
     pf = sub.add_parser("profile", parents=[common], help="where a training step goes")
     pf.add_argument("--out", type=Path, default=Path("runs/bench_gpu/profile.json"))
     pf.add_argument("--batches", type=int, default=8, help="distinct training batches")
+    pf.add_argument("--variant", choices=list(VARIANTS), default="off")
     args = p.parse_args(argv)
     if args.cmd == "prep":
-        print(json.dumps(prep(args.snapshot, args.tokenizer, args.max_length, args.out)))
+        print(
+            json.dumps(prep(args.snapshot, args.tokenizer, args.max_length, args.out, args.limit))
+        )
         return 0
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: no CUDA device visible (use --device cpu for a smoke run)", file=sys.stderr)
         return 1
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    result = profile(args) if args.cmd == "profile" else run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+    def save(result: dict) -> None:  # after each variant: a timed-out run keeps what it measured
+        args.out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+
     if args.cmd == "profile":
-        print(f"{result['device']}: {result['model']} {result['precision']}, batch "
-              f"{result['batch_size']}: {format_profile(result['profile'])}")  # fmt: skip
+        result = profile(args)
+        save(result)
+        lv = result["levers"]
+        print(f"{result['device']}: {result['model']} {result['precision']}, variant "
+              f"{args.variant}, batch {lv['batch_size']}: {format_profile(result['profile'])}")  # fmt: skip
         return 0
-    t, i = result["train"], result["inference"]
-    print(json.dumps(result))
-    print(f"{result['device']}: {result['model']} {result['precision']}: train "
-          f"{t['listings_per_s']:.0f} listings/s ({t['steps_per_s']:.2f} steps/s, data wait "
-          f"{t['data_wait_share']:.0%}); inference {i['end_to_end_listings_per_s']:.0f} "
-          f"listings/s end to end, {i['model_only_listings_per_s']:.0f} model only, "
-          f"{i['loader_only_listings_per_s']:.0f} loader only")  # fmt: skip
+    result = run(args, save)
+    print("\n".join(format_variants(result)))
+    print(f"results: {args.out}")
     return 0
+
+
+def _variants(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    return names
 
 
 if __name__ == "__main__":

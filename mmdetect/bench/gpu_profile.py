@@ -17,15 +17,28 @@ import torch
 LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx")
 
 
-def _step(module, opt, batch: dict, amp: bool, sync: Callable[[], None]) -> tuple[float, ...]:
-    """One optimizer step on DetectorModule.training_step's own loss: phase seconds."""
-    start = time.perf_counter()
+def _loss(module, batch: dict, amp: bool) -> torch.Tensor:
+    """DetectorModule.training_step's own loss, under bf16 autocast when `amp`."""
     with (
         warnings.catch_warnings(),
         torch.autocast(batch["labels"].device.type, dtype=torch.bfloat16, enabled=amp),
     ):
         warnings.simplefilter("ignore")  # its self.log() calls, outside a Trainer, only warn
-        loss = module.training_step(batch, 0)
+        return module.training_step(batch, 0)
+
+
+def train_step(module, opt, batch: dict, amp: bool) -> int:
+    """One optimizer step (no synchronisation); the number of listings it saw."""
+    _loss(module, batch, amp).backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return len(batch["labels"])
+
+
+def _step(module, opt, batch: dict, amp: bool, sync: Callable[[], None]) -> tuple[float, ...]:
+    """One optimizer step: forward, backward and optimizer seconds."""
+    start = time.perf_counter()
+    loss = _loss(module, batch, amp)
     sync()
     forward = time.perf_counter()
     loss.backward()
@@ -44,12 +57,15 @@ def _mean_ms(parts: list[tuple[float, ...]]) -> dict[str, float]:
     return out
 
 
-def profile_steps(module, batches: list[dict], amp: bool, top: int = 10) -> dict:
+def profile_steps(
+    module, batches: list[dict], amp: bool, top: int = 10, fused: bool = False
+) -> dict:
     """Phase times for new-shape and seen-shape steps; launches and top ops from the profiler."""
     device = batches[0]["labels"].device
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     module.train()
-    opt = torch.optim.AdamW(module.net.parameters(), lr=1e-4)
+    fused_ok = True if fused and device.type == "cuda" else None
+    opt = torch.optim.AdamW(module.net.parameters(), lr=1e-4, fused=fused_ok)
     new = [_step(module, opt, b, amp, sync) for b in batches]  # first sight of each shape
     seen = [_step(module, opt, b, amp, sync) for b in batches]  # the same shapes again
     activities = [torch.profiler.ProfilerActivity.CPU]

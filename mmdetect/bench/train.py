@@ -38,6 +38,7 @@ class StepTimer(Callback):
         self.wait: list[float] = []
         self.compute: list[float] = []
         self.sizes: list[int] = []
+        self.losses: list[float] = []
         self._fit_start = self._last_end = self._start = 0.0
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -53,10 +54,16 @@ class StepTimer(Callback):
             self.sync()
         self._last_end = time.perf_counter()
         self.compute.append(self._last_end - self._start)
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self.losses.append(float(loss))
 
 
-def train_steps(steps: int, num_workers: int | None = None, **data_overrides) -> StepTimer:
-    """`steps` optimizer steps of tiny.yaml (no validation, no checkpoints, no logger)."""
+def train_steps(
+    steps: int, num_workers: int | None = None, photo_bucket: int = 0, **data_overrides
+) -> StepTimer:
+    """`steps` optimizer steps of tiny.yaml (no validation, no checkpoints, no logger); with
+    `photo_bucket`, the CNN's photo batch padded to a multiple of it (models/speed.py)."""
     model, data = tiny_sections()
     text, image = TextConfig(**model["text"]), ImageConfig(**model["image"])
     data = {**data, **data_overrides}
@@ -70,7 +77,7 @@ def train_steps(steps: int, num_workers: int | None = None, **data_overrides) ->
     module = DetectorModule(
         text=text, image=image, fusion=model.get("fusion", "concat"),
         modality_dropout=model.get("modality_dropout", 0.0), lr=model.get("lr", 1e-3),
-        tokenizer=data["tokenizer"],
+        tokenizer=data["tokenizer"], photo_bucket=photo_bucket,
     )  # fmt: skip
     timer = StepTimer()
     quiet = logging.getLogger("lightning.pytorch")
@@ -109,20 +116,44 @@ def summarize(timer: StepTimer) -> dict:
         "data_wait_share": sum(wait) / total if total else float("nan"),
         "median_wait_ms": 1e3 * median(wait),
         "median_compute_ms": 1e3 * median(compute),
+        "last_loss": timer.losses[-1] if timer.losses else float("nan"),
+        "losses": timer.losses,
     }
 
 
-def bench_train(steps: int = 20, reps: int = 1, workers: tuple[int, ...] = (2, 0), **over) -> dict:
-    """Alternated runs per worker count; the figures of the median-throughput run of each."""
-    runs: dict[int, list[dict]] = {w: [] for w in workers}
+def bench_train(
+    steps: int = 20,
+    reps: int = 1,
+    workers: tuple[int, ...] = (2, 0),
+    buckets: tuple[int, ...] = (0, 32),
+    **over,
+) -> dict:
+    """Alternated runs per worker count, then per photo bucket (0 = off) without workers, so
+    that both sides see the same batches (same seed, data loaded inline); the figures of the
+    median-throughput run of each, and how far the bucketed runs' losses are from the plain."""
+    runs: dict[tuple[str, int], list[dict]] = {}
+    contenders = [("workers", w) for w in workers] + [("bucket", b) for b in buckets]
     for rep in range(reps):
-        for w in workers if rep % 2 == 0 else workers[::-1]:
-            runs[w].append(summarize(train_steps(steps, num_workers=w, **over)))
-    out = {}
-    for w, figs in runs.items():
-        figs = sorted(figs, key=lambda f: f["steps_per_s"])
-        out[w] = {**figs[len(figs) // 2], "runs": len(figs)}
-    return {"steps": steps, "torch_threads": torch.get_num_threads(), "by_workers": out}
+        for kind, v in contenders if rep % 2 == 0 else contenders[::-1]:
+            kw = {"num_workers": v} if kind == "workers" else {"num_workers": 0, "photo_bucket": v}
+            runs.setdefault((kind, v), []).append(summarize(train_steps(steps, **kw, **over)))
+    out: dict = {"steps": steps, "torch_threads": torch.get_num_threads()}
+    for kind in ("workers", "bucket"):
+        by = {}
+        for (k, v), figs in runs.items():
+            if k == kind:
+                figs = sorted(figs, key=lambda f: f["steps_per_s"])
+                by[v] = {**figs[len(figs) // 2], "runs": len(figs)}
+        out[f"by_{kind}"] = by
+    plain = [f["losses"] for f in runs.get(("bucket", 0), [])]
+    deltas = [
+        max(abs(a - b) for a, b in zip(p, f["losses"], strict=True))
+        for (k, v), figs in runs.items()
+        if k == "bucket" and v > 0
+        for p, f in zip(plain, figs, strict=False)
+    ]
+    out["bucket_max_abs_loss_delta"] = max(deltas) if deltas else None
+    return out
 
 
 def format_train(r: dict) -> list[str]:
@@ -138,9 +169,28 @@ def format_train(r: dict) -> list[str]:
             f"step {f['first_step_s']:.2f} s; median of {f['runs']} run(s)"
         )
     by = r["by_workers"]
-    if len(by) >= 2:
-        (wa, fa), (wb, fb) = list(by.items())[:2]
+    lines += _ratio(by, "workers")
+    for b, f in r.get("by_bucket", {}).items():
         lines.append(
-            f"  ratio steps/s workers={wa} / workers={wb}: {fa['steps_per_s'] / fb['steps_per_s']:.2f}x"
+            f"  photo_bucket={b} (no workers): {f['steps_per_s']:.2f} steps/s, "
+            f"{f['listings_per_s']:.0f} listings/s (median compute {f['median_compute_ms']:.0f} "
+            f"ms), loss after {f['steps_timed'] + 1} steps {f['last_loss']:.6f}; median of "
+            f"{f['runs']} run(s)"
+        )
+    lines += _ratio(r.get("by_bucket", {}), "photo_bucket", invert=True)
+    if r.get("bucket_max_abs_loss_delta") is not None:
+        lines.append(
+            "  max |loss difference| per step, bucketed vs plain runs (same batches): "
+            f"{r['bucket_max_abs_loss_delta']:.2e}"
         )
     return lines
+
+
+def _ratio(by: dict, name: str, invert: bool = False) -> list[str]:
+    """The first two contenders' steps/s ratio (first / second, or second / first)."""
+    if len(by) < 2:
+        return []
+    (a, fa), (b, fb) = list(by.items())[:2][:: -1 if invert else 1]
+    return [
+        f"  ratio steps/s {name}={a} / {name}={b}: {fa['steps_per_s'] / fb['steps_per_s']:.2f}x"
+    ]

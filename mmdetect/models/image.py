@@ -19,6 +19,8 @@ import torchvision
 from torch import nn
 from torchvision.transforms import InterpolationMode, v2
 
+from mmdetect.models.speed import bucketed_features
+
 # The from-scratch default only: a backbone with weights or a timm config states its own.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -277,6 +279,8 @@ class ImageTower(nn.Module):
     batch; the traced graph keeps a dynamic number of photos.
     """
 
+    photo_bucket: int = 0  # > 0: pad the CNN's batch to a multiple of this (models/speed.py)
+
     def __init__(self, cfg: ImageConfig):
         super().__init__()
         if cfg.pooling not in ("mean", "attention"):
@@ -296,7 +300,8 @@ class ImageTower(nn.Module):
         index = valid.nonzero().squeeze(1)
         if self.training and index.numel() == 0:  # BatchNorm refuses an empty training batch
             return flat.new_zeros(flat.shape[0], self.out_dim)
-        feats = self.backbone(flat.index_select(0, index))
+        photos = flat.index_select(0, index)
+        feats = bucketed_features(self.backbone, photos, self.photo_bucket, cap=flat.shape[0])
         return feats.new_zeros(flat.shape[0], feats.shape[1]).index_copy(0, index, feats)
 
     def forward(
