@@ -208,7 +208,7 @@ def format_parity(fig: dict, cfg: ExportConfig, stage: str = "traced") -> str:
     n, c = fig["listings"], fig["class_disagreements"]
     variant = cfg.dtype if cfg.quantize == "none" else f"{cfg.dtype} {cfg.quantize}"
     return (
-        f"parity {variant} on {cfg.device}, eager fp32 vs {stage} {cfg.format}, {n} listings: "
+        f"parity {variant} on {cfg.device}, eager fp32 vs {stage} {OX.DISPLAY[cfg.format]}, {n} listings: "
         f"max |dp| {fig['max_abs_diff']:.3g}, mean |dp| {fig['mean_abs_diff']:.3g}, "
         f"decisions agree {fig['class_agreement']:.2%} per class ({c} differ), "
         f"{fig['overall_agreement']:.2%} overall"

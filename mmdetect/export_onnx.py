@@ -28,6 +28,7 @@ from mmdetect.models.classifier import MODEL_INPUTS
 from mmdetect.onnx_model import OUTPUT_NAME, OnnxModule, make_session, parse_model, providers_for
 
 FORMATS = ("torchscript", "onnx")
+DISPLAY = {"torchscript": "TorchScript", "onnx": "ONNX"}
 ONNX_QUANTIZE = ("none", "dynamic_int8", "static_int8")
 
 
