@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import onnx
+import onnx  # the `onnx` extra: pip install -e '.[onnx]'
 import pytest
 import torch
 
@@ -21,6 +21,7 @@ from mmdetect.export import ExportError, ProbabilityModel, export_bundle, export
 from mmdetect.onnx_model import ONNX_FILE
 from mmdetect.serve import Predictor
 from tests.unit.test_export import Assets, eager_net, small_config
+from tests.unit.test_registry import Pair, pair, promote_cli  # noqa: F401 (pair: a fixture)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -165,3 +166,54 @@ def test_format_and_quantize_combinations_are_checked(assets, tmp_path, capsys):
     B.write_checksums(bad)
     with pytest.raises(B.BundleError, match="format must be one of"):
         B.load_bundle(bad)
+
+
+def test_evaluate_and_promote_accept_an_onnx_bundle(assets, pair: Pair, tmp_path, capsys):  # noqa: F811
+    from mmdetect.cli import main
+    from mmdetect.registry import read_history, resolve_current
+
+    # the registry pair's "good" model and fitted operating point, as an ONNX bundle
+    onnx_good = tmp_path / "onnx_good"
+    thresholds = pair.good / B.THRESHOLDS_FILE
+    export_bundle(assets.ckpt, onnx_good, small_config(format="onnx"), thresholds, assets.drift)
+    for bundle in (pair.good, onnx_good):
+        out = tmp_path / f"eval_{bundle.name}"
+        assert main(["evaluate", "--model", str(bundle), "--snapshot", str(pair.snapshot),
+                     "--out", str(out), "--num-workers", "0"]) == 0  # fmt: skip
+    rows = {}
+    for bundle in (pair.good, onnx_good):
+        lines = (tmp_path / f"eval_{bundle.name}" / "predictions.jsonl").read_text().splitlines()
+        rows[bundle.name] = {r["id"]: r for r in map(json.loads, lines)}
+    ts, ox = rows[pair.good.name], rows["onnx_good"]
+    assert ts.keys() == ox.keys() and len(ox) == 30
+    for key, r in ox.items():
+        assert r["decision"] == ts[key]["decision"] and r["decisions"] == ts[key]["decisions"]
+        assert r["scores"] == pytest.approx(ts[key]["scores"], abs=1e-5)
+    # TorchScript champion, then the same model as ONNX: not worse, so promoted
+    reg = tmp_path / "reg"
+    assert promote_cli(reg, pair.good, pair) == 0
+    assert promote_cli(reg, onnx_good, pair) == 0, capsys.readouterr().err
+    assert (resolve_current(reg) / ONNX_FILE).is_file()
+    assert [h["action"] for h in read_history(reg)] == ["promote", "promote"]
+    assert Predictor.from_bundle(resolve_current(reg)).bundle.meta["format"] == "onnx"
+
+
+@pytest.mark.slow  # two more exports of the tiny model (about a minute on 2 shared cores)
+@pytest.mark.parametrize("mode", ["dynamic_int8", "static_int8"])
+def test_onnx_int8_exports_pass_the_reduced_precision_gate(assets, tmp_path, mode, capsys):
+    out = tmp_path / mode
+    cfg = small_config(format="onnx", quantize=mode)
+    parity = export_bundle(assets.ckpt, out, cfg, parity_snapshot=assets.drift)
+    printed = capsys.readouterr().out
+    assert f"parity fp32 {mode} on cpu, eager fp32 vs served ONNX, 30 listings" in printed
+    for fig in parity.values():  # quantized: not exact, within the low-precision gate
+        assert 0 < fig["max_abs_diff"] <= 0.02 and fig["class_agreement"] >= 0.995
+    model = onnx.load(str(out / ONNX_FILE))
+    ops = {node.op_type for node in model.graph.node}
+    want = "DynamicQuantizeLinear" if mode == "dynamic_int8" else "QuantizeLinear"
+    assert want in ops, sorted(ops)
+    meta = json.loads((out / "meta.json").read_text())
+    assert (meta["format"], meta["quantize"]) == ("onnx", mode)
+    assert B.load_bundle(out).device.type == "cpu"
+    with pytest.raises(B.BundleError, match="runs on CPU only"):
+        B.load_bundle(out, "cuda")
