@@ -17,7 +17,7 @@ from pathlib import Path
 BENCHES = ("tokenize", "score", "train", "export")  # export last: the longest
 
 
-def run_bench(name: str, quick: bool, aoti: bool = False) -> tuple[dict, list[str]]:
+def run_bench(name: str, quick: bool, aoti: bool = False, **export_kw) -> tuple[dict, list[str]]:
     """(figures, printable lines) of one benchmark at the full or --quick size."""
     if name == "tokenize":
         from mmdetect.bench.tokenize import bench_tokenize, format_tokenize
@@ -33,7 +33,7 @@ def run_bench(name: str, quick: bool, aoti: bool = False) -> tuple[dict, list[st
         from mmdetect.bench.latency import bench_export, format_export
 
         # small counts: BERT-base at batch 32 takes seconds per call on 2 cores
-        r = bench_export(quick=quick, tiny_reps=(20, 4), big_reps=(6, 2), aoti=aoti)
+        r = bench_export(quick=quick, tiny_reps=(20, 4), big_reps=(6, 2), aoti=aoti, **export_kw)
         return r, format_export(r)
     if name == "train":
         from mmdetect.bench.train import bench_train, format_train
@@ -50,7 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     p.add_argument("--aoti", action="store_true",
                    help="export: also torch.export + AOTInductor, tiny model (minutes to compile)")  # fmt: skip
+    p.add_argument("--models", help="export: tiny,big (default both; --quick: tiny)")
+    p.add_argument("--variants", help="export: a subset of mmdetect.bench.latency's variants")
     args = p.parse_args(argv)
+    export_kw = {}
+    for key in ("models", "variants"):
+        if getattr(args, key):
+            export_kw[key] = tuple(x.strip() for x in getattr(args, key).split(",") if x.strip())
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = sorted(set(names) - set(BENCHES))
     if unknown:
@@ -66,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict = {"command": command, "machine": header}
     for name in names:
         start = time.perf_counter()
-        figures, lines = run_bench(name, args.quick, args.aoti)
+        figures, lines = run_bench(name, args.quick, args.aoti, **export_kw)
         elapsed = time.perf_counter() - start
         load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
         print("\n".join(lines))

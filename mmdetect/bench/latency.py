@@ -196,6 +196,7 @@ def bench_export(
     big_max_call_s: float = 120.0,
     variants: tuple[str, ...] | None = None,
     aoti: bool = False,
+    models: tuple[str, ...] = ("tiny", "big"),
 ) -> dict:
     """The tiny model (vocab of data_samples/tokenizer) and, unless quick, the big one
     (neither torch.compile nor AOTInductor: each takes minutes to build it on 2 cores).
@@ -204,9 +205,11 @@ def bench_export(
         big_max_call_s / 32 (about 3.7 s): all but emulated bf16 on AVX2 CPUs."""
     names = variants or format_variants(aoti)
     names += ("compiled",) if with_compile and not quick else ()
-    out = {"tiny": bench_model(tiny_config(1672), names, photos=2, reps1=tiny_reps[0],
-                               reps32=tiny_reps[1], big_batch=big_batch)}  # fmt: skip
-    if not quick:
+    out = {}
+    if "tiny" in models:
+        out["tiny"] = bench_model(tiny_config(1672), names, photos=2, reps1=tiny_reps[0],
+                                  reps32=tiny_reps[1], big_batch=big_batch)  # fmt: skip
+    if not quick and "big" in models:
         big_names = tuple(n for n in names if n not in ("compiled", "aoti"))  # minutes to build
         out["big"] = bench_model(big_config(), big_names, photos=1, reps1=big_reps[0],
                                  reps32=big_reps[1], big_batch=big_batch,
