@@ -168,6 +168,7 @@ def test_format_and_quantize_combinations_are_checked(assets, tmp_path, capsys):
         B.load_bundle(bad)
 
 
+@pytest.mark.slow  # the registry pair (two exports), one more export, 2 evaluations, 2 promotions
 def test_evaluate_and_promote_accept_an_onnx_bundle(assets, pair: Pair, tmp_path, capsys):  # noqa: F811
     from mmdetect.cli import main
     from mmdetect.registry import read_history, resolve_current
