@@ -1,4 +1,5 @@
-"""Bundle I/O shared by export and serving: file names, checksums, thresholds, TorchScript loading.
+"""Bundle I/O shared by export and serving: file names, checksums, thresholds, model loading
+(TorchScript here, ONNX through mmdetect.onnx_model).
 
 A bundle is a directory (docs/bundle-format.md) that runs with torch, the JSON files and the
 tokenizer directory alone. Nothing here imports Lightning or the training code.
@@ -23,7 +24,8 @@ from mmdetect.models.classifier import MODEL_INPUTS
 from mmdetect.policy import PolicyError, check_operating_point, decide
 
 FORMAT_VERSION = 1
-MODEL_FILE = "model.ts"
+MODEL_FILE = "model.ts"  # the TorchScript format's; MODEL_FILES for both
+MODEL_FILES = {"torchscript": MODEL_FILE, "onnx": "model.onnx"}  # meta.json "format" -> file
 TOKENIZER_DIR = "tokenizer"
 PREPROCESS_FILE = "preprocess.json"
 THRESHOLDS_FILE = "thresholds.json"
@@ -32,7 +34,8 @@ SUMS_FILE = "SHA256SUMS"
 # MultimodalClassifier.forward's argument order: one definition, in the model.
 INPUT_NAMES = MODEL_INPUTS
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-QUANTIZE = ("none", "dynamic_int8")  # export's `quantize`; int8 kernels are CPU-only
+# export's `quantize`; int8 kernels are CPU-only. static_int8: ONNX only (ORT, calibrated)
+QUANTIZE = ("none", "dynamic_int8", "static_int8")
 
 
 class BundleError(RuntimeError):
@@ -62,8 +65,9 @@ def write_checksums(root: Path) -> Path:
     return path
 
 
-def verify_checksums(root: Path) -> None:
-    """Raise BundleError naming the first file that is missing, changed or not listed."""
+def verify_checksums(root: Path) -> dict[str, str]:
+    """{relative path: sha256} as listed; BundleError naming the first file that is missing,
+    changed or not listed."""
     root = Path(root)
     sums = root / SUMS_FILE
     if not sums.is_file():
@@ -83,6 +87,7 @@ def verify_checksums(root: Path) -> None:
     extra = sorted(set(bundle_files(root)) - set(listed))
     if extra:
         raise BundleError(f"{root}: {extra[0]} is not listed in {SUMS_FILE} (added after export?)")
+    return listed
 
 
 def write_json(path: Path, doc: Any) -> None:
@@ -211,12 +216,32 @@ def load_torchscript(
     return module.eval()
 
 
+def bundle_format(meta: Mapping[str, Any], where: Path) -> str:
+    """meta.json's "format" ("torchscript" when absent: bundles from before ONNX)."""
+    fmt = meta.get("format", "torchscript")
+    if fmt not in MODEL_FILES:
+        raise BundleError(f"{where}: format must be one of {list(MODEL_FILES)}, got {fmt!r}")
+    return fmt
+
+
+def load_onnx_model(path: Path, device: torch.device, sums: Mapping[str, str]):
+    """model.onnx as an OnnxModule (called like the TorchScript module); BundleError if refused."""
+    from mmdetect.onnx_model import OnnxModelError, load_onnx
+
+    try:
+        return load_onnx(path, device, sums)
+    except OnnxModelError as exc:
+        raise BundleError(str(exc)) from None
+
+
 @dataclass
 class LoadedBundle:
-    """A verified bundle: the TorchScript module on its device and the JSON documents."""
+    """A verified bundle: its model on its device and the JSON documents. `module` is a
+    TorchScript module or an OnnxModule; both take MODEL_INPUTS tensors and return float32
+    probabilities."""
 
     root: Path
-    module: torch.jit.ScriptModule
+    module: Any
     device: torch.device
     preprocess: dict[str, Any]
     thresholds: dict[str, Any]
@@ -230,15 +255,17 @@ class LoadedBundle:
 def load_bundle(
     root: str | Path, device: str | torch.device | None = None, optimize: bool | None = None
 ) -> LoadedBundle:
-    """Verify SHA256SUMS, read the JSON files, load model.ts on the resolved device."""
+    """Verify SHA256SUMS, read the JSON files, load model.ts or model.onnx on the resolved
+    device (an ONNX bundle on CUDA without ORT's CUDA provider runs on CPU: see .device)."""
     from mmdetect import bundle_check as C  # it imports this module's names
 
     root = Path(root)
     if not root.is_dir():
         raise BundleError(f"{root}: no such bundle directory")
-    verify_checksums(root)
+    sums = verify_checksums(root)
     meta = read_json(root / META_FILE)
     C.check_meta(meta, root / META_FILE)
+    fmt = bundle_format(meta, root / META_FILE)
     if meta.get("format_version") != FORMAT_VERSION:
         raise BundleError(
             f"{root}: bundle format {meta.get('format_version')!r}, this mmdetect reads {FORMAT_VERSION}"
@@ -250,7 +277,11 @@ def load_bundle(
     check_thresholds(thresholds, preprocess["taxonomy"], str(root / THRESHOLDS_FILE))
     C.check_tokenizer(root)
     target = resolve_device(device, meta)
-    module = load_torchscript(root / MODEL_FILE, target, meta, optimize)
+    if fmt == "onnx":
+        module = load_onnx_model(root / MODEL_FILES[fmt], target, sums)
+        target = module.device
+    else:
+        module = load_torchscript(root / MODEL_FILE, target, meta, optimize)
     return LoadedBundle(root, module, target, preprocess, thresholds, meta)
 
 

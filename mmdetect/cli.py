@@ -202,7 +202,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "lightning": (cmd_lightning, "Lightning's other stages: lightning validate|test|predict"),
     "thresholds": (cmd_thresholds, "thresholds fit: calibration, certified hide, review budget"),
     "evaluate": (cmd_evaluate, "judge the operating point a checkpoint or bundle serves"),
-    "export": (cmd_export, "a parity-checked TorchScript bundle from a checkpoint"),
+    "export": (cmd_export, "a parity-checked TorchScript or ONNX bundle from a checkpoint"),
     "predict": (cmd_predict, "score a listings JSONL with a bundle: hide/review/pass"),
     "serve": (cmd_serve, "HTTP scoring service over a registry's current bundle (docs/serving.md)"),
     "feedback": (cmd_feedback, "feedback merge: fold reviewers' decisions into a snapshot"),

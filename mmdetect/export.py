@@ -1,4 +1,4 @@
-"""`mmdetect export`: a checkpoint to a parity-verified TorchScript bundle (docs/bundle-format.md).
+"""`mmdetect export`: a checkpoint to a parity-verified TorchScript or ONNX bundle (docs/bundle-format.md).
 
 Steps: load the DetectorModule (fp32, eager); trace a probability wrapper at the export dtype on
 a real batch of the parity snapshot; compare eager and traced on a few hundred listings; write
@@ -31,6 +31,7 @@ from torch import nn
 import mmdetect
 from mmdetect import artifact_dir as AD
 from mmdetect import bundle as B
+from mmdetect import export_onnx as OX
 from mmdetect.checkpoint import CheckpointError, build_module, read_checkpoint
 from mmdetect.data.reader import SnapshotError, read_snapshot
 from mmdetect.data.tokenize import load_tokenizer
@@ -49,6 +50,7 @@ class ExportError(RuntimeError):
 class ExportConfig:
     """configs/export/*.yaml; command-line flags override it."""
 
+    format: str = "torchscript"  # | "onnx": ONNX Runtime (mmdetect/export_onnx.py)
     device: str = "cpu"  # "cpu" | "cuda": where tracing and the parity check run
     dtype: str = "fp32"  # "fp32" | "bf16" | "fp16" (fp16: CUDA only)
     freeze: bool = True  # torch.jit.freeze: weights become graph constants
@@ -57,7 +59,8 @@ class ExportConfig:
     optimize_for_inference: bool = False
     # "dynamic_int8" (quantize_linear; CPU fp32 only): 1.65x eager fp32 at batch 32 for
     # BERT-base + ResNet-50 on our AVX2 CPUs, no better than fp32 for the tiny model, whose time
-    # is in the convolutions (docs/BENCHMARKS.md). Parity-gated like bf16.
+    # is in the convolutions (docs/BENCHMARKS.md). Parity-gated like bf16. ONNX: ORT's
+    # dynamic_int8 (MatMul/Gemm) or static_int8 (QDQ, calibrated on the parity batches).
     quantize: str = "none"
     parity_listings: int = 256  # first N listings of the parity snapshot
     batch_size: int = 32
@@ -81,8 +84,8 @@ def check_target(cfg: ExportConfig) -> torch.device:
     """The export device, or a clear refusal for combinations that cannot work."""
     if cfg.dtype not in B.DTYPES:
         raise ExportError(f"dtype must be one of {list(B.DTYPES)}, got {cfg.dtype!r}")
-    if cfg.quantize not in B.QUANTIZE:
-        raise ExportError(f"quantize must be one of {list(B.QUANTIZE)}, got {cfg.quantize!r}")
+    if why := OX.format_problem(cfg.format, cfg.quantize):
+        raise ExportError(why)
     device = torch.device(cfg.device)
     if device.type not in ("cpu", "cuda"):
         raise ExportError(f"device must be cpu or cuda, got {cfg.device!r}")
@@ -244,7 +247,7 @@ def format_parity(fig: dict, cfg: ExportConfig, stage: str = "traced") -> str:
     n, c = fig["listings"], fig["class_disagreements"]
     variant = cfg.dtype if cfg.quantize == "none" else f"{cfg.dtype} {cfg.quantize}"
     return (
-        f"parity {variant} on {cfg.device}, eager fp32 vs {stage} TorchScript, {n} listings: "
+        f"parity {variant} on {cfg.device}, eager fp32 vs {stage} {OX.DISPLAY[cfg.format]}, {n} listings: "
         f"max |dp| {fig['max_abs_diff']:.3g}, mean |dp| {fig['mean_abs_diff']:.3g}, "
         f"decisions agree {fig['class_agreement']:.2%} per class ({c} differ), "
         f"{fig['overall_agreement']:.2%} overall"
@@ -273,6 +276,9 @@ def trace_and_compare(
         for batch in build_loader(dataset, pre, cfg.batch_size):
             batch = {k: v.to(device) for k, v in batch.items()}
             inputs = tuple(batch[name] for name in B.INPUT_NAMES)
+            if traced is None and cfg.format == "onnx":  # static_int8 calibrates on the batches
+                batches = lambda: build_loader(dataset, pre, cfg.batch_size)  # noqa: E731
+                traced = OX.build(module.net, device, cfg.dtype, cfg.quantize, pre, batches)
             if traced is None:  # a real batch: padding, a mix of photo counts
                 traced = trace_model(module.net, inputs, cfg.dtype, cfg)
             ref.append(torch.sigmoid(module(batch)).float().cpu())
@@ -333,11 +339,12 @@ def export_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = AD.temp_dir(out)
     try:
-        traced.save(str(tmp / B.MODEL_FILE))
+        traced.save(str(tmp / B.MODEL_FILES[cfg.format]))
         tok.save_pretrained(str(tmp / B.TOKENIZER_DIR))
         B.write_json(tmp / B.PREPROCESS_FILE, pre)
         B.write_json(tmp / B.THRESHOLDS_FILE, th_doc)
         meta = meta_doc(module, data, ckpt, device, cfg, parity, parity_snapshot)
+        meta.update(getattr(traced, "meta", {}))  # ONNX: the exporter used, and versions
         B.write_json(tmp / B.META_FILE, meta)
         B.write_checksums(tmp)
         served = served_probabilities(tmp, device, cfg, listings, snap.root)
@@ -384,6 +391,7 @@ def meta_doc(module, data, ckpt: Path, device, cfg: ExportConfig, parity: dict, 
         "created_utc": datetime.now(timezone.utc)
         .isoformat(timespec="seconds")
         .replace("+00:00", "Z"),
+        "format": cfg.format,
         "device": str(device),
         "dtype": cfg.dtype,
         "freeze": cfg.freeze,
@@ -407,6 +415,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ckpt", type=Path, required=True, help="Lightning checkpoint")
     p.add_argument("--out", type=Path, required=True, help="bundle directory to create")
     p.add_argument("--config", type=Path, help="configs/export/*.yaml")
+    p.add_argument("--format", choices=list(OX.FORMATS), help="overrides the config")
     p.add_argument("--device", choices=["cpu", "cuda"], help="overrides the config")
     p.add_argument("--dtype", choices=list(B.DTYPES), help="overrides the config")
     p.add_argument("--quantize", choices=list(B.QUANTIZE), help="overrides the config")
@@ -418,7 +427,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         cfg = load_export_config(args.config)
-        for key in ("device", "dtype", "quantize", "parity_listings"):
+        for key in ("format", "device", "dtype", "quantize", "parity_listings"):
             if getattr(args, key) is not None:
                 setattr(cfg, key, getattr(args, key))
         export_bundle(

@@ -20,7 +20,10 @@ from mmdetect.evaluate.predictions import PredictionRecord, prediction_from_list
 
 
 def is_bundle(path: str | Path) -> bool:
-    return Path(path).is_dir() and (Path(path) / "model.ts").is_file()
+    """A directory holding a model.ts or a model.onnx (either format; load_bundle verifies it)."""
+    return Path(path).is_dir() and any(
+        (Path(path) / f).is_file() for f in ("model.ts", "model.onnx")
+    )
 
 
 def checkpoint_proba(

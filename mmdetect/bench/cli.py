@@ -1,4 +1,4 @@
-"""`python scripts/bench.py [--quick] [--only tokenize,score,export,train] [--json PATH]`.
+"""`python scripts/bench.py [--quick] [--only tokenize,score,export,train] [--json PATH] [--aoti]`.
 
 Prints a header describing the machine, then each benchmark's figures as it finishes. Every
 ratio compares contenders measured side by side in this one run (docs/BENCHMARKS.md).
@@ -17,7 +17,7 @@ from pathlib import Path
 BENCHES = ("tokenize", "score", "train", "export")  # export last: the longest
 
 
-def run_bench(name: str, quick: bool) -> tuple[dict, list[str]]:
+def run_bench(name: str, quick: bool, aoti: bool = False, **export_kw) -> tuple[dict, list[str]]:
     """(figures, printable lines) of one benchmark at the full or --quick size."""
     if name == "tokenize":
         from mmdetect.bench.tokenize import bench_tokenize, format_tokenize
@@ -32,7 +32,8 @@ def run_bench(name: str, quick: bool) -> tuple[dict, list[str]]:
     if name == "export":
         from mmdetect.bench.latency import bench_export, format_export
 
-        r = bench_export(quick=quick, tiny_reps=(20, 4) if quick else (40, 8))
+        # small counts: BERT-base at batch 32 takes seconds per call on 2 cores
+        r = bench_export(quick=quick, tiny_reps=(20, 4), big_reps=(6, 2), aoti=aoti, **export_kw)
         return r, format_export(r)
     if name == "train":
         from mmdetect.bench.train import bench_train, format_train
@@ -47,7 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smaller sizes, no BERT-base model")
     p.add_argument("--only", default=",".join(BENCHES), help=f"subset of {','.join(BENCHES)}")
     p.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    p.add_argument("--aoti", action="store_true",
+                   help="export: also torch.export + AOTInductor, tiny model (minutes to compile)")  # fmt: skip
+    p.add_argument("--models", help="export: tiny,big (default both; --quick: tiny)")
+    p.add_argument("--variants", help="export: a subset of mmdetect.bench.latency's variants")
     args = p.parse_args(argv)
+    export_kw = {}
+    for key in ("models", "variants"):
+        if getattr(args, key):
+            export_kw[key] = tuple(x.strip() for x in getattr(args, key).split(",") if x.strip())
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = sorted(set(names) - set(BENCHES))
     if unknown:
@@ -63,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict = {"command": command, "machine": header}
     for name in names:
         start = time.perf_counter()
-        figures, lines = run_bench(name, args.quick)
+        figures, lines = run_bench(name, args.quick, args.aoti, **export_kw)
         elapsed = time.perf_counter() - start
         load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
         print("\n".join(lines))

@@ -10,8 +10,14 @@ Every variant wraps the same seeded MultimodalClassifier as export does (probabi
   ts_int8_ofi         export.trace_model with quantize=dynamic_int8 + optimize_for_inference
                       (what configs/export/cpu_int8.yaml serves)
   compiled            torch.compile (inductor), optional: minutes of compilation here
+  ort_fp32, ort_int8_dynamic, ort_int8_static, aoti: mmdetect/bench/onnx_variants.py
 Variants are timed in alternating order within each repetition. Flips: decisions (p >= 0.5)
 that differ from eager_fp32 on the same batch.
+
+The default comparison (FORMATS) is what a user picks between at export: eager fp32, the two
+TorchScript bundles (cpu.yaml, cpu_int8.yaml), ONNX Runtime fp32 / int8 dynamic / int8 static,
+TorchScript bf16 only on CPUs with native bf16 (emulated it is 10-20x slower), AOTInductor
+only when asked for (`--aoti`: minutes of C++ compilation per model on 2 cores).
 """
 
 from __future__ import annotations
@@ -26,23 +32,42 @@ from torch import nn
 
 from mmdetect.bench.assets import big_config, build_net, random_batch, tiny_config
 from mmdetect.bench.common import median, percentile
+from mmdetect.bench.onnx_variants import ORT_VARIANTS, aoti_variant, ort_variants
 from mmdetect.export import ExportConfig, ProbabilityModel, quantize_linear, trace_model
+from mmdetect.hardware import cpu_has_native_bf16
 from mmdetect.models.classifier import ModelConfig
 
 VARIANTS = ("eager_fp32", "ts_fp32", "ts_fp32_ofi", "ts_bf16", "eager_channels_last",
-            "eager_int8_dynamic", "ts_int8_ofi", "compiled")  # fmt: skip
+            "eager_int8_dynamic", "ts_int8_ofi", "compiled", *ORT_VARIANTS)  # fmt: skip
+# not in VARIANTS (test_bench runs those): minutes of C++ compilation even for the tiny model
+AOTI = "aoti"
+
+
+def format_variants(aoti: bool = False) -> tuple[str, ...]:
+    """The side-by-side export formats; bf16 only where the CPU runs it natively."""
+    bf16 = ("ts_bf16",) if cpu_has_native_bf16() else ()
+    return ("eager_fp32", "ts_fp32_ofi", "ts_int8_ofi", *ORT_VARIANTS, *bf16,
+            *((AOTI,) if aoti else ()))  # fmt: skip
 
 
 def build_variants(
-    net: nn.Module, example: tuple, names: tuple[str, ...]
+    net: nn.Module, example: tuple, names: tuple[str, ...], model: ModelConfig | None = None
 ) -> tuple[dict[str, Callable], dict[str, float]]:
-    """(callables returning probabilities, build seconds) for the requested variants."""
+    """(callables returning probabilities, build seconds) for the requested variants; the
+    ONNX Runtime and AOTInductor ones need `model` (its sizes bound the dynamic shapes)."""
     cfg = ExportConfig(freeze=True)
     eager = ProbabilityModel(net, torch.float32).eval()
-    out: dict[str, Callable] = {}
-    build_s: dict[str, float] = {}
+    if model is None and any(n in ORT_VARIANTS or n == AOTI for n in names):
+        raise ValueError("the ONNX Runtime and AOTInductor variants need the model config")
+    ort, build_s = ort_variants(net, model, names) if model is not None else ({}, {})
+    out: dict[str, Callable] = dict(ort)  # one fp32 export shared, counted in each build time
     for name in names:
         start = time.perf_counter()
+        if name in ort:
+            continue
+        if name == AOTI:
+            out[name], build_s[name] = aoti_variant(net, model), time.perf_counter() - start
+            continue
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             if name == "eager_fp32":
@@ -67,7 +92,7 @@ def build_variants(
             else:
                 raise ValueError(f"unknown variant {name!r}; known: {VARIANTS}")
         build_s[name] = time.perf_counter() - start
-    return out, build_s
+    return {n: out[n] for n in names}, build_s
 
 
 def _timed(fn: Callable, inputs: tuple) -> tuple[float, torch.Tensor]:
@@ -96,7 +121,7 @@ def bench_model(
     b1 = random_batch(cfg, 1, photos, seed=1)
     bn = random_batch(cfg, big_batch, photos, seed=2)
     example = random_batch(cfg, 4, photos, seed=3)  # padding and a photo-less row, traced fast
-    fns, build_s = build_variants(net, example, names)
+    fns, build_s = build_variants(net, example, names, cfg)
     first_call: dict[str, float] = {}
     failed: dict[str, str] = {}
     for name, fn in list(fns.items()):
@@ -165,20 +190,27 @@ def bench_model(
 def bench_export(
     quick: bool = False,
     tiny_reps: tuple[int, int] = (40, 8),
-    big_reps: tuple[int, int] = (3, 2),
-    with_compile: bool = True,
+    big_reps: tuple[int, int] = (10, 3),
+    with_compile: bool = False,
     big_batch: int = 32,
     big_max_call_s: float = 120.0,
+    variants: tuple[str, ...] | None = None,
+    aoti: bool = False,
+    models: tuple[str, ...] = ("tiny", "big"),
 ) -> dict:
-    """The tiny model (vocab of data_samples/tokenizer) and, unless quick, the big one.
+    """The tiny model (vocab of data_samples/tokenizer) and, unless quick, the big one
+    (neither torch.compile nor AOTInductor: each takes minutes to build it on 2 cores).
 
-    The big model runs batch 32 for every variant whose batch-1 latency is under
-    big_max_call_s / 32 (about 3.7 s): all but emulated bf16 on AVX2 CPUs."""
-    names = tuple(n for n in VARIANTS if n != "compiled" or (with_compile and not quick))
-    out = {"tiny": bench_model(tiny_config(1672), names, photos=2, reps1=tiny_reps[0],
-                               reps32=tiny_reps[1], big_batch=big_batch)}  # fmt: skip
-    if not quick:
-        big_names = tuple(n for n in names if n != "compiled")
+        The big model runs batch 32 for every variant whose batch-1 latency is under
+        big_max_call_s / 32 (about 3.7 s): all but emulated bf16 on AVX2 CPUs."""
+    names = variants or format_variants(aoti)
+    names += ("compiled",) if with_compile and not quick else ()
+    out = {}
+    if "tiny" in models:
+        out["tiny"] = bench_model(tiny_config(1672), names, photos=2, reps1=tiny_reps[0],
+                                  reps32=tiny_reps[1], big_batch=big_batch)  # fmt: skip
+    if not quick and "big" in models:
+        big_names = tuple(n for n in names if n not in ("compiled", "aoti"))  # minutes to build
         out["big"] = bench_model(big_config(), big_names, photos=1, reps1=big_reps[0],
                                  reps32=big_reps[1], big_batch=big_batch,
                                  max_call_s=big_max_call_s)  # fmt: skip
