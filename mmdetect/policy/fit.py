@@ -18,6 +18,11 @@ from mmdetect.policy.decide import FORMAT_VERSION, priority_of
 from mmdetect.policy.stats import lower_bound, min_hits_to_certify
 
 
+# Larger than the numeric differences between the exported runtimes (fp32: about 1e-7), far
+# below any difference in risk.
+RUNTIME_TOLERANCE = 1e-6
+
+
 def certify_hide(
     y: np.ndarray, s: np.ndarray, policy: PolicyConfig, weights: np.ndarray | None = None
 ) -> dict[str, Any]:
@@ -69,7 +74,7 @@ def certify_hide(
         return entry
     k, lb = best
     entry.update(
-        hide=float(s_sorted[ends[k]]),
+        hide=_between(s_sorted, ends[k]),
         certified=True,
         evidence={
             "hidden": int(flagged[k]),
@@ -83,6 +88,17 @@ def certify_hide(
     if weights is not None:
         entry["evidence"].update(weighted=True, n_eff=float(n_eff[k]))
     return entry
+
+
+def _between(desc: np.ndarray, end: int) -> float:
+    """A threshold that keeps exactly desc[: end + 1] (scores sorted descending) at or above it,
+    placed RUNTIME_TOLERANCE below desc[end] (or halfway to the next lower score when that is
+    closer). A threshold equal to an observed score lets a 1e-7 difference between runtimes
+    (ONNX Runtime vs torch) flip that listing's decision; a lower one would widen the claim."""
+    cut = float(desc[end]) - RUNTIME_TOLERANCE
+    if end + 1 < len(desc):
+        cut = max(cut, float((desc[end] + desc[end + 1]) / 2))
+    return cut
 
 
 def _ratio(k: float, n: float) -> str:
@@ -113,7 +129,7 @@ def review_threshold(
     if ok.size == 0:  # even the top tie exceeds the budget: review nothing
         return float(np.nextafter(p[0], np.inf)), 0.0
     k = ok[-1]
-    return float(p[ends[k]]), float(volume[k] / total)
+    return _between(p, ends[k]), float(volume[k] / total)
 
 
 def fit_operating_point(
