@@ -18,6 +18,7 @@ from mmdetect.data.dataset import (
     collate_listings,
     label_vector,
 )
+from mmdetect.data.photos import PhotoLoader, draft_side, uint8_steps
 from mmdetect.data.reader import read_snapshot
 from mmdetect.data.records import Problems, in_period
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
@@ -95,14 +96,20 @@ class DetectorDataModule(L.LightningDataModule):
             self._tokenizer = load_tokenizer(self.hparams.tokenizer)
         return self._tokenizer
 
+    def photo_transform(self, train: bool):
+        """(uint8 per-photo steps, mean, std): photos stay uint8 until the loader normalises each
+        batch with that mean and std (data/photos.py)."""
+        hp = self.hparams
+        return uint8_steps(build_transforms(ImageConfig(image_size=hp.image_size), train=train))
+
     def build_dataset(self, items: Sequence[Item], train: bool) -> ListingDataset:
         hp = self.hparams
         pairs = [(it.listing.title, it.listing.description) for it in items]
         ids = encode_batch(self.tokenizer, pairs, hp.max_length)
-        transform = build_transforms(ImageConfig(image_size=hp.image_size), train=train)
+        transform = self.photo_transform(train)[0]
         return ListingDataset(
             items, ids, hp.taxonomy, hp.categories, transform, hp.max_photos,
-            hp.price_mean, hp.price_std,
+            hp.price_mean, hp.price_std, draft_side(hp.image_size),
         )  # fmt: skip
 
     def labeled(self, items: list[Item], where: str) -> list[Item]:
@@ -154,8 +161,11 @@ class DetectorDataModule(L.LightningDataModule):
     def loader(self, name: str, shuffle: bool) -> DataLoader:
         hp = self.hparams
         pad_id = self.tokenizer.pad_token_id or 0
-        return DataLoader(
+        _, mean, std = self.photo_transform(train=False)
+        return PhotoLoader(
             self.datasets[name],
+            mean=mean,
+            std=std,
             batch_size=hp.batch_size,
             shuffle=shuffle,
             num_workers=hp.num_workers,
