@@ -355,6 +355,9 @@ def predict_parser() -> argparse.ArgumentParser:
         "--device", default=None, help="cpu or cuda (default: the export device if present)"
     )
     p.add_argument("--chunk-size", type=positive_int, default=512, help="listings read per step")
+    p.add_argument("--bucket", action="store_true",
+                   help="batch listings with equal photo counts together (less padding; "
+                        "docs/BENCHMARKS.md, Scoring pipeline)")  # fmt: skip
     return p
 
 
@@ -373,6 +376,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         predictor = Predictor.from_bundle(
             args.bundle, args.device, args.batch_size, args.num_workers
         )
+        predictor.bucket = args.bucket
     except (OutputError, BundleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

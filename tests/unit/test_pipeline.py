@@ -25,7 +25,7 @@ from mmdetect.data.photos import (
 )
 from mmdetect.data.reader import read_snapshot
 from mmdetect.models.image import IMAGENET_MEAN, IMAGENET_STD, ImageConfig, build_transforms
-from mmdetect.serve import Predictor, RunSummary, build_loader, read_items
+from mmdetect.serve import Predictor, RunSummary, build_loader, predict_main, read_items
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 DRIFT = Path(__file__).resolve().parents[2] / "data_samples" / "drift"
@@ -293,3 +293,21 @@ def test_predict_counts_photos_that_fail_in_the_worker(assets, tmp_path):
     assert summary.photos.examples["image_corrupt"] == ["L0: a photo failed in the data loader"]
     alone = predictor.predict_items([Item(items[1].listing, tmp_path)])
     np.testing.assert_allclose(probs[0], alone[0], atol=1e-6)  # same photo left: same score
+
+
+def test_predict_cli_bucketed_writes_the_same_rows_in_input_order(assets, tmp_path, capsys):
+    src = assets.drift / "listings.jsonl"
+    rows = {}
+    for flags in ([], ["--bucket"]):
+        out = tmp_path / f"out{len(flags)}.jsonl"
+        argv = ["--bundle", str(assets.bundle), "--input", str(src), "--out", str(out),
+                "--batch-size", "4", *flags]  # fmt: skip
+        assert predict_main(argv) == 0
+        rows[bool(flags)] = [json.loads(line) for line in out.read_text().splitlines()]
+    plain, bucketed = rows[False], rows[True]
+    ids = [json.loads(line)["id"] for line in src.read_text().splitlines() if line.strip()]
+    assert [r["id"] for r in bucketed] == [r["id"] for r in plain] == ids
+    for a, b in zip(plain, bucketed, strict=True):
+        assert a["decision"] == b["decision"]
+        np.testing.assert_allclose(list(a["scores"].values()), list(b["scores"].values()),
+                                   atol=1e-6)  # fmt: skip
