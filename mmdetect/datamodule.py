@@ -24,6 +24,7 @@ from mmdetect.data.dataset import (
     fit_price_stats,
     label_vector,
 )
+from mmdetect.data.photos import PhotoLoader, draft_side, uint8_steps
 from mmdetect.data.reader import read_snapshot
 from mmdetect.data.records import Problems, in_period
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
@@ -123,15 +124,21 @@ class DetectorDataModule(L.LightningDataModule):
             self._tokenizer = load_tokenizer(self.hparams.tokenizer)
         return self._tokenizer
 
+    def photo_transform(self, train: bool):
+        """(uint8 per-photo steps, mean, std): photos stay uint8 until the loader normalises each
+        batch with that mean and std (data/photos.py)."""
+        return uint8_steps(build_transforms(self.image_preprocess(), train=train))
+
     def build_dataset(self, items: Sequence[Item], train: bool) -> ListingDataset:
         hp = self.hparams
         pairs = [(it.listing.title, it.listing.description) for it in items]
         ids = encode_batch(self.tokenizer, pairs, hp.max_length)
-        transform = build_transforms(self.image_preprocess(), train=train)
+        transform = self.photo_transform(train)[0]
         # price statistics are attached by loader(): Lightning restores a checkpoint's after setup()
         return ListingDataset(
-            items, ids, hp.taxonomy, hp.categories, transform, hp.max_photos, math.nan, math.nan
-        )
+            items, ids, hp.taxonomy, hp.categories, transform, hp.max_photos, math.nan, math.nan,
+            draft_side(self.image_preprocess().image_size),
+        )  # fmt: skip
 
     def image_preprocess(self) -> ImagePreprocess:
         """The attached model's photo preprocessing (its backbone's mean, std, interpolation);
@@ -222,8 +229,11 @@ class DetectorDataModule(L.LightningDataModule):
         stats = self.resolved_price_stats()
         self.datasets[name].price_mean, self.datasets[name].price_std = stats.mean, stats.std
         pad_id = self.tokenizer.pad_token_id or 0
-        return DataLoader(
+        _, mean, std = self.photo_transform(train=False)
+        return PhotoLoader(
             self.datasets[name],
+            mean=mean,
+            std=std,
             batch_size=hp.batch_size,
             shuffle=shuffle,
             num_workers=hp.num_workers,

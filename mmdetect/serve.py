@@ -1,9 +1,12 @@
 """Serving an exported bundle: `Predictor` and `mmdetect predict --bundle`.
 
 Preprocessing is the training preprocessing, reused, not re-implemented: encode_batch for the
-text, build_transforms(train=False) for the photos, ListingDataset + collate_listings for the
-batch. Only torch, transformers (the tokenizer) and torchvision (the transforms) are imported:
-never Lightning, mmdetect.lit, mmdetect.training or mmdetect.datamodule (checked in tests).
+text, the eval photo ops of build_transforms as uint8 (data/photos.py) with one normalisation per
+batch, ListingDataset + collate_listings for the batch. The data path: photos are checked from
+their headers in the main process (check_header: no pixel decoded there) and resolved once; the
+DataLoader workers decode each photo once and count a photo that fails then. Only torch,
+transformers (the tokenizer) and torchvision (the transforms) are imported: never Lightning,
+mmdetect.lit, mmdetect.training or mmdetect.datamodule (checked in tests).
 """
 
 from __future__ import annotations
@@ -15,22 +18,28 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mmdetect.bundle import BundleError, LoadedBundle, load_bundle
 from mmdetect.cliutil import non_negative_int, positive_int
-from mmdetect.data.dataset import Item, ListingDataset, collate_listings
+from mmdetect.data.dataset import Item, ListingDataset
+from mmdetect.data.images import check_header
 from mmdetect.data.jsonl import decode_line
-from mmdetect.data.reader import RowProblem, check_photos, parse_row
+from mmdetect.data.photos import normalize_photos
+from mmdetect.data.pipeline import (  # build_dataset, build_loader: also imported from here
+    build_dataset,
+    build_items_dataset,
+    build_loader,
+    count_photo_problems,
+    photo_settings,
+)
+from mmdetect.data.reader import RowProblem, checked_photos, parse_row
 from mmdetect.data.records import Listing, Problems
-from mmdetect.data.tokenize import encode_batch, load_tokenizer
-from mmdetect.models.image import ImagePreprocess, build_transforms
+from mmdetect.data.tokenize import load_tokenizer
 from mmdetect.outputs import (
     OutputError,
     atomic_outputs,
@@ -46,24 +55,6 @@ log = logging.getLogger(__name__)
 
 # Review metadata that scoring never reads; dropped so a bad label cannot cost a listing its score.
 REVIEW_FIELDS = ("labels", "label_source", "reviewed_at")
-
-
-def build_dataset(listings: Sequence[Listing], root: Path, tokenizer, pre: dict) -> ListingDataset:
-    """Listings to tensors exactly as DetectorDataModule.build_dataset(train=False) does."""
-    ids = encode_batch(tokenizer, [(x.title, x.description) for x in listings], pre["max_length"])
-    transform = build_transforms(ImagePreprocess.from_doc(pre), train=False)
-    items = [Item(x, Path(root)) for x in listings]
-    args = (pre["taxonomy"], pre["categories"], transform, pre["max_photos"])
-    return ListingDataset(items, ids, *args, pre["price_mean"], pre["price_std"])
-
-
-def build_loader(
-    dataset: ListingDataset, pre: dict, batch_size: int, num_workers: int = 0, pin: bool = False
-) -> DataLoader:
-    """In-order batches padded by collate_listings, as DetectorDataModule.loader does."""
-    collate = partial(collate_listings, pad_id=pre["pad_id"], image_size=pre["image_size"])
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      collate_fn=collate, pin_memory=pin)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -95,7 +86,9 @@ class Predictor:
 
     def __init__(self, bundle: LoadedBundle, batch_size: int = 64, num_workers: int = 0):
         pre = bundle.preprocess
+        self.mean, self.std, _ = photo_settings(pre)  # checked by load_bundle
         self.bundle, self.batch_size, self.num_workers = bundle, batch_size, num_workers
+        self.bucket = False  # group batches by photo count (see docs/BENCHMARKS.md)
         self.taxonomy: tuple[str, ...] = tuple(pre["taxonomy"])
         self.thresholds = bundle.thresholds
         try:
@@ -128,18 +121,34 @@ class Predictor:
     def dataset(self, listings: Sequence[Listing], root: Path) -> ListingDataset:
         return build_dataset(listings, root, self.tokenizer, self.bundle.preprocess)
 
-    def predict_proba(self, listings: Sequence[Listing], root: Path) -> np.ndarray:
-        """Probabilities [N, C] float32, rows in input order, columns in `self.taxonomy` order."""
-        out = np.zeros((len(listings), len(self.taxonomy)), dtype=np.float32)
-        if not listings:
+    def predict_proba(
+        self, listings: Sequence[Listing], root: Path, problems: Problems | None = None
+    ) -> np.ndarray:
+        """Probabilities [N, C] float32, rows in input order, columns in `self.taxonomy` order.
+        Photos that fail to decode are masked and, with `problems`, counted there."""
+        return self.predict_items([Item(x, Path(root)) for x in listings], problems)
+
+    def predict_items(self, items: Sequence[Item], problems: Problems | None = None) -> np.ndarray:
+        """predict_proba over Items (photos possibly resolved and checked by read_items)."""
+        out = np.zeros((len(items), len(self.taxonomy)), dtype=np.float32)
+        if not items:
             return out
-        pre = self.bundle.preprocess
+        pre, ids = self.bundle.preprocess, [it.listing.id for it in items]
         with torch.no_grad():
-            dataset = self.dataset(listings, root)
+            dataset = build_items_dataset(items, self.tokenizer, pre)
             pin = self.device.type == "cuda"
-            for batch in build_loader(dataset, pre, self.batch_size, self.num_workers, pin):
-                inputs = [batch[name].to(self.device, non_blocking=True) for name in pre["inputs"]]
-                probs = self.bundle.module(*inputs)
+            loader = build_loader(dataset, pre, self.batch_size, self.num_workers, pin,
+                                  normalize=False, bucket=self.bucket)  # fmt: skip
+            for batch in loader:
+                if problems is not None:
+                    count_photo_problems(batch, ids, problems)
+                inputs = {name: batch[name].to(self.device, non_blocking=True)
+                          for name in pre["inputs"]}  # fmt: skip
+                # uint8 photos cross to the device; normalised there, once per batch
+                inputs["images"] = normalize_photos(
+                    inputs["images"], inputs["image_mask"], self.mean, self.std
+                )
+                probs = self.bundle.module(*(inputs[name] for name in pre["inputs"]))
                 out[batch["index"].numpy()] = probs.float().cpu().numpy()
         return out
 
@@ -164,8 +173,15 @@ class Predictor:
             )
         return out
 
-    def predict(self, listings: Sequence[Listing], root: Path) -> list[Decision]:
-        return self.decide([x.id for x in listings], self.predict_proba(listings, root))
+    def predict(
+        self, listings: Sequence[Listing], root: Path, problems: Problems | None = None
+    ) -> list[Decision]:
+        return self.predict_batch([Item(x, Path(root)) for x in listings], problems)
+
+    def predict_batch(self, items: Sequence[Item], problems: Problems | None = None):
+        """Decisions for Items (predict_main's path: photos resolved and checked once)."""
+        probs = self.predict_items(items, problems)
+        return self.decide([it.listing.id for it in items], probs)
 
 
 # ---- mmdetect predict --bundle ------------------------------------------------------------
@@ -208,12 +224,13 @@ def parse_line(raw: bytes, taxonomy: Sequence[str]) -> Listing:
     return parse_row(row, taxonomy)
 
 
-def read_listings(
+def read_items(
     fh, path: Path, root: Path, taxonomy: Sequence[str], summary: RunSummary,
-    done: Set[str] = frozenset(),
-) -> Iterator[Listing]:  # fmt: skip
-    """Stream valid listings (photos checked) from a binary file; count every skipped row.
-    Ids in `done` (written before a resume) are counted as resumed and not yielded."""
+    done: Set[str] = frozenset(), check: Callable[[Path], object] = check_header,
+) -> Iterator[Item]:  # fmt: skip
+    """Stream valid listings from a binary file, photos checked from their headers (no pixel is
+    decoded here) and resolved once; count every skipped row and photo. Ids in `done` (written
+    before a resume) are counted as resumed and not yielded. `check`: the photo check."""
     seen: set[str] = set()
     for lineno, raw in enumerate(fh, 1):
         if not raw.strip():
@@ -233,11 +250,20 @@ def read_listings(
         if listing.id in done:
             summary.resumed += 1
             continue
-        yield check_photos(root, listing, where, summary.photos)
+        listing, paths = checked_photos(root, listing, where, summary.photos, check=check)
+        yield Item(listing, root, paths)
 
 
-def chunked(items: Iterator[Listing], size: int) -> Iterator[list[Listing]]:
-    chunk: list[Listing] = []
+def read_listings(
+    fh, path: Path, root: Path, taxonomy: Sequence[str], summary: RunSummary,
+    done: Set[str] = frozenset(),
+) -> Iterator[Listing]:  # fmt: skip
+    """read_items' listings (photo paths as written in the file)."""
+    return (item.listing for item in read_items(fh, path, root, taxonomy, summary, done))
+
+
+def chunked(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    chunk: list[Item] = []
     for item in items:
         chunk.append(item)
         if len(chunk) == size:
@@ -247,19 +273,19 @@ def chunked(items: Iterator[Listing], size: int) -> Iterator[list[Listing]]:
         yield chunk
 
 
-def score_chunk(predictor: Predictor, chunk: list[Listing], root: Path, summary: RunSummary):
+def score_chunk(predictor: Predictor, chunk: list[Item], summary: RunSummary) -> list[Decision]:
     """Decisions for a chunk; if the batch fails, listing by listing so one bad row costs one."""
     try:
-        return predictor.predict(chunk, root)
+        return predictor.predict_batch(chunk, summary.photos)
     except Exception:  # noqa: BLE001 (isolate the culprit, keep the run going)
         log.exception("a chunk failed; scoring its %d listings one by one", len(chunk))
     out = []
-    for listing in chunk:
+    for item in chunk:
         try:
-            out.extend(predictor.predict([listing], root))
+            out.extend(predictor.predict_batch([item], summary.photos))
         except Exception as exc:  # noqa: BLE001
             summary.skipped["scoring_error"] += 1
-            log.error("%s: scoring failed: %s", listing.id, exc)
+            log.error("%s: scoring failed: %s", item.listing.id, exc)
     return out
 
 
@@ -323,6 +349,9 @@ def predict_parser() -> argparse.ArgumentParser:
         "--device", default=None, help="cpu or cuda (default: the export device if present)"
     )
     p.add_argument("--chunk-size", type=positive_int, default=512, help="listings read per step")
+    p.add_argument("--bucket", action="store_true",
+                   help="batch listings with equal photo counts together (less padding; "
+                        "docs/BENCHMARKS.md, Scoring pipeline)")  # fmt: skip
     return p
 
 
@@ -341,6 +370,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         predictor = Predictor.from_bundle(
             args.bundle, args.device, args.batch_size, args.num_workers
         )
+        predictor.bucket = args.bucket
     except (OutputError, BundleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -359,9 +389,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
             ) as handles,
             tqdm(total=args.input.stat().st_size, unit="B", unit_scale=True, desc="predict") as bar,
         ):
-            listings = read_listings(fin, args.input, root, predictor.taxonomy, summary, done)
-            for chunk in chunked(listings, args.chunk_size):
-                for decision in score_chunk(predictor, chunk, root, summary):
+            items = read_items(fin, args.input, root, predictor.taxonomy, summary, done)
+            for chunk in chunked(items, args.chunk_size):
+                for decision in score_chunk(predictor, chunk, summary):
                     # the decisions row last: a resume redoes a listing whose row is missing
                     for out, fh in reversed(list(zip(outputs, handles, strict=True))):
                         row = out.row(decision)

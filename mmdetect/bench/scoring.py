@@ -1,15 +1,19 @@
 """Snapshot scoring on CPU, raw JSONL + JPEG -> decisions, for an untrained tiny model.
 
 Contenders, alternated over the same listings:
-  predict_cli     `mmdetect predict` (predict_main): bundle load and verification, reading,
-                  validation, batched TorchScript inference with DataLoader workers, writing
-  predictor_warm  the same loop with the Predictor already loaded (a long-lived server)
-  predictor_w0    the same, without DataLoader workers
+  predict_cli     `mmdetect predict` (predict_main) as a user runs it: bundle load and
+                  verification, reading, header checks, batched TorchScript inference, writing;
+                  no DataLoader workers (the CLI default)
+  predict_cli_w   the same with `--num-workers` workers
+  warm_new        predict_main's loop with the Predictor already loaded (a long-lived server)
+  warm_bucketed   the same, batches grouped by photo count (Predictor.bucket)
+  warm_old        the same loop over the data path before data/photos.py (bench/legacy.py):
+                  full-decode validation, paths resolved twice, float photos per photo
   naive           what a user would write: the eager checkpoint module, one listing at a time,
                   the HF tokenizer call and PIL + transforms inline, then json.dumps
   model_only      pre-collated batches through the bundle's TorchScript module, nothing else
-  read_validate   serve.read_listings alone: JSON parsing and the photo check, which decodes
-                  every photo once in the main process before the DataLoader decodes it again
+  read_validate   serve.read_items alone: JSON parsing and the photo header checks
+  read_validate_old  the same with the old full-decode photo check
 """
 
 from __future__ import annotations
@@ -25,30 +29,34 @@ import torch
 from PIL import Image
 
 from mmdetect.bench.assets import export_tiny_bundle
-from mmdetect.bench.common import alternate, median, per_second, speedup
+from mmdetect.bench.common import alternate, per_second, speedup
+from mmdetect.bench.legacy import LegacyPredictor, read_legacy
 from mmdetect.data.dataset import price_features
 from mmdetect.data.tokenize import load_tokenizer, nfkc
 from mmdetect.models.image import build_transforms
 from mmdetect.serve import (
     Predictor,
     RunSummary,
+    build_items_dataset,
     build_loader,
     chunked,
     predict_main,
-    read_listings,
+    read_items,
     score_chunk,
 )
 
 SPEEDUP_GOAL, MODEL_SHARE_GOAL = 5.0, 0.8
 
 
-def score_file(predictor: Predictor, path: Path, root: Path, out: Path, chunk: int = 512) -> int:
+def score_file(
+    predictor: Predictor, path: Path, root: Path, out: Path, chunk: int = 512, read=read_items
+) -> int:
     """predict_main's loop over an already loaded Predictor; returns listings scored."""
     summary, n = RunSummary(), 0
     with path.open("rb") as fin, out.open("w", encoding="utf-8") as fout:
-        listings = read_listings(fin, path, root, predictor.taxonomy, summary)
-        for part in chunked(listings, chunk):
-            for d in score_chunk(predictor, part, root, summary):
+        items = read(fin, path, root, predictor.taxonomy, summary)
+        for part in chunked(items, chunk):
+            for d in score_chunk(predictor, part, summary):
                 fout.write(json.dumps(d.to_json(), ensure_ascii=False) + "\n")
                 n += 1
     return n
@@ -117,41 +125,51 @@ def bench_scoring(
         lines = (root / "listings.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
         src = work / "listings.jsonl"
         src.write_text("".join(lines[:limit]), encoding="utf-8")
-        outs = {name: work / f"{name}.jsonl" for name in ("cli", "warm", "w0", "naive")}
+        names = ("cli", "cli_w", "new", "bucketed", "old", "naive")
+        outs = {name: work / f"{name}.jsonl" for name in names}
         cli_args = ["--bundle", str(bundle), "--input", str(src), "--images-root", str(root),
-                    "--batch-size", str(batch_size), "--num-workers", str(num_workers)]  # fmt: skip
-        warm = Predictor.from_bundle(bundle, "cpu", batch_size, num_workers)
-        w0 = Predictor.from_bundle(bundle, "cpu", batch_size, 0)
-        listings = list(read_listings(src.open("rb"), src, root, warm.taxonomy, RunSummary()))
-        n = len(listings)
-        pre = warm.bundle.preprocess
-        collated = list(build_loader(warm.dataset(listings, root), pre, batch_size))
+                    "--batch-size", str(batch_size)]  # fmt: skip
+        new = Predictor.from_bundle(bundle, "cpu", batch_size, 0)
+        bucketed = Predictor.from_bundle(bundle, "cpu", batch_size, 0)
+        bucketed.bucket = True
+        old = LegacyPredictor.from_bundle(bundle, "cpu", batch_size, 0)
+        items = list(read_items(src.open("rb"), src, root, new.taxonomy, RunSummary()))
+        n = len(items)
+        pre = new.bundle.preprocess
+        dataset = build_items_dataset(items, new.tokenizer, pre)
+        collated = list(build_loader(dataset, pre, batch_size))
         batches = [tuple(b[name] for name in pre["inputs"]) for b in collated]
         slots = sum(b["image_mask"].numel() for b in collated)  # padded photo slots
         photos = sum(int(b["image_mask"].sum()) for b in collated)
 
-        def cli() -> None:
+        def cli(workers: int, out: Path) -> None:
             with (
                 contextlib.redirect_stdout(io.StringIO()),
                 contextlib.redirect_stderr(io.StringIO()),
             ):
-                assert predict_main([*cli_args, "--out", str(outs["cli"])]) == 0
+                argv = [*cli_args, "--num-workers", str(workers), "--out", str(out)]
+                assert predict_main(argv) == 0
 
         def model_only() -> None:
             with torch.no_grad():
                 for inputs in batches:
-                    warm.bundle.module(*inputs)
+                    new.bundle.module(*inputs)
+
+        def read(fn) -> None:
+            with src.open("rb") as fh:
+                list(fn(fh, src, root, new.taxonomy, RunSummary()))
 
         times = alternate(
             {
-                "predict_cli": cli,
-                "predictor_warm": lambda: score_file(warm, src, root, outs["warm"]),
-                "predictor_w0": lambda: score_file(w0, src, root, outs["w0"]),
+                "predict_cli": lambda: cli(0, outs["cli"]),
+                "predict_cli_w": lambda: cli(num_workers, outs["cli_w"]),
+                "warm_new": lambda: score_file(new, src, root, outs["new"]),
+                "warm_bucketed": lambda: score_file(bucketed, src, root, outs["bucketed"]),
+                "warm_old": lambda: score_file(old, src, root, outs["old"], read=read_legacy),
                 "naive": lambda: naive_score(ckpt, src, root, outs["naive"]),
                 "model_only": model_only,
-                "read_validate": lambda: list(
-                    read_listings(src.open("rb"), src, root, warm.taxonomy, RunSummary())
-                ),
+                "read_validate": lambda: read(read_items),
+                "read_validate_old": lambda: read(read_legacy),
             },
             reps=reps,
         )
@@ -160,24 +178,33 @@ def bench_scoring(
         dp = max(float(np.abs(np.subtract(ref[i][0], naive[i][0])).max()) for i in ref)
         same = sum(ref[i][1] == naive[i][1] for i in ref)
         assert dp < 1e-3, f"naive and project probabilities differ by {dp:.3g}"
+        dp_paths = {}
+        for name in ("cli_w", "new", "bucketed", "old"):
+            other = _read_scores(outs[name])
+            assert other.keys() == ref.keys(), f"{name} scored other listings"
+            dp_paths[name] = max(float(np.abs(np.subtract(ref[i][0], other[i][0])).max())
+                                 for i in ref)  # fmt: skip
         rate = {name: per_second(n, t) for name, t in times.items()}
+        share = {name: rate[name] / rate["model_only"] for name in rate if name != "model_only"}
         return {
             "listings": n,
             "reps": reps,
             "batch_size": batch_size,
             "num_workers": num_workers,
             "listings_per_s": rate,
+            "best_s": {name: min(t) for name, t in times.items()},
+            "speedup_vs_naive": {
+                name: speedup(times, name, "naive") for name in rate if name != "naive"
+            },
+            "model_share": share,
             "speedup_cli_vs_naive": speedup(times, "predict_cli", "naive"),
-            "speedup_warm_vs_naive": speedup(times, "predictor_warm", "naive"),
-            "speedup_w0_vs_naive": speedup(times, "predictor_w0", "naive"),
-            "model_share_cli": rate["predict_cli"] / rate["model_only"],
-            "model_share_warm": rate["predictor_warm"] / rate["model_only"],
-            "model_share_w0": rate["predictor_w0"] / rate["model_only"],
-            "read_validate_share_of_warm": median(times["read_validate"])
-            / median(times["predictor_warm"]),
+            "model_share_cli": share["predict_cli"],
+            "model_share_warm": share["warm_new"],
+            "new_vs_old_warm": speedup(times, "warm_new", "warm_old"),
             "photo_slots": slots,
             "real_photos": photos,
             "naive_vs_project_max_abs_dp": dp,
+            "paths_vs_cli_max_abs_dp": dp_paths,
             "decisions_agree": same / max(n, 1),
         }
     finally:
@@ -186,25 +213,26 @@ def bench_scoring(
 
 
 def format_scoring(r: dict) -> list[str]:
-    rate = r["listings_per_s"]
-    best = max(r["speedup_cli_vs_naive"], r["speedup_warm_vs_naive"], r["speedup_w0_vs_naive"])
-    share = max(r["model_share_warm"], r["model_share_w0"])
+    rate, up, share = r["listings_per_s"], r["speedup_vs_naive"], r["model_share"]
+    cli, met = up["predict_cli"], share["predict_cli"]
     return [
         f"score: {r['listings']} listings JSONL + JPEG -> decisions, tiny model (untrained), "
         f"batch {r['batch_size']}, median of {r['reps']} alternated reps; naive vs project "
         f"max |dp| {r['naive_vs_project_max_abs_dp']:.2g}, decisions agree "
-        f"{r['decisions_agree']:.1%}",
-        *(f"  {name:15s} {v:8.0f} listings/s" for name, v in rate.items()),
-        f"  ratio predict_cli / naive: {r['speedup_cli_vs_naive']:.2f}x (incl. bundle load, "
-        f"{r['num_workers']} workers); predictor_warm / naive: "
-        f"{r['speedup_warm_vs_naive']:.2f}x; predictor_w0 / naive: "
-        f"{r['speedup_w0_vs_naive']:.2f}x; goal {SPEEDUP_GOAL:g}x "
-        f"{'met' if best >= SPEEDUP_GOAL else 'NOT met'}",
-        f"  share of model-only throughput: predict_cli {r['model_share_cli']:.0%}, "
-        f"predictor_warm {r['model_share_warm']:.0%}, predictor_w0 {r['model_share_w0']:.0%}; "
-        f"goal {MODEL_SHARE_GOAL:.0%} {'met' if share >= MODEL_SHARE_GOAL else 'NOT met'}",
-        f"  reading + photo validation alone take {r['read_validate_share_of_warm']:.0%} of "
-        "predictor_warm's time (main process; photos are decoded again in the DataLoader)",
+        f"{r['decisions_agree']:.1%}; other paths vs predict_cli max |dp| "
+        + ", ".join(f"{k} {v:.2g}" for k, v in r["paths_vs_cli_max_abs_dp"].items()),
+        f"  {'contender':18s} {'listings/s':>10s} {'x naive':>8s} {'of model':>8s}",
+        *(
+            f"  {name:18s} {v:10.0f} {up.get(name, float('nan')):7.2f}x "
+            f"{share.get(name, float('nan')):8.0%}"
+            for name, v in rate.items()
+        ),
+        f"  predict_cli (mmdetect predict, 0 workers) / naive: {cli:.2f}x, goal "
+        f"{SPEEDUP_GOAL:g}x {'met' if cli >= SPEEDUP_GOAL else 'NOT met'}; share of model-only "
+        f"throughput {met:.0%}, goal {MODEL_SHARE_GOAL:.0%} "
+        f"{'met' if met >= MODEL_SHARE_GOAL else 'NOT met'} (predict_cli_w: "
+        f"{r['num_workers']} workers)",
+        f"  new data path / old, Predictor loaded: {r['new_vs_old_warm']:.2f}x",
         f"  batches carry {r['photo_slots']} photo slots for {r['real_photos']} real photos "
         "(padded to each batch's most photos); the CNN runs on the real ones only",
     ]

@@ -1,5 +1,10 @@
 """Torch dataset over validated listings: photos decoded in DataLoader workers, text pre-tokenized.
 
+Photos are decoded once, in the worker, and leave it as the transform made them (uint8 from the
+photos.py transforms; normalised once per batch by photos.PhotoLoader). A photo that fails there
+(changed on disk, or a body corrupt behind a valid header) is masked and counted by reason in
+the batch's `photo_problems` [B, len(PHOTO_REASONS)].
+
 The tokenizer is not used here: MeCab's Tagger cannot be pickled into workers, so the caller
 tokenizes each snapshot once up front and passes the ids in.
 """
@@ -16,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mmdetect.data.images import ImageProblem, load_image, resolve_image_path
+from mmdetect.data.images import PHOTO_REASONS, ImageProblem, load_image, resolve_image_path
 from mmdetect.data.records import Listing
 
 log = logging.getLogger(__name__)
@@ -94,10 +99,13 @@ def label_vector(labels: Sequence[str] | None, taxonomy: Sequence[str]) -> torch
 
 @dataclass(frozen=True)
 class Item:
-    """A listing and the snapshot directory its photo paths are relative to."""
+    """A listing and the snapshot directory its photo paths are relative to. `paths`, when given,
+    are its photos already resolved and checked inside that directory (serve.read_items), so a
+    worker opens them without resolving each path again."""
 
     listing: Listing
     root: Path
+    paths: tuple[Path, ...] | None = None
 
 
 class ListingDataset(Dataset):
@@ -113,6 +121,7 @@ class ListingDataset(Dataset):
         max_photos: int,
         price_mean: float,
         price_std: float,
+        draft_side: int | None = None,
     ):
         if len(items) != len(token_ids):
             raise ValueError(f"{len(items)} items but {len(token_ids)} token sequences")
@@ -121,28 +130,35 @@ class ListingDataset(Dataset):
         self.transform, self.max_photos = image_transform, max_photos
         # the training split's statistics (DetectorDataModule.loader sets them once known)
         self.price_mean, self.price_std = price_mean, price_std
+        self.draft_side = draft_side  # load_image(min_side=...): JPEGs decoded at a DCT scale
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def photos(self, item: Item) -> list[torch.Tensor]:
-        out = []
+    def photos(self, item: Item) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Up to max_photos transformed photos, and the count of failed ones per reason."""
+        out, failed = [], torch.zeros(len(PHOTO_REASONS), dtype=torch.long)
         # dict.fromkeys: a listing read with check_images=False may repeat a path; decode it once
-        for rel in list(dict.fromkeys(item.listing.images))[: self.max_photos]:
+        refs = item.paths if item.paths is not None else dict.fromkeys(item.listing.images)
+        for ref in list(refs)[: self.max_photos]:
             try:
-                out.append(self.transform(load_image(resolve_image_path(item.root, rel))))
-            except ImageProblem as exc:  # changed on disk since validation: mask it, say so
-                log.warning("%s: photo %s skipped: %s", item.listing.id, rel, exc)
-        return out
+                path = ref if item.paths is not None else resolve_image_path(item.root, ref)
+                out.append(self.transform(load_image(path, self.draft_side)))
+            except ImageProblem as exc:  # changed on disk, or a corrupt body: mask it, count it
+                failed[PHOTO_REASONS.index(exc.reason)] += 1
+                log.warning("%s: photo %s skipped: %s", item.listing.id, ref, exc)
+        return out, failed
 
     def __getitem__(self, i: int) -> dict:
         item = self.items[i]
         x = item.listing
         price, has_price = price_features(x.price, self.price_mean, self.price_std)
+        photos, failed = self.photos(item)
         return {
             "index": i,
             "input_ids": torch.tensor(self.token_ids[i], dtype=torch.long),
-            "photos": self.photos(item),
+            "photos": photos,
+            "photo_problems": failed,
             "price": price,
             "price_mask": has_price,
             "category_id": self.categories.get(x.category or "", len(self.categories)),
@@ -151,13 +167,17 @@ class ListingDataset(Dataset):
 
 
 def collate_listings(samples: list[dict], pad_id: int = 0, image_size: int = 64) -> dict:
-    """Pad text to the longest sequence and photos to the most photos (at least one slot)."""
+    """Pad text to the longest sequence and photos to the most photos (at least one slot).
+
+    Photos keep their dtype (uint8 from the photos.py transforms, float32 from a transform that
+    normalises); a batch without any photo gets float32 zeros."""
     b = len(samples)
     length = max(len(s["input_ids"]) for s in samples)
     k = max(1, max(len(s["photos"]) for s in samples))
+    dtype = next((s["photos"][0].dtype for s in samples if s["photos"]), torch.float32)
     input_ids = torch.full((b, length), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((b, length), dtype=torch.long)
-    images = torch.zeros((b, k, 3, image_size, image_size))
+    images = torch.zeros((b, k, 3, image_size, image_size), dtype=dtype)
     image_mask = torch.zeros((b, k), dtype=torch.bool)
     for row, s in enumerate(samples):
         n = len(s["input_ids"])
@@ -166,6 +186,7 @@ def collate_listings(samples: list[dict], pad_id: int = 0, image_size: int = 64)
         for j, photo in enumerate(s["photos"]):
             images[row, j] = photo
             image_mask[row, j] = True
+    none = torch.zeros(len(PHOTO_REASONS), dtype=torch.long)
     return {
         "index": torch.tensor([s["index"] for s in samples]),
         "input_ids": input_ids,
@@ -176,4 +197,5 @@ def collate_listings(samples: list[dict], pad_id: int = 0, image_size: int = 64)
         "price_mask": torch.tensor([s["price_mask"] for s in samples], dtype=torch.bool),
         "category_id": torch.tensor([s["category_id"] for s in samples], dtype=torch.long),
         "labels": torch.stack([s["labels"] for s in samples]),
+        "photo_problems": torch.stack([s.get("photo_problems", none) for s in samples]),
     }

@@ -7,7 +7,9 @@ photo costs that photo, never the listing or the run.
 from __future__ import annotations
 
 import math
+import mmap
 import os
+import struct
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +38,9 @@ DECODE_MAX_PIXELS = 16_000_000
 # would run Ghostscript). The JPEG decoder also opens MPO, as many phones save their JPEGs.
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 NAME_MAX = 255  # bytes per path component on Linux/macOS file systems
+# Every reason an ImageProblem can carry, in a fixed order (the data loader counts by index).
+PHOTO_REASONS = ("image_bad_path", "image_path_escapes", "image_missing", "image_corrupt",
+                 "image_too_large", "image_bad_shape")  # fmt: skip
 T = TypeVar("T")
 
 
@@ -47,9 +52,10 @@ class ImageProblem(Exception):
         self.reason = reason
 
 
-def resolve_image_path(root: Path, rel: str) -> Path:
+def resolve_image_path(root: Path, rel: str, resolved_root: Path | None = None) -> Path:
     """Resolve `rel` inside the snapshot `root`; reject absolute paths, `..` and outside symlinks,
-    NUL bytes, over-long names, symlink loops and anything that is not a regular file."""
+    NUL bytes, over-long names, symlink loops and anything that is not a regular file.
+    `resolved_root`: root.resolve(), when the caller resolves many paths under one root."""
     if not isinstance(rel, str) or not rel or "\x00" in rel:
         raise ImageProblem("image_bad_path", f"not a usable path: {rel!r}")
     if Path(rel).is_absolute() or rel.startswith(("/", "\\")):
@@ -57,8 +63,8 @@ def resolve_image_path(root: Path, rel: str) -> Path:
     if any(len(os.fsencode(part)) > NAME_MAX for part in Path(rel).parts):
         raise ImageProblem("image_bad_path", f"a path component is over {NAME_MAX} bytes: {rel!r}")
     try:
-        root_resolved = root.resolve()
-        resolved = (root / rel).resolve()
+        root_resolved = resolved_root or root.resolve()
+        resolved = (root_resolved / rel).resolve()
         if not resolved.is_relative_to(root_resolved):
             raise ImageProblem("image_path_escapes", f"image path leaves the snapshot: {rel!r}")
         is_file = resolved.is_file()
@@ -126,14 +132,19 @@ def _shrink_factor(w: int, h: int) -> int:
     return math.ceil(math.sqrt(w * h / DECODE_MAX_PIXELS)) if w * h > DECODE_MAX_PIXELS else 1
 
 
-def load_image(path: Path) -> Image.Image:
+def load_image(path: Path, min_side: int | None = None) -> Image.Image:
     """Decode a photo into RGB, shrunk to at most DECODE_MAX_PIXELS. Raises ImageProblem with a
-    reason on any failure."""
+    reason on any failure. With `min_side`, a JPEG is decoded at the smallest DCT scale (1/2,
+    1/4, 1/8) that keeps both sides at least `min_side` (PIL draft mode: less work, other pixels
+    than a full decode, so every consumer of one model must pass the same value)."""
 
     def decode(img: Image.Image) -> Image.Image:
         factor = _shrink_factor(*img.size)
-        if factor > 1 and img.format in ("JPEG", "MPO"):
-            img.draft(img.mode, (img.size[0] // factor, img.size[1] // factor))
+        if img.format in ("JPEG", "MPO"):
+            if min_side:
+                img.draft(img.mode, (min_side, min_side))
+            elif factor > 1:
+                img.draft(img.mode, (img.size[0] // factor, img.size[1] // factor))
         img.load()
         rgb = to_rgb(img)
         factor = _shrink_factor(*rgb.size)
@@ -163,3 +174,45 @@ def check_image(path: Path) -> tuple[int, int]:
         return w, h
 
     return _open(path, check)
+
+
+def check_header(path: Path) -> tuple[int, int]:
+    """Validate a photo without decoding any pixel; returns its size. Raises ImageProblem.
+
+    The header gives format, size and pixel limits; a cheap look at the file's structure catches
+    most truncations (JPEG: an end-of-image marker after the first scan; PNG: an IEND chunk;
+    WebP: the RIFF length; BMP: the declared file size; TIFF: every strip or tile inside the
+    file). A body that is corrupt anyway is found by the data loader, which drops that photo and
+    counts it (ListingDataset)."""
+    return _open(path, lambda img: _check_complete(img, path))
+
+
+def _check_complete(img: Image.Image, path: Path) -> tuple[int, int]:
+    size, fmt, ok = os.path.getsize(path), img.format, True
+    if fmt in ("JPEG", "MPO", "PNG"):
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            if fmt == "PNG":
+                ok = mm.rfind(b"IEND") >= 0
+            else:  # FF D9 cannot occur inside entropy-coded data (an FF byte there is FF 00)
+                sos = mm.find(b"\xff\xda")
+                ok = sos >= 0 and mm.find(b"\xff\xd9", sos) >= 0
+    elif fmt in ("WEBP", "BMP"):
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        if fmt == "WEBP":
+            ok = struct.unpack("<I", head[4:8])[0] + 8 <= size
+        else:  # the declared file size; 0 when the writer left it unset
+            ok = struct.unpack("<I", head[2:6])[0] <= size
+    elif fmt == "TIFF":
+        tags = getattr(img, "tag_v2", {})
+        for offsets, counts in ((273, 279), (324, 325)):  # strips, tiles
+            pairs = zip(_ints(tags.get(offsets)), _ints(tags.get(counts)), strict=False)
+            ok = ok and all(o + n <= size for o, n in pairs)
+    if not ok:
+        raise ImageProblem("image_corrupt", f"{path.name}: truncated {fmt} file ({size} bytes)")
+    return img.size
+
+
+def _ints(value) -> tuple[int, ...]:
+    """A TIFF tag's value as a tuple (one value may come back bare)."""
+    return () if value is None else tuple(value) if isinstance(value, tuple | list) else (value,)

@@ -6,7 +6,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -196,10 +196,24 @@ def check_photos(
     Duplicate paths (also `a.jpg` vs `./a.jpg`) are checked once and dropped; only the first
     `max_photos` distinct paths are checked, the rest are dropped and counted.
     """
-    kept, seen = [], set()
+    return checked_photos(root, listing, where, problems, max_photos)[0]
+
+
+def checked_photos(
+    root: Path, listing: Listing, where: str, problems: Problems, max_photos: int = MAX_PHOTOS,
+    check: Callable[[Path], object] | None = None,
+) -> tuple[Listing, tuple[Path, ...]]:  # fmt: skip
+    """check_photos with another photo check (default check_image), also returning the kept
+    photos' resolved paths (the snapshot root is resolved once per listing)."""
+    check = check or check_image
+    kept, seen, paths = [], set(), []
+    try:
+        resolved_root = root.resolve()
+    except (OSError, RuntimeError):  # each photo then fails with its own reason
+        resolved_root = None
     for n, rel in enumerate(listing.images):
         try:
-            path = resolve_image_path(root, rel)
+            path = resolve_image_path(root, rel, resolved_root)
             if path in seen:
                 problems.add("duplicate_photo", f"{where}: images: {rel!r}")
                 continue
@@ -208,15 +222,16 @@ def check_photos(
                 problems.add("photos_over_limit", f"{where}: images: {len(listing.images) - n} "
                              f"paths after the first {max_photos} photos dropped")  # fmt: skip
                 break
-            check_image(path)
+            check(path)
             kept.append(rel)
+            paths.append(path)
         except ImageProblem as exc:
             problems.add(exc.reason, f"{where}: images: {exc}")
     if listing.images and not kept:
         problems.add("all_photos_failed", f"{where}: kept as a no-photo listing")
-    if tuple(kept) == listing.images:
-        return listing
-    return Listing(**{**listing.__dict__, "images": tuple(kept)})
+    if tuple(kept) != listing.images:
+        listing = Listing(**{**listing.__dict__, "images": tuple(kept)})
+    return listing, tuple(paths)
 
 
 def read_snapshot(

@@ -17,7 +17,6 @@ from mmdetect.policy.config import PolicyConfig, PolicyError
 from mmdetect.policy.decide import FORMAT_VERSION, priority_of
 from mmdetect.policy.stats import lower_bound, min_hits_to_certify
 
-
 # Larger than the numeric differences between the exported runtimes (fp32: about 1e-7), far
 # below any difference in risk.
 RUNTIME_TOLERANCE = 1e-6

@@ -1,0 +1,313 @@
+"""The scoring data path: header checks, one decode in the worker, uint8 photos normalised per
+batch, worker failures counted, bucketing, and probabilities unchanged against the old path."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFile
+
+from mmdetect.bundle import BundleError
+from mmdetect.data.dataset import Item, ListingDataset, collate_listings
+from mmdetect.data.images import PHOTO_REASONS, ImageProblem, check_header, load_image
+from mmdetect.data.photos import (
+    PhotoCountBatches,
+    PhotoLoader,
+    eval_photo,
+    normalize_photos,
+    uint8_steps,
+)
+from mmdetect.data.reader import read_snapshot
+from mmdetect.models.image import IMAGENET_MEAN, IMAGENET_STD, ImageConfig, build_transforms
+from mmdetect.serve import Predictor, RunSummary, build_loader, predict_main, read_items
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+DRIFT = Path(__file__).resolve().parents[2] / "data_samples" / "drift"
+
+
+def noise(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def jpeg_bytes(size=(64, 48), seed=0) -> bytes:
+    buf = io.BytesIO()
+    noise(size, seed).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def body_corrupt_jpeg() -> bytes:
+    """Valid header, SOS and EOI (the header check passes), but a Huffman table of garbage:
+    only decoding finds it."""
+    data = bytearray(jpeg_bytes())
+    dht = data.find(b"\xff\xc4")
+    data[dht + 5 : dht + 21] = b"\xff" * 16
+    return bytes(data)
+
+
+def forbid_decode(monkeypatch) -> None:
+    """From now on, any pixel decode in this process fails the test (files are written first:
+    saving an image loads it)."""
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"decoded {getattr(self, 'filename', self)}")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+    monkeypatch.setattr(Image.Image, "load", refuse)
+
+
+def test_header_check_accepts_every_format_without_decoding(tmp_path, monkeypatch):
+    img, formats = noise((40, 30)), ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+    for fmt in formats:
+        img.save(tmp_path / f"a.{fmt.lower()}", fmt)
+    forbid_decode(monkeypatch)
+    for fmt in formats:
+        assert check_header(tmp_path / f"a.{fmt.lower()}") == (40, 30), fmt
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF"])
+def test_header_check_refuses_a_truncated_file_without_decoding(tmp_path, fmt, monkeypatch):
+    path = tmp_path / f"a.{fmt.lower()}"
+    noise((120, 90)).save(path, fmt)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    forbid_decode(monkeypatch)
+    with pytest.raises(ImageProblem) as err:
+        check_header(path)
+    assert err.value.reason == "image_corrupt"
+
+
+def test_header_check_refuses_oversized_and_unknown_without_decoding(tmp_path, monkeypatch):
+    big, strip = tmp_path / "bomb.png", tmp_path / "strip.png"
+    Image.new("1", (8000, 5001)).save(big)  # 40.008 Mpx: over MAX_PIXELS, a tiny file
+    Image.new("L", (51, 1)).save(strip)
+    forbid_decode(monkeypatch)
+    with pytest.raises(ImageProblem, match="exceeds") as err:
+        check_header(big)
+    assert err.value.reason == "image_too_large"
+    with pytest.raises(ImageProblem) as err:
+        check_header(strip)
+    assert err.value.reason == "image_bad_shape"
+    eps = tmp_path / "x.jpg"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
+    for path in (eps, tmp_path / "empty.jpg"):
+        path.touch()
+        with pytest.raises(ImageProblem) as err:
+            check_header(path)
+        assert err.value.reason == "image_corrupt"
+
+
+def test_body_corrupt_jpeg_passes_the_header_and_fails_the_decode(tmp_path):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(body_corrupt_jpeg())
+    assert check_header(path) == (64, 48)
+    with pytest.raises(ImageProblem) as err:
+        load_image(path)
+    assert err.value.reason == "image_corrupt"
+
+
+def write_snapshot(root: Path, rows: list[dict]) -> Path:
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, images in enumerate(rows):
+        lines.append(json.dumps({"id": f"L{i}", "title": "t", "description": "d", "price": 100,
+                                 "category": None, "images": images,
+                                 "created_at": "2026-10-01T00:00:00+09:00"}))  # fmt: skip
+    (root / "listings.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root / "listings.jsonl"
+
+
+def test_a_body_corrupt_photo_is_a_counted_skip_in_the_worker(tmp_path):
+    """Read in this process (no decode allowed), decoded in a DataLoader worker process: the bad
+    photo is masked and counted; its listing and the good photos are scored."""
+    src = write_snapshot(tmp_path, [["images/ok.jpg", "images/bad.jpg"], ["images/bad.jpg"], []])
+    (tmp_path / "images/ok.jpg").write_bytes(jpeg_bytes())
+    (tmp_path / "images/bad.jpg").write_bytes(body_corrupt_jpeg())
+    summary = RunSummary()
+    with pytest.MonkeyPatch.context() as m, src.open("rb") as fh:
+        forbid_decode(m)  # undone before the worker starts: it decodes for real
+        items = list(read_items(fh, src, tmp_path, ["counterfeit"], summary))
+    assert [len(it.paths) for it in items] == [2, 1, 0] and not summary.photos.counts
+    assert items[0].paths[0] == (tmp_path / "images/ok.jpg").resolve()  # resolved once, here
+    ds = ListingDataset(items, [[2, 3]] * 3, ["counterfeit"], [], eval_photo(16), max_photos=4)
+    pre = {"pad_id": 0, "image_size": 16, "max_photos": 4}
+    batches = list(build_loader(ds, pre, batch_size=3, num_workers=1, normalize=False))
+    batch = batches[0]
+    assert batch["images"].dtype == torch.uint8
+    assert batch["image_mask"].tolist() == [[True], [False], [False]]  # padded to 1 photo
+    corrupt = PHOTO_REASONS.index("image_corrupt")
+    assert batch["photo_problems"][:, corrupt].tolist() == [1, 1, 0]
+    assert batch["photo_problems"].sum() == 2
+
+
+def test_uint8_batches_normalise_to_the_old_per_photo_values():
+    """Old: build_transforms(train=False) per photo, float. New: uint8 per photo (eval_photo and
+    the uint8 steps the datamodule keeps), one normalisation per padded batch."""
+    old = build_transforms(ImageConfig(image_size=32), train=False)
+    steps, mean, std = uint8_steps(old)
+    assert (mean, std) == (IMAGENET_MEAN, IMAGENET_STD)
+    sizes = [(64, 48), (31, 90), (32, 32), (300, 200), (17, 16)]
+    images = [noise(s, seed=i) for i, s in enumerate(sizes)]
+    fast, eval_ = eval_photo(32), [old(img) for img in images]
+    photos = [
+        [fast(img) for img in images[:3]],
+        [fast(images[3])],
+        [fast(images[4]), steps(images[0])],
+    ]
+    assert all(p.dtype == torch.uint8 for row in photos for p in row)
+    samples = [{"index": i, "input_ids": torch.tensor([2, 3]), "photos": row, "price": 0.0,
+                "price_mask": False, "category_id": 0, "labels": torch.zeros(1)}
+               for i, row in enumerate(photos)]  # fmt: skip
+    batch = collate_listings(samples, image_size=32)
+    assert batch["images"].dtype == torch.uint8 and batch["images"].shape == (3, 3, 3, 32, 32)
+    out = normalize_photos(batch["images"], batch["image_mask"], mean, std)
+    expected = [eval_[:3], [eval_[3]], [eval_[4], eval_[0]]]
+    for row, photos_row in enumerate(expected):
+        for j, ref in enumerate(photos_row):
+            torch.testing.assert_close(out[row, j], ref, atol=1e-6, rtol=0)
+            assert torch.equal(out[row, j], ref)  # in fact bit-identical: same ops, same order
+    assert not out[~batch["image_mask"]].any()  # padded slots stay 0, as the float path had
+
+
+def test_train_augmentations_run_on_uint8_with_the_same_draws():
+    aug = build_transforms(ImageConfig(image_size=24), train=True)
+    steps, mean, std = uint8_steps(aug)
+    img = noise((50, 40))
+    torch.manual_seed(3)
+    ref = aug(img)
+    torch.manual_seed(3)
+    small = steps(img)
+    assert small.dtype == torch.uint8 and small.shape == (3, 24, 24)
+    out = normalize_photos(small[None, None], torch.ones(1, 1, dtype=torch.bool), mean, std)
+    torch.testing.assert_close(out[0, 0], ref, atol=1e-6, rtol=0)
+
+
+def test_photo_loader_hands_out_normalised_batches(tmp_path):
+    ds = [{"index": 0, "input_ids": torch.tensor([2]), "photos": [eval_photo(8)(noise((9, 9)))],
+           "price": 0.0, "price_mask": False, "category_id": 0, "labels": torch.zeros(1)}]  # fmt: skip
+    loader = PhotoLoader(ds, batch_size=1, collate_fn=lambda s: collate_listings(s, image_size=8),
+                         mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))  # fmt: skip
+    batch = next(iter(loader))
+    raw = ds[0]["photos"][0].float() / 255
+    torch.testing.assert_close(batch["images"][0, 0], (raw - 0.5) / 0.25, atol=1e-6, rtol=0)
+
+
+def test_photo_count_batches_group_and_restore_order():
+    counts = [0, 2, 1, 2, 7, 1, 0, 2, 3, 5]
+    sampler = PhotoCountBatches(counts, batch_size=2, max_photos=3)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(10))
+    for b in batches:
+        assert len(b) <= 2 and len({min(counts[i], 3) for i in b}) == 1
+        assert b == sorted(b)
+    assert [b[0] for b in batches] == sorted(b[0] for b in batches)
+    assert len(sampler) == len(batches)
+
+
+@pytest.fixture(scope="module")
+def drift_listings():
+    return read_snapshot(DRIFT).listings[:40]
+
+
+def test_predict_unchanged_against_the_old_path_on_drift(assets, drift_listings):
+    """data_samples/drift through the tiny bundle: new path (in order, and bucketed by photo
+    count) == the old float-per-photo path (bench/legacy.py) within 1e-5, rows in input order."""
+    from mmdetect.bench.legacy import LegacyPredictor
+
+    old = LegacyPredictor.from_bundle(assets.bundle, batch_size=16)
+    new = Predictor.from_bundle(assets.bundle, batch_size=16)
+    ref = old.predict_proba(drift_listings, DRIFT)
+    got = new.predict_proba(drift_listings, DRIFT)
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    new.bucket = True
+    assert {len(x.images) for x in drift_listings} > {1}  # several buckets were exercised
+    np.testing.assert_allclose(new.predict_proba(drift_listings, DRIFT), got, atol=1e-6, rtol=0)
+
+
+def test_bundle_photo_settings_are_read_not_refused(assets, drift_listings):
+    """mean, std and interpolation come from preprocess.json (ImageNet bilinear when absent):
+    the photos the module receives are normalised with them, on uint8 resized with them."""
+    bundle = Predictor.from_bundle(assets.bundle).bundle
+    listings = [x for x in drift_listings if x.images][:4]
+    seen: list[torch.Tensor] = []
+
+    def record(*inputs):
+        seen.append(inputs[2])  # images, after normalisation
+        return bundle.module(*inputs)
+
+    def images(**changes) -> torch.Tensor:
+        pre = {**bundle.preprocess, **changes}
+        seen.clear()
+        Predictor(dataclasses.replace(bundle, preprocess=pre, module=record)).predict_proba(
+            listings, DRIFT
+        )
+        return torch.cat(seen)
+
+    assert "interpolation" not in bundle.preprocess
+    base = images()
+    assert torch.equal(images(interpolation="bilinear"), base)
+    size = bundle.preprocess["image_size"]
+    raw = torch.stack([eval_photo(size)(load_image(DRIFT / x.images[0])) for x in listings])
+    mean, std = torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0.5, 0.25, 2.0])
+    other = images(mean=mean.tolist(), std=std.tolist())
+    expected = (raw.float() / 255 - mean[:, None, None]) / std[:, None, None]
+    torch.testing.assert_close(other[:, 0], expected, atol=1e-6, rtol=0)
+    bicubic = images(interpolation="bicubic")
+    assert not torch.equal(bicubic, base)
+    ref = eval_photo(size, "bicubic")(load_image(DRIFT / listings[0].images[0]))
+    torch.testing.assert_close(
+        bicubic[0, 0],
+        normalize_photos(
+            ref[None, None], torch.ones(1, 1, dtype=torch.bool), IMAGENET_MEAN, IMAGENET_STD
+        )[0, 0],
+    )
+    with pytest.raises(BundleError, match="preprocess.json: interpolation must be one of"):
+        Predictor(
+            dataclasses.replace(
+                bundle, preprocess={**bundle.preprocess, "interpolation": "lanczos3"}
+            )
+        )
+    with pytest.raises(BundleError, match="std must be > 0"):
+        Predictor(
+            dataclasses.replace(bundle, preprocess={**bundle.preprocess, "std": [0.5, 0.0, 0.5]})
+        )
+
+
+def test_predict_counts_photos_that_fail_in_the_worker(assets, tmp_path):
+    src = write_snapshot(tmp_path, [["images/ok.jpg", "images/bad.jpg"], ["images/ok.jpg"]])
+    (tmp_path / "images/ok.jpg").write_bytes(jpeg_bytes())
+    (tmp_path / "images/bad.jpg").write_bytes(body_corrupt_jpeg())
+    predictor = Predictor.from_bundle(assets.bundle, batch_size=4)
+    summary = RunSummary()
+    with src.open("rb") as fh:
+        items = list(read_items(fh, src, tmp_path, predictor.taxonomy, summary))
+    assert not summary.photos.counts  # the header check passed both photos
+    probs = predictor.predict_items(items, summary.photos)
+    assert dict(summary.photos.counts) == {"image_corrupt": 1}
+    assert summary.photos.examples["image_corrupt"] == ["L0: a photo failed in the data loader"]
+    alone = predictor.predict_items([Item(items[1].listing, tmp_path)])
+    np.testing.assert_allclose(probs[0], alone[0], atol=1e-6)  # same photo left: same score
+
+
+def test_predict_cli_bucketed_writes_the_same_rows_in_input_order(assets, tmp_path, capsys):
+    src = assets.drift / "listings.jsonl"
+    rows = {}
+    for flags in ([], ["--bucket"]):
+        out = tmp_path / f"out{len(flags)}.jsonl"
+        argv = ["--bundle", str(assets.bundle), "--input", str(src), "--out", str(out),
+                "--batch-size", "4", *flags]  # fmt: skip
+        assert predict_main(argv) == 0
+        rows[bool(flags)] = [json.loads(line) for line in out.read_text().splitlines()]
+    plain, bucketed = rows[False], rows[True]
+    ids = [json.loads(line)["id"] for line in src.read_text().splitlines() if line.strip()]
+    assert [r["id"] for r in bucketed] == [r["id"] for r in plain] == ids
+    for a, b in zip(plain, bucketed, strict=True):
+        assert a["decision"] == b["decision"]
+        np.testing.assert_allclose(list(a["scores"].values()), list(b["scores"].values()),
+                                   atol=1e-6)  # fmt: skip
