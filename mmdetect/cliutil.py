@@ -53,6 +53,14 @@ def positive_int(text: str) -> int:
     return _int_at_least(text, 1)
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (timeouts, intervals, sizes)."""
+    value = float(text)
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0 (worker counts, seeds)."""
     return _int_at_least(text, 0)
