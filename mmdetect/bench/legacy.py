@@ -17,7 +17,7 @@ import torch
 from mmdetect.data.dataset import Item, ListingDataset
 from mmdetect.data.images import check_image
 from mmdetect.data.tokenize import encode_batch
-from mmdetect.models.image import ImageConfig, build_transforms
+from mmdetect.models.image import ImagePreprocess, build_transforms
 from mmdetect.serve import Predictor, RunSummary, build_loader, read_items
 
 
@@ -39,7 +39,7 @@ class LegacyPredictor(Predictor):
         items = [Item(it.listing, it.root) for it in items]  # resolved again in the worker
         pairs = [(it.listing.title, it.listing.description) for it in items]
         ids = encode_batch(self.tokenizer, pairs, pre["max_length"])
-        transform = build_transforms(ImageConfig(image_size=pre["image_size"]), train=False)
+        transform = build_transforms(ImagePreprocess.from_doc(pre), train=False)
         args = (pre["taxonomy"], pre["categories"], transform, pre["max_photos"])
         dataset = ListingDataset(items, ids, *args, pre["price_mean"], pre["price_std"])
         with torch.no_grad():
