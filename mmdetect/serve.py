@@ -29,7 +29,7 @@ from mmdetect.cliutil import non_negative_int, positive_int
 from mmdetect.data.dataset import Item, ListingDataset
 from mmdetect.data.images import check_header
 from mmdetect.data.jsonl import decode_line
-from mmdetect.data.photos import normalize_photos
+from mmdetect.data.photos import interpolation_mode, normalize_photos
 from mmdetect.data.pipeline import (  # build_dataset, build_loader: also imported from here
     build_dataset,
     build_items_dataset,
@@ -86,7 +86,13 @@ class Predictor:
 
     def __init__(self, bundle: LoadedBundle, batch_size: int = 64, num_workers: int = 0):
         pre = bundle.preprocess
-        self.mean, self.std, _ = photo_settings(pre)  # checked by load_bundle
+        self.mean, self.std, interpolation = photo_settings(pre)
+        try:  # load_bundle checks these too; a LoadedBundle built by hand is checked here
+            interpolation_mode(interpolation)
+        except ValueError as exc:
+            raise BundleError(f"{bundle.root / 'preprocess.json'}: {exc}") from None
+        if not all(x > 0 for x in self.std):
+            raise BundleError(f"{bundle.root / 'preprocess.json'}: std must be > 0: {self.std}")
         self.bundle, self.batch_size, self.num_workers = bundle, batch_size, num_workers
         self.bucket = False  # group batches by photo count (see docs/BENCHMARKS.md)
         self.taxonomy: tuple[str, ...] = tuple(pre["taxonomy"])

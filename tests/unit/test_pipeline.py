@@ -24,7 +24,7 @@ from mmdetect.data.photos import (
     uint8_steps,
 )
 from mmdetect.data.reader import read_snapshot
-from mmdetect.models.image import IMAGENET_MEAN, IMAGENET_STD, ImageConfig, build_transforms
+from mmdetect.models.image import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocess, build_transforms
 from mmdetect.serve import Predictor, RunSummary, build_loader, predict_main, read_items
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -135,7 +135,7 @@ def test_a_body_corrupt_photo_is_a_counted_skip_in_the_worker(tmp_path):
         items = list(read_items(fh, src, tmp_path, ["counterfeit"], summary))
     assert [len(it.paths) for it in items] == [2, 1, 0] and not summary.photos.counts
     assert items[0].paths[0] == (tmp_path / "images/ok.jpg").resolve()  # resolved once, here
-    ds = ListingDataset(items, [[2, 3]] * 3, ["counterfeit"], [], eval_photo(16), max_photos=4)
+    ds = ListingDataset(items, [[2, 3]] * 3, ["counterfeit"], [], eval_photo(16), 4, 0.0, 1.0)
     pre = {"pad_id": 0, "image_size": 16, "max_photos": 4}
     batches = list(build_loader(ds, pre, batch_size=3, num_workers=1, normalize=False))
     batch = batches[0]
@@ -149,7 +149,7 @@ def test_a_body_corrupt_photo_is_a_counted_skip_in_the_worker(tmp_path):
 def test_uint8_batches_normalise_to_the_old_per_photo_values():
     """Old: build_transforms(train=False) per photo, float. New: uint8 per photo (eval_photo and
     the uint8 steps the datamodule keeps), one normalisation per padded batch."""
-    old = build_transforms(ImageConfig(image_size=32), train=False)
+    old = build_transforms(ImagePreprocess(32), train=False)
     steps, mean, std = uint8_steps(old)
     assert (mean, std) == (IMAGENET_MEAN, IMAGENET_STD)
     sizes = [(64, 48), (31, 90), (32, 32), (300, 200), (17, 16)]
@@ -176,7 +176,7 @@ def test_uint8_batches_normalise_to_the_old_per_photo_values():
 
 
 def test_train_augmentations_run_on_uint8_with_the_same_draws():
-    aug = build_transforms(ImageConfig(image_size=24), train=True)
+    aug = build_transforms(ImagePreprocess(24), train=True)
     steps, mean, std = uint8_steps(aug)
     img = noise((50, 40))
     torch.manual_seed(3)
@@ -249,7 +249,7 @@ def test_bundle_photo_settings_are_read_not_refused(assets, drift_listings):
         )
         return torch.cat(seen)
 
-    assert "interpolation" not in bundle.preprocess
+    assert bundle.preprocess["interpolation"] == "bilinear"  # the backbone's, written at export
     base = images()
     assert torch.equal(images(interpolation="bilinear"), base)
     size = bundle.preprocess["image_size"]
