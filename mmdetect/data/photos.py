@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms import InterpolationMode, v2
 
-from mmdetect.models.image import IMAGENET_MEAN, IMAGENET_STD
+from mmdetect.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 INTERPOLATIONS = ("bilinear", "bicubic")  # what an eval Resize with antialias supports on uint8
 # A JPEG at least this many times the model's side is decoded at a DCT scale (1/2 to 1/8) that

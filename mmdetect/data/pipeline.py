@@ -16,10 +16,10 @@ from torch.utils.data import DataLoader
 
 from mmdetect.data.dataset import Item, ListingDataset, collate_listings
 from mmdetect.data.images import PHOTO_REASONS
+from mmdetect.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from mmdetect.data.photos import PhotoCountBatches, PhotoLoader, draft_side, eval_photo
 from mmdetect.data.records import Listing, Problems
 from mmdetect.data.tokenize import encode_batch
-from mmdetect.models.image import IMAGENET_MEAN, IMAGENET_STD
 
 
 def photo_settings(pre: dict) -> tuple[tuple[float, ...], tuple[float, ...], str]:

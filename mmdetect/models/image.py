@@ -19,11 +19,10 @@ import torchvision
 from torch import nn
 from torchvision.transforms import InterpolationMode, v2
 
+from mmdetect.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from mmdetect.models.speed import bucketed_features
 
 # The from-scratch default only: a backbone with weights or a timm config states its own.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_SIZE = 224
 HEAD_NAMES = ("fc", "classifier", "heads", "head")
 SOURCES = ("torchvision", "timm")
