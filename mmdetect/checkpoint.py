@@ -9,6 +9,7 @@ loads the weights itself, so a mismatch is one clear line instead of a traceback
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
 from collections.abc import Mapping
@@ -19,6 +20,8 @@ import torch
 
 from mmdetect.models.image import ImageConfig
 from mmdetect.models.text import TextConfig
+
+log = logging.getLogger(__name__)
 
 # LightningCLI checkpoints hold only builtins and tensors; a DetectorModule built in Python
 # (Trainer.save_checkpoint in a notebook or test) pickles its tower configs as these dataclasses.
@@ -155,3 +158,43 @@ def _construct(cls, hp: Mapping[str, Any], path: Path, device: torch.device):
         raise CheckpointError(
             f"{path}: its hyper-parameters do not build a model: {_first_line(exc)}{hint}"
         ) from None
+
+
+def load_checkpoint(ckpt: Path, tokenizer: str | None = None):
+    """(DetectorModule in eval mode on CPU, datamodule hparams dict or {}).
+
+    Read with weights_only=True (read_checkpoint); raises CheckpointError naming the file.
+    """
+    raw = read_checkpoint(ckpt)
+    data = dict(raw.get("datamodule_hyper_parameters") or {})
+    hp = raw.get("hyper_parameters") or {}
+    tok = tokenizer or data.get("tokenizer") or hp.get("tokenizer")
+    if not isinstance(tok, str):
+        raise CheckpointError(f"{ckpt}: no tokenizer recorded; pass --tokenizer DIR")
+    module = build_module(raw, Path(ckpt), tokenizer)
+    data["tokenizer"] = tok
+    stats = checkpoint_price_stats(raw, data, Path(ckpt))
+    data["price_mean"], data["price_std"] = stats.mean, stats.std
+    return module, data
+
+
+def checkpoint_price_stats(raw: Mapping[str, Any], data: Mapping[str, Any], ckpt: Path):
+    """The price statistics fitted on the training split, as the checkpoint stores them
+    (DetectorDataModule.state_dict); for an older checkpoint its datamodule settings, else the
+    legacy constants, each with a warning. Bad values raise CheckpointError."""
+    from mmdetect.data.dataset import LEGACY_PRICE_STATS, PriceStats
+    from mmdetect.datamodule import DetectorDataModule
+
+    state = raw.get(DetectorDataModule.__qualname__)
+    where = f"{ckpt}: {DetectorDataModule.__qualname__}"
+    if not (isinstance(state, Mapping) and "price_mean" in state):
+        where = f"{ckpt}: datamodule_hyper_parameters"
+        state = data if data.get("price_mean") is not None else None
+        if state is None:
+            log.warning("%s has no price statistics: legacy %s", ckpt, LEGACY_PRICE_STATS)
+            return LEGACY_PRICE_STATS
+        log.warning("%s has no fitted price statistics: using its settings", ckpt)
+    try:
+        return PriceStats(float(state["price_mean"]), float(state["price_std"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: bad price_mean/price_std: {exc}") from None

@@ -10,107 +10,37 @@ ExportError with the measured figures, and the temporary directory is removed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import dataclasses
-import logging
 import shutil
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 import mmdetect
 from mmdetect import artifact_dir as AD
 from mmdetect import bundle as B
 from mmdetect import export_onnx as OX
-from mmdetect.checkpoint import CheckpointError, build_module, read_checkpoint
+from mmdetect.checkpoint import CheckpointError, load_checkpoint
 from mmdetect.data.reader import SnapshotError, read_snapshot
 from mmdetect.data.tokenize import load_tokenizer
-from mmdetect.hardware import cpu_has_native_bf16
+from mmdetect.export_checks import (
+    ExportConfig,
+    ExportError,
+    check_target,
+    exact_cuda_math,
+    gate,
+    load_export_config,
+)
 from mmdetect.policy.decide import UNFITTED, unfitted_operating_point
 from mmdetect.serve import Predictor, build_dataset, build_loader
-
-log = logging.getLogger(__name__)
-
-
-class ExportError(RuntimeError):
-    """Export refused or failed; nothing was written."""
-
-
-@dataclass
-class ExportConfig:
-    """configs/export/*.yaml; command-line flags override it."""
-
-    format: str = "torchscript"  # | "onnx": ONNX Runtime (mmdetect/export_onnx.py)
-    device: str = "cpu"  # "cpu" | "cuda": where tracing and the parity check run
-    dtype: str = "fp32"  # "fp32" | "bf16" | "fp16" (fp16: CUDA only)
-    freeze: bool = True  # torch.jit.freeze: weights become graph constants
-    # torch.jit.optimize_for_inference, applied by Predictor at load time on the export device
-    # type (torch 2.14 cannot reload an optimized graph); the served parity check covers it
-    optimize_for_inference: bool = False
-    # "dynamic_int8" (quantize_linear; CPU fp32 only): 1.65x eager fp32 at batch 32 for
-    # BERT-base + ResNet-50 on our AVX2 CPUs, no better than fp32 for the tiny model, whose time
-    # is in the convolutions (docs/BENCHMARKS.md). Parity-gated like bf16. ONNX: ORT's
-    # dynamic_int8 (MatMul/Gemm) or static_int8 (QDQ, calibrated on the parity batches).
-    quantize: str = "none"
-    parity_listings: int = 256  # first N listings of the parity snapshot
-    batch_size: int = 32
-    fp32_tolerance: float = 1e-5  # max |p_eager - p_traced| for fp32
-    low_precision_tolerance: float = 0.02  # the same for bf16 / fp16
-    min_agreement: float = 0.995  # bf16 / fp16: share of (listing, class) tiers that agree
-
-
-def load_export_config(path: str | Path | None) -> ExportConfig:
-    if path is None:
-        return ExportConfig()
-    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    known = {f.name for f in dataclasses.fields(ExportConfig)}
-    unknown = sorted(set(doc) - known)
-    if unknown:
-        raise ExportError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
-    return ExportConfig(**doc)
-
-
-def check_target(cfg: ExportConfig) -> torch.device:
-    """The export device, or a clear refusal for combinations that cannot work."""
-    if cfg.dtype not in B.DTYPES:
-        raise ExportError(f"dtype must be one of {list(B.DTYPES)}, got {cfg.dtype!r}")
-    if why := OX.format_problem(cfg.format, cfg.quantize):
-        raise ExportError(why)
-    device = torch.device(cfg.device)
-    if device.type not in ("cpu", "cuda"):
-        raise ExportError(f"device must be cpu or cuda, got {cfg.device!r}")
-    if cfg.quantize != "none" and (device.type != "cpu" or cfg.dtype != "fp32"):
-        raise ExportError(
-            f"quantize {cfg.quantize} needs --device cpu --dtype fp32 (the int8 kernels are "
-            f"CPU-only), got {cfg.device} {cfg.dtype}"
-        )
-    if device.type == "cpu" and cfg.dtype == "bf16" and not cpu_has_native_bf16():
-        print(
-            "warning: this CPU has no AVX-512 BF16 or AMX: bf16 runs emulated, several times "
-            "slower than fp32 (docs/BENCHMARKS.md); serve it only on CPUs that have them",
-            file=sys.stderr,
-        )
-    if device.type == "cpu" and cfg.dtype == "fp16":
-        raise ExportError(
-            "fp16 on CPU is refused (slow, incomplete kernels): use bf16 or --device cuda"
-        )
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ExportError("--device cuda, but no CUDA device is visible to torch")
-        if cfg.dtype == "bf16" and not torch.cuda.is_bf16_supported():
-            raise ExportError("this GPU does not support bf16: use fp16 or fp32")
-        device = torch.device("cuda", device.index or 0)
-    return device
 
 
 class ProbabilityModel(nn.Module):
@@ -169,46 +99,6 @@ def text_encoder_name(net: nn.Module) -> str:
     return f"text encoder {text.encoder.config.model_type} ({type(text.encoder).__name__})"
 
 
-def load_checkpoint(ckpt: Path, tokenizer: str | None = None):
-    """(DetectorModule in eval mode on CPU, datamodule hparams dict or {}).
-
-    Read with weights_only=True (mmdetect.checkpoint); raises CheckpointError naming the file.
-    """
-    raw = read_checkpoint(ckpt)
-    data = dict(raw.get("datamodule_hyper_parameters") or {})
-    hp = raw.get("hyper_parameters") or {}
-    tok = tokenizer or data.get("tokenizer") or hp.get("tokenizer")
-    if not isinstance(tok, str):
-        raise CheckpointError(f"{ckpt}: no tokenizer recorded; pass --tokenizer DIR")
-    module = build_module(raw, Path(ckpt), tokenizer)
-    data["tokenizer"] = tok
-    stats = checkpoint_price_stats(raw, data, Path(ckpt))
-    data["price_mean"], data["price_std"] = stats.mean, stats.std
-    return module, data
-
-
-def checkpoint_price_stats(raw: Mapping[str, Any], data: Mapping[str, Any], ckpt: Path):
-    """The price statistics fitted on the training split, as the checkpoint stores them
-    (DetectorDataModule.state_dict); for an older checkpoint its datamodule settings, else the
-    legacy constants, each with a warning. Bad values raise CheckpointError."""
-    from mmdetect.data.dataset import LEGACY_PRICE_STATS, PriceStats
-    from mmdetect.datamodule import DetectorDataModule
-
-    state = raw.get(DetectorDataModule.__qualname__)
-    where = f"{ckpt}: {DetectorDataModule.__qualname__}"
-    if not (isinstance(state, Mapping) and "price_mean" in state):
-        where = f"{ckpt}: datamodule_hyper_parameters"
-        state = data if data.get("price_mean") is not None else None
-        if state is None:
-            log.warning("%s has no price statistics: legacy %s", ckpt, LEGACY_PRICE_STATS)
-            return LEGACY_PRICE_STATS
-        log.warning("%s has no fitted price statistics: using its settings", ckpt)
-    try:
-        return PriceStats(float(state["price_mean"]), float(state["price_std"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: bad price_mean/price_std: {exc}") from None
-
-
 def preprocess_doc(module, data: Mapping[str, Any], pad_id: int) -> dict[str, Any]:
     """preprocess.json: what the datamodule did to a listing, from the checkpoint's hparams;
     the photo part (image_size, mean, std, interpolation) is the model's own ImagePreprocess."""
@@ -227,42 +117,6 @@ def preprocess_doc(module, data: Mapping[str, Any], pad_id: int) -> dict[str, An
         "price_std": float(data["price_std"]),
         "pad_id": pad_id,
     }
-
-
-def parity_failures(fig: dict, cfg: ExportConfig) -> list[str]:
-    if cfg.dtype == "fp32" and cfg.quantize == "none":
-        tol = cfg.fp32_tolerance
-        return (
-            [f"max |dp| {fig['max_abs_diff']:.3g} > {tol:g}"] if fig["max_abs_diff"] > tol else []
-        )
-    out = []
-    if fig["max_abs_diff"] > cfg.low_precision_tolerance:
-        out.append(f"max |dp| {fig['max_abs_diff']:.3g} > {cfg.low_precision_tolerance:g}")
-    if fig["class_agreement"] < cfg.min_agreement:
-        out.append(f"decision agreement {fig['class_agreement']:.2%} < {cfg.min_agreement:.2%}")
-    return out
-
-
-def format_parity(fig: dict, cfg: ExportConfig, stage: str = "traced") -> str:
-    n, c = fig["listings"], fig["class_disagreements"]
-    variant = cfg.dtype if cfg.quantize == "none" else f"{cfg.dtype} {cfg.quantize}"
-    return (
-        f"parity {variant} on {cfg.device}, eager fp32 vs {stage} {OX.DISPLAY[cfg.format]}, {n} listings: "
-        f"max |dp| {fig['max_abs_diff']:.3g}, mean |dp| {fig['mean_abs_diff']:.3g}, "
-        f"decisions agree {fig['class_agreement']:.2%} per class ({c} differ), "
-        f"{fig['overall_agreement']:.2%} overall"
-    )
-
-
-@contextlib.contextmanager
-def exact_cuda_math():
-    """No TF32 while measuring parity: fp32 must mean fp32."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def trace_and_compare(
@@ -358,18 +212,6 @@ def export_bundle(
         raise
     print(f"bundle written to {out}")
     return parity
-
-
-def gate(fig: dict, cfg: ExportConfig, stage: str) -> dict:
-    """Print the figures; raise ExportError (nothing written) when they miss the tolerances."""
-    print(format_parity(fig, cfg, stage))
-    failures = parity_failures(fig, cfg)
-    if failures:
-        raise ExportError(
-            f"parity check failed ({'; '.join(failures)}); nothing written. "
-            + format_parity(fig, cfg, stage)
-        )
-    return fig
 
 
 def served_probabilities(tmp: Path, device, cfg: ExportConfig, listings, root: Path) -> np.ndarray:

@@ -31,11 +31,10 @@ def checkpoint_proba(
 ) -> tuple[np.ndarray, tuple[str, ...], None]:
     """Probabilities [N, C] for the snapshot's listings, in order, from a checkpoint (which
     serves no operating point: the third value is None)."""
-    from mmdetect.checkpoint import CheckpointError
+    from mmdetect.checkpoint import CheckpointError, load_checkpoint
     from mmdetect.data.dataset import Item
     from mmdetect.datamodule import DetectorDataModule
     from mmdetect.evaluate.config import EvaluationError
-    from mmdetect.export import load_checkpoint
 
     try:
         module, data_hp = load_checkpoint(Path(ckpt))

@@ -64,7 +64,7 @@ def score_file(
 
 def naive_score(ckpt: Path, path: Path, root: Path, out: Path) -> int:
     """One listing at a time through the eager checkpoint module; review at p >= 0.5."""
-    from mmdetect.export import load_checkpoint
+    from mmdetect.checkpoint import load_checkpoint
 
     module, data = load_checkpoint(ckpt)  # weights_only=True
     tok = load_tokenizer(data["tokenizer"])

@@ -20,9 +20,9 @@ import pytest
 import torch
 
 from mmdetect import bundle as B
-from mmdetect.checkpoint import CheckpointError
+from mmdetect.checkpoint import CheckpointError, load_checkpoint
 from mmdetect.cli import main as cli_main
-from mmdetect.export import export_main, load_checkpoint
+from mmdetect.export import export_main
 from mmdetect.serve import Predictor
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from mmdetect import bundle as B
+from mmdetect.checkpoint import load_checkpoint
 from mmdetect.cli import main
 from mmdetect.data.reader import read_snapshot
 from mmdetect.data.tokenize import load_tokenizer
-from mmdetect.export import load_checkpoint
 from mmdetect.serve import build_dataset, build_loader
 from tests.conftest import tiny_fit_args
 from tests.unit.test_tokenizers import sample_texts, save_bert_mecab, save_deberta_sp

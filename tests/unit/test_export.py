@@ -215,7 +215,7 @@ def test_int8_export_quantizes_linear_layers_and_passes_parity(assets, tmp_path,
 
 
 def test_int8_needs_cpu_fp32_and_bf16_warns_without_native_units(monkeypatch, capsys):
-    import mmdetect.export as export
+    import mmdetect.export_checks as export
 
     for kw in ({"dtype": "bf16"}, {"device": "cuda"}):
         with pytest.raises(ExportError, match="quantize dynamic_int8 needs --device cpu"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmdetect.checkpoint import CheckpointError
+from mmdetect.checkpoint import CheckpointError, checkpoint_price_stats
 from mmdetect.data.dataset import (
     LEGACY_PRICE_STATS,
     PriceStats,
@@ -17,7 +17,6 @@ from mmdetect.data.dataset import (
     price_features,
 )
 from mmdetect.datamodule import DetectorDataModule
-from mmdetect.export import checkpoint_price_stats
 
 
 def log_prices(items) -> np.ndarray:
