@@ -20,12 +20,11 @@ import contextlib
 import fcntl
 import getpass
 import hashlib
-import json
 import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,20 +33,23 @@ from mmdetect.bundle import SUMS_FILE, BundleError, verify_checksums
 from mmdetect.evaluate.config import EvalConfig
 from mmdetect.outputs import is_registry
 from mmdetect.promotion import (  # noqa: F401 (promotion_decision, false_hide_gate: re-exported)
-    _f,
     evaluate_pair,
     false_hide_gate,
     first_promotion_gate,
     promotion_decision,
 )
+from mmdetect.registry_history import (  # noqa: F401 (HISTORY, scan_history: re-exported)
+    HISTORY,
+    RegistryError,
+    _append_history,
+    pointer_stack,
+    read_history,
+    scan_history,
+)
 
 log = logging.getLogger(__name__)
 
-BUNDLES, CURRENT, HISTORY, REPORTS, LOCK = "bundles", "current", "history.jsonl", "reports", ".lock"
-
-
-class RegistryError(RuntimeError):
-    """A registry operation that cannot proceed, worded for the person who ran it."""
+BUNDLES, CURRENT, REPORTS, LOCK = "bundles", "current", "reports", ".lock"
 
 
 # ---- the directory -------------------------------------------------------------------------
@@ -84,60 +86,6 @@ def current_problem(root: Path) -> str | None:
     except BundleError as exc:
         return f"{link} points to a bundle that does not verify: {exc}"
     return None
-
-
-HISTORY_KEYS = {"time": str, "action": str, "bundle": str, "previous": (str, type(None))}
-ACTIONS = ("promote", "refuse", "rollback")
-
-
-def _history_entry(raw: bytes, where: str) -> dict[str, Any]:
-    """One history.jsonl line, checked; RegistryError naming file:line and what is wrong."""
-    try:
-        entry = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RegistryError(f"{where}: damaged line (not UTF-8 JSON: {exc})") from None
-    if not isinstance(entry, dict):
-        raise RegistryError(f"{where}: damaged line (a {type(entry).__name__}, not an object)")
-    for key, kind in HISTORY_KEYS.items():
-        if not isinstance(entry.get(key), kind):
-            raise RegistryError(f"{where}: {key}: missing or of the wrong type")
-    if entry["action"] not in ACTIONS:
-        raise RegistryError(f"{where}: action: {entry['action']!r} is not one of {ACTIONS}")
-    return entry
-
-
-def scan_history(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """(valid entries, one message per damaged line naming history.jsonl:line)."""
-    path = Path(root) / HISTORY
-    entries, problems = [], []
-    if not path.exists():
-        return entries, problems
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RegistryError(f"{path}: cannot read: {exc.strerror}") from None
-    for lineno, raw in enumerate(data.splitlines(), 1):
-        if raw.strip():
-            try:
-                entries.append(_history_entry(raw, f"{path}:{lineno}"))
-            except RegistryError as exc:
-                problems.append(str(exc))
-    return entries, problems
-
-
-def read_history(root: str | Path) -> list[dict[str, Any]]:
-    """Every entry; RegistryError at the first damaged line (promote and rollback rely on it)."""
-    entries, problems = scan_history(root)
-    if problems:
-        raise RegistryError(f"{problems[0]}; repair or remove that line by hand")
-    return entries
-
-
-def _append_history(root: Path, entry: Mapping[str, Any]) -> None:
-    with (root / HISTORY).open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def open_registry(root: Path, create: bool = False) -> Path:
@@ -335,17 +283,6 @@ def promote(
                 shutil.rmtree(staged, ignore_errors=True)
 
 
-def pointer_stack(history: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Bundles that were current, oldest first: a promotion pushes, a rollback pops."""
-    stack: list[str] = []
-    for e in history:
-        if e["action"] == "promote":
-            stack.append(e["bundle"])
-        elif e["action"] == "rollback" and stack:
-            stack.pop()
-    return stack
-
-
 def rollback(root: str | Path, reason: str | None = None) -> dict[str, Any]:
     """Point `current` back at the bundle that was current before it (from history)."""
     root = Path(root)
@@ -374,22 +311,3 @@ def rollback(root: str | Path, reason: str | None = None) -> dict[str, Any]:
         switch_current(root, target)
         _append_history(root, entry)
         return entry
-
-
-def format_history(root: str | Path, entries: Sequence[Mapping[str, Any]] | None = None) -> str:
-    root = Path(root)
-    lines = [f"registry {root}", f"current: {current_name(root) or '(none)'}"]
-    for e in read_history(root) if entries is None else entries:
-        m = e.get("metrics") or {}
-        fig = ""
-        if m:
-            ci = m["ci"] and f" CI {m['ci'][0]:+.4f}..{m['ci'][1]:+.4f}"
-            fig = (f" macro AP {_f(m['champion_macro_ap'])} -> {_f(m['challenger_macro_ap'])}"
-                   f" ({_f(m['delta'], True)}{ci or ''}, {m['verdict']})")  # fmt: skip
-        forced = " FORCED" if e.get("forced") else ""
-        why = f" reason: {e['reason']}" if e.get("reason") else ""
-        lines.append(
-            f"{e['time']} {e['action']:<8} {e['bundle']} (previous {e['previous']}){fig}"
-            f"{forced}{why} [{e.get('user')}]"
-        )
-    return "\n".join(lines)

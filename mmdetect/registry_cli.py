@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,9 @@ from mmdetect.registry import (
     RegistryError,
     current_name,
     current_problem,
-    format_history,
     open_registry,
     promote,
+    read_history,
     rollback,
     scan_history,
     stale_temporaries,
@@ -118,3 +118,22 @@ def registry_main(argv: Sequence[str] | None = None) -> int:
         print(f"note: {tmp} was left by a killed promote; the next promote removes it",
               file=sys.stderr)  # fmt: skip
     return 1 if broken or problems else 0
+
+
+def format_history(root: str | Path, entries: Sequence[Mapping[str, Any]] | None = None) -> str:
+    root = Path(root)
+    lines = [f"registry {root}", f"current: {current_name(root) or '(none)'}"]
+    for e in read_history(root) if entries is None else entries:
+        m = e.get("metrics") or {}
+        fig = ""
+        if m:
+            ci = m["ci"] and f" CI {m['ci'][0]:+.4f}..{m['ci'][1]:+.4f}"
+            fig = (f" macro AP {_f(m['champion_macro_ap'])} -> {_f(m['challenger_macro_ap'])}"
+                   f" ({_f(m['delta'], True)}{ci or ''}, {m['verdict']})")  # fmt: skip
+        forced = " FORCED" if e.get("forced") else ""
+        why = f" reason: {e['reason']}" if e.get("reason") else ""
+        lines.append(
+            f"{e['time']} {e['action']:<8} {e['bundle']} (previous {e['previous']}){fig}"
+            f"{forced}{why} [{e.get('user')}]"
+        )
+    return "\n".join(lines)
