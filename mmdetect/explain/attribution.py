@@ -27,6 +27,8 @@ class Budget:
     """Work per listing: IG steps, the most occlusion passes, the forward batch size."""
 
     ig_steps: int = 32
+    ig_max_steps: int = 128  # steps double up to this while the completeness gap is too large
+    ig_tolerance: float = 0.01  # |sum of attributions - (p(x) - p(baseline))|, probability
     max_words: int = 48  # occlusion: at most this many groups (+1 pass for the listing)
     batch_size: int = 64  # one call for a listing's occlusions (TorchScript: one shape)
     baseline: str = "pad"
@@ -112,10 +114,13 @@ def _cached_forward(net, inputs: Inputs, cls: int):
 
 def integrated_gradients(
     model: Explainable, inputs: Inputs, layout: Layout, cls: int, budget: Budget
-) -> tuple[list[float], float, float]:
+) -> tuple[list[float], float, float, int]:
     """Per word: the sum of its tokens' IG attributions (LayerIntegratedGradients on the word
-    embedding layer, summed over the embedding dimension); the completeness gap (sum of all
-    attributions minus [p(x) - p(baseline)]); p(baseline)."""
+    embedding layer, summed over the embedding dimension); the completeness gap |sum of all
+    attributions - (p(x) - p(baseline))|; p(baseline); the steps used.
+
+    A steep model (a cue word that flips the class) needs more steps than a smooth one: the
+    steps double, up to `ig_max_steps`, until the gap is within `ig_tolerance`."""
     from captum.attr import LayerIntegratedGradients
 
     net = model.net
@@ -129,14 +134,20 @@ def integrated_gradients(
             raise RuntimeError("cached forward differs from the model (fusion changed?)")
     base = baseline_ids(ids, layout, baseline_id(model, budget.baseline))
     lig = LayerIntegratedGradients(forward, net.text.encoder.get_input_embeddings())
-    with torch.enable_grad():
-        attr, delta = lig.attribute(
-            inputs=ids, baselines=base, additional_forward_args=(mask,),
-            n_steps=budget.ig_steps, internal_batch_size=budget.batch_size,
-            return_convergence_delta=True,
-        )  # fmt: skip
+    steps = budget.ig_steps
+    while True:
+        with torch.enable_grad():
+            attr, delta = lig.attribute(
+                inputs=ids, baselines=base, additional_forward_args=(mask,),
+                n_steps=steps, internal_batch_size=budget.batch_size,
+                return_convergence_delta=True,
+            )  # fmt: skip
+        gap = float(delta.abs().max())
+        if gap <= budget.ig_tolerance or steps * 2 > budget.ig_max_steps:
+            break
+        steps *= 2
     per_token = attr.sum(-1)[0].detach().double()
     with torch.no_grad():
         p_base = float(forward(base, mask)[0])
     words = [float(per_token[a:b].sum()) for a, b in layout.positions]
-    return words, float(delta.abs().max()), p_base
+    return words, gap, p_base, steps

@@ -47,7 +47,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--thresholds", type=Path,
                    help="operating point for calibrated scores (default: a bundle's own)")  # fmt: skip
     p.add_argument("--method", choices=METHODS, help="default: IG for a checkpoint, else occlusion")
-    p.add_argument("--ig-steps", type=positive_int, default=Budget.ig_steps)
+    p.add_argument("--ig-steps", type=positive_int, default=Budget.ig_steps,
+                   help="IG steps to start with (doubled while the completeness gap is over "
+                        "--ig-tolerance, up to --ig-max-steps)")  # fmt: skip
+    p.add_argument("--ig-max-steps", type=positive_int, default=Budget.ig_max_steps)
+    p.add_argument("--ig-tolerance", type=float, default=Budget.ig_tolerance)
     p.add_argument("--max-words", type=positive_int, default=Budget.max_words,
                    help="occlusion: at most this many forward passes for the words")  # fmt: skip
     p.add_argument("--baseline", choices=BASELINE_TOKENS, default=Budget.baseline,
@@ -131,7 +135,9 @@ def explain_main(argv: Sequence[str] | None = None) -> int:
     if not args.input.is_file():
         print(f"error: {args.input}: no such file", file=sys.stderr)
         return 1
-    budget = Budget(args.ig_steps, args.max_words, args.batch_size, args.baseline)
+    budget = Budget(ig_steps=args.ig_steps, ig_max_steps=max(args.ig_max_steps, args.ig_steps),
+                    ig_tolerance=args.ig_tolerance, max_words=args.max_words,
+                    batch_size=args.batch_size, baseline=args.baseline)  # fmt: skip
     skipped: Counter = Counter()
     try:
         check_output(args.out, [args.input, Path(args.model)], kind="dir")

@@ -134,11 +134,11 @@ def explain_listing(
     if layout is None:
         text["note"] = "no character spans for this tokenizer (MeCab + WordPiece only)"
     elif method == "integrated_gradients":
-        scores, gap, p_base = integrated_gradients(model, inputs, layout, c, budget)
-        text.update(steps=budget.ig_steps, completeness_gap=float(f"{gap:.3g}"),
+        scores, gap, p_base, steps = integrated_gradients(model, inputs, layout, c, budget)
+        text.update(steps=steps, completeness_gap=float(f"{gap:.3g}"),
                     baseline_score_model=round(p_base, 6))  # fmt: skip
         text["spans"] = word_spans(layout, scores, x.title, x.description)
-        passes += budget.ig_steps + 2
+        passes += steps + 2
     else:
         scores = occlusion_scores(groups, v_raw[n_masks:, c], full_raw)
         text.update(groups=len(groups), words_per_group=max(map(len, groups), default=0))
