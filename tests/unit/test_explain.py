@@ -211,3 +211,90 @@ def test_photo_and_modality_deltas_are_scores_of_the_edited_listing(cue_model):
     for name, y in edits.items():
         assert e["modalities"][name]["delta_model"] == pytest.approx(full - score(y), abs=1e-5)
     assert e["modalities"]["text"]["delta_model"] > 0.2  # the cue is in the text
+
+
+def _rows(snap: Path) -> list[dict]:
+    return [
+        json.loads(x) for x in (snap / "listings.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+
+
+def test_cli_writes_jsonl_and_html_and_counts_bad_rows(cue_model, tmp_path, capsys):
+    from mmdetect.explain.cli import explain_main
+
+    snap = cue_model[3]
+    rows = _rows(snap)[:3]
+    rows[0]["title"] = "<b>偽物</b> ｶﾞﾝﾀﾞﾑ"  # markup and half-width kana from the seller
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "{not json\n"
+    (snap / "cli.jsonl").write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["--model", str(cue_model[1]), "--input", str(snap / "cli.jsonl"), "--out", str(out),
+            "--class", "counterfeit", "--max-words", "6"]  # fmt: skip
+    assert explain_main(argv) == 0
+    got = [json.loads(x) for x in (out / "explanations.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in got] == [r["id"] for r in rows]
+    assert {e["text"]["method"] for e in got} == {"occlusion"} and got[0]["class"] == "counterfeit"
+    assert all(e["text"]["groups"] <= 6 and e["cost"]["forward_passes"] <= 6 + 7 for e in got)
+    for e, r in zip(got, rows, strict=True):
+        for s in e["text"]["spans"]:
+            assert r[s["field"]][s["start"] : s["end"]] == s["text"]
+    page = (out / "explanations.html").read_text()
+    assert page.count('class="card"') == 3 and "&lt;" in page and "&gt;" in page
+    assert page.count("<b>") == 3 and page.count("</b>") == 3  # the cards' own, not the seller's
+    assert 'id="card-S0"' in page and "data:image/jpeg;base64," in page
+    assert "skipped: 1" in capsys.readouterr().out
+    # --ids picks listings; an unknown class is one line, exit 1
+    assert explain_main([*argv[:6], "--ids", "S2", "--out", str(tmp_path / "two")]) == 0
+    assert len((tmp_path / "two" / "explanations.jsonl").read_text().splitlines()) == 1
+    assert explain_main([*argv[:6], "--class", "nope", "--out", str(tmp_path / "x")]) == 1
+    assert "not in" in capsys.readouterr().err
+
+
+def test_error_analysis_explains_false_hides_and_missed_positives(cue_model, tmp_path):
+    from mmdetect.data.reader import read_snapshot
+    from mmdetect.evaluate.predictions import PredictionRecord
+    from mmdetect.evaluate.report import error_section, to_html
+    from mmdetect.explain.errors import error_analysis, select_errors
+
+    snap = read_snapshot(cue_model[3], check_images=False)
+    tax = ("counterfeit", "adult")
+    recs = []
+    for i, x in enumerate(snap.listings):  # every listing hidden for counterfeit, scores falling
+        d = {"counterfeit": "hide" if i % 2 == 0 else "pass", "adult": "pass"}
+        recs.append(PredictionRecord(x.id, {"counterfeit": 1 - i / 100, "adult": 0.1},
+                                     x.labels, decisions=d, decision=d["counterfeit"]))  # fmt: skip
+    chosen = select_errors(recs, tax, 2)
+    fh = [r.id for r in recs if r.decisions["counterfeit"] == "hide" and not r.labels][:2]
+    mp = [r.id for r in recs if r.decisions["counterfeit"] == "pass" and r.labels][::-1][:2]
+    assert [x for k, c, x in chosen if k == "false_hide"] == fh
+    assert {x for k, c, x in chosen if k == "missed_positive"} == set(mp)
+    ea = error_analysis(cue_model[1], None, recs, snap, tax, tmp_path, 2)
+    assert ea["method"] == ["occlusion"] and (tmp_path / "errors" / "explanations.html").is_file()
+    missed = next(g for g in ea["groups"] if g["kind"] == "missed_positive")
+    assert missed["top_words"][0]["word"] == CUE  # positives carry the cue word
+    html = to_html([error_section(ea)], {})
+    assert f'href="errors/explanations.html#card-{missed["ids"][0]}"' in html
+
+
+def test_http_score_returns_the_explanation_when_asked(cue_model):
+    from mmdetect.serving.app import ServeConfig
+    from tests.unit.test_http import Server
+
+    row = {"id": "h1", "title": PLANTED_TITLE, "description": BENIGN_DESC, "price": 1000,
+           "category": "bags", "images": ["images/p0.png"],
+           "created_at": NOW.isoformat()}  # fmt: skip
+    with Server(ServeConfig(bundle=cue_model[1], images_root=cue_model[3])) as s:
+        status, _, plain = s.post(row)
+        assert status == 200 and "explanation" not in plain
+        status, _, doc = s.post({**row, "explain": True})
+        assert status == 200 and doc["scores"] == plain["scores"]
+        e = doc["explanation"]
+        assert e["text"]["method"] == "occlusion" and _top_texts(e, 1) == [CUE]
+        assert e["photos"][0] == {
+            "index": 0,
+            **{k: e["photos"][0][k] for k in ("delta", "delta_model")},
+        }
+        status, _, q = s.request("POST", "/v1/score?explain=true", json.dumps(row).encode())
+        assert status == 200 and q["explanation"]["class"] == e["class"]
+        status, _, batch = s.post({"listings": [row]})  # the batch form never explains
+        assert status == 200 and "explanation" not in batch["results"][0]
