@@ -15,11 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mmdetect.explain.model import Explainable, Inputs, repeat
+from mmdetect.explain.model import Explainable, ExplainError, Inputs, repeat
 from mmdetect.explain.spans import Layout
 from mmdetect.models.fusion import Encoded
 
 BASELINE_TOKENS = ("pad", "mask")
+# "probability": attributions sum to a probability difference (reads like the deltas);
+# "logit": to a logit difference, which still separates words when the score is saturated.
+UNITS = ("probability", "logit")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Budget:
     max_words: int = 48  # occlusion: at most this many groups (+1 pass for the listing)
     batch_size: int = 64  # one call for a listing's occlusions (TorchScript: one shape)
     baseline: str = "pad"
+    units: str = "probability"
 
 
 def baseline_id(model: Explainable, name: str) -> int:
@@ -77,17 +81,28 @@ def occlusion_variants(
     return variants, groups
 
 
-def occlusion_scores(groups: list[list[int]], probs: np.ndarray, full: float) -> list[float]:
-    """Per word: p(class) - p(class with its group occluded); a group's delta is split evenly
-    over its words."""
+def to_units(probs: np.ndarray, units: str) -> np.ndarray:
+    """Probabilities as they are, or their logits (clipped away from 0 and 1)."""
+    if units == "probability":
+        return np.asarray(probs, dtype=np.float64)
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p) - np.log1p(-p)
+
+
+def occlusion_scores(
+    groups: list[list[int]], probs: np.ndarray, full: float, units: str = "probability"
+) -> list[float]:
+    """Per word: f(listing) - f(listing with its group occluded), f the probability or its
+    logit; a group's delta is split evenly over its words."""
+    values = to_units(np.append(probs, full), units)
     scores = [0.0] * sum(map(len, groups))
-    for group, p in zip(groups, probs, strict=True):
+    for group, v in zip(groups, values[:-1], strict=True):
         for w in group:
-            scores[w] = float(full - p) / len(group)
+            scores[w] = float(values[-1] - v) / len(group)
     return scores
 
 
-def _cached_forward(net, inputs: Inputs, cls: int):
+def _cached_forward(net, inputs: Inputs, cls: int, units: str = "probability"):
     """p(class) as a function of (input_ids, attention_mask) only: the photo and tabular
     encodings of the listing are computed once (IG runs the text tower `steps` times, the CNN
     would otherwise run as often). Same graph as MultimodalClassifier.forward in eval mode."""
@@ -107,7 +122,8 @@ def _cached_forward(net, inputs: Inputs, cls: int):
         pooled.append(tab.expand(n, -1))
         grow = lambda t: None if t is None else t.expand(n, *t.shape[1:])  # noqa: E731
         enc = Encoded(pooled, tokens, token_mask, grow(photos), grow(photo_mask))
-        return torch.sigmoid(net.head(net.fusion(enc)))[:, cls]
+        logits = net.head(net.fusion(enc))[:, cls]
+        return logits if units == "logit" else torch.sigmoid(logits)
 
     return forward
 
@@ -117,19 +133,26 @@ def integrated_gradients(
 ) -> tuple[list[float], float, float, int]:
     """Per word: the sum of its tokens' IG attributions (LayerIntegratedGradients on the word
     embedding layer, summed over the embedding dimension); the completeness gap |sum of all
-    attributions - (p(x) - p(baseline))|; p(baseline); the steps used.
+    attributions - (f(x) - f(baseline))|; f(baseline); the steps used (f: the probability of
+    the class, or its logit with units "logit").
 
     A steep model (a cue word that flips the class) needs more steps than a smooth one: the
     steps double, up to `ig_max_steps`, until the gap is within `ig_tolerance`."""
-    from captum.attr import LayerIntegratedGradients
-
+    try:
+        from captum.attr import LayerIntegratedGradients
+    except ImportError:
+        raise ExplainError(
+            "Integrated Gradients needs captum: pip install 'mmdetect[explain]' "
+            "(or use --method occlusion)"
+        ) from None
     net = model.net
     if net is None or net.text is None:
         raise ValueError("Integrated Gradients needs a checkpoint with a text tower")
-    forward = _cached_forward(net, inputs, cls)
+    forward = _cached_forward(net, inputs, cls, budget.units)
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     with torch.no_grad():  # the shortcut must be the model: checked on the listing itself
-        direct = torch.sigmoid(net(*inputs.values()))[0, cls]
+        direct = net(*inputs.values())[0, cls]
+        direct = direct if budget.units == "logit" else torch.sigmoid(direct)
         if not torch.allclose(forward(ids, mask)[0], direct, atol=1e-5):
             raise RuntimeError("cached forward differs from the model (fusion changed?)")
     base = baseline_ids(ids, layout, baseline_id(model, budget.baseline))

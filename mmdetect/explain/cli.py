@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from mmdetect.cliutil import positive_int
 from mmdetect.data.dataset import Item
-from mmdetect.explain.attribution import BASELINE_TOKENS, Budget
+from mmdetect.explain.attribution import BASELINE_TOKENS, UNITS, Budget
 from mmdetect.explain.core import METHODS, explain_listing
 from mmdetect.explain.html import render, thumbnail
 from mmdetect.explain.model import Explainable, ExplainError, load_explainable
@@ -56,6 +56,9 @@ def parser() -> argparse.ArgumentParser:
                    help="occlusion: at most this many forward passes for the words")  # fmt: skip
     p.add_argument("--baseline", choices=BASELINE_TOKENS, default=Budget.baseline,
                    help="token that replaces words in the baseline and in occlusion")  # fmt: skip
+    p.add_argument("--units", choices=UNITS, default=Budget.units,
+                   help="word attributions as probability or logit differences (logit: "
+                        "still informative when the score is saturated near 0 or 1)")  # fmt: skip
     p.add_argument("--batch-size", type=positive_int, default=Budget.batch_size)
     p.add_argument("--out", type=Path, required=True, help="output directory")
     return p
@@ -79,9 +82,9 @@ def select_items(
                 if len(out) == limit:
                     break
     skipped.update(summary.skipped)
-    if wanted is not None:
-        missing = wanted - {it.listing.id for it in out}
-        skipped["id_not_found"] += len(missing) if len(out) < limit else 0
+    missing = (wanted or set()) - {it.listing.id for it in out}
+    if missing and len(out) < limit:
+        skipped["id_not_found"] += len(missing)
     return out
 
 
@@ -137,7 +140,8 @@ def explain_main(argv: Sequence[str] | None = None) -> int:
         return 1
     budget = Budget(ig_steps=args.ig_steps, ig_max_steps=max(args.ig_max_steps, args.ig_steps),
                     ig_tolerance=args.ig_tolerance, max_words=args.max_words,
-                    batch_size=args.batch_size, baseline=args.baseline)  # fmt: skip
+                    batch_size=args.batch_size, baseline=args.baseline,
+                    units=args.units)  # fmt: skip
     skipped: Counter = Counter()
     try:
         check_output(args.out, [args.input, Path(args.model)], kind="dir")

@@ -130,17 +130,18 @@ def explain_listing(
     modalities["price"]["present"] = x.price is not None
     passes = 1 + len(v_raw)
 
-    text: dict[str, Any] = {"method": method, "spans": [], "baseline_token": budget.baseline}
+    text: dict[str, Any] = {"method": method, "units": budget.units, "spans": [],
+                            "baseline_token": budget.baseline}  # fmt: skip
     if layout is None:
         text["note"] = "no character spans for this tokenizer (MeCab + WordPiece only)"
     elif method == "integrated_gradients":
         scores, gap, p_base, steps = integrated_gradients(model, inputs, layout, c, budget)
         text.update(steps=steps, completeness_gap=float(f"{gap:.3g}"),
-                    baseline_score_model=round(p_base, 6))  # fmt: skip
+                    baseline_value=round(p_base, 6))  # fmt: skip
         text["spans"] = word_spans(layout, scores, x.title, x.description)
         passes += steps + 2
     else:
-        scores = occlusion_scores(groups, v_raw[n_masks:, c], full_raw)
+        scores = occlusion_scores(groups, v_raw[n_masks:, c], full_raw, budget.units)
         text.update(groups=len(groups), words_per_group=max(map(len, groups), default=0))
         text["spans"] = word_spans(layout, scores, x.title, x.description)
     if layout is not None:

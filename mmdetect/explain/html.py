@@ -98,7 +98,7 @@ def card(e: dict[str, Any], thumbs: Sequence[str | None]) -> str:
     scores = "".join(f"<td>{esc(c)} {v:.3f} <i>{esc(e['decisions'][c])}</i></td>"
                      for c, v in e["scores"].items())  # fmt: skip
     text = e["text"]
-    how = esc(text["method"].replace("_", " "))
+    how = esc(f"{text['method'].replace('_', ' ')} ({text.get('units', 'probability')})")
     if "completeness_gap" in text:
         how += f", {text['steps']} steps, completeness gap {text['completeness_gap']:.2g}"
     if "groups" in text:

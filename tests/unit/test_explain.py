@@ -153,7 +153,7 @@ def test_ig_is_complete(cue_model):
     budget = Budget(ig_steps=32, ig_max_steps=256, ig_tolerance=1e-3)
     e = explain_listing(model, Item(x, cue_model[3]), "counterfeit", budget=budget)
     total = sum(s["attribution"] for s in e["text"]["spans"])
-    expected = e["score_model"] - e["text"]["baseline_score_model"]
+    expected = e["score_model"] - e["text"]["baseline_value"]
     assert abs(expected) > 0.05  # a listing where the words matter
     assert total == pytest.approx(expected, abs=2e-3)
     assert e["text"]["completeness_gap"] < 1e-3
@@ -298,3 +298,17 @@ def test_http_score_returns_the_explanation_when_asked(cue_model):
         assert status == 200 and q["explanation"]["class"] == e["class"]
         status, _, batch = s.post({"listings": [row]})  # the batch form never explains
         assert status == 200 and "explanation" not in batch["results"][0]
+
+
+def test_logit_units_are_complete_and_keep_the_cue_on_top(cue_model):
+    from mmdetect.explain.attribution import to_units
+
+    model = load_explainable(cue_model[0])
+    x = listing("p", PLANTED_TITLE, BENIGN_DESC)
+    budget = Budget(units="logit", ig_max_steps=256, ig_tolerance=1e-2)
+    e = explain_listing(model, Item(x, cue_model[3]), "counterfeit", budget=budget)
+    total = sum(s["attribution"] for s in e["text"]["spans"])
+    logit = float(to_units(np.array([e["score_model"]]), "logit")[0])
+    assert e["text"]["units"] == "logit"
+    assert total == pytest.approx(logit - e["text"]["baseline_value"], abs=2e-2)
+    assert _top_texts(e, 1) == [CUE] and top_spans(e, 1)[0]["attribution"] > 1.0
