@@ -312,3 +312,32 @@ def test_logit_units_are_complete_and_keep_the_cue_on_top(cue_model):
     assert e["text"]["units"] == "logit"
     assert total == pytest.approx(logit - e["text"]["baseline_value"], abs=2e-2)
     assert _top_texts(e, 1) == [CUE] and top_spans(e, 1)[0]["attribution"] > 1.0
+
+
+def test_empty_text_and_a_broken_photo_are_explained(cue_model, tmp_path):
+    snap = cue_model[3]
+    (snap / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    model = load_explainable(cue_model[1])
+    x = listing("e", "", "", ("images/broken.png", "images/p1.png"))
+    e = explain_listing(model, Item(x, snap), "counterfeit")
+    assert e["text"]["spans"] == [] and e["text"].get("groups") == 0
+    assert [p["path"] for p in e["photos"]] == ["images/p1.png"]  # the broken one is left out
+    assert e["modalities"]["text"]["delta_model"] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_onnx_bundle_occlusion_matches_torchscript(cue_model, tmp_path):
+    from mmdetect.export import ExportConfig, export_bundle
+
+    onnx = tmp_path / "onnx"
+    export_bundle(cue_model[0], onnx, ExportConfig(format="onnx", parity_listings=12,
+                  batch_size=4), parity_snapshot=cue_model[3])  # fmt: skip
+    x = Item(listing("o", PLANTED_TITLE, BENIGN_DESC, ("images/p0.png",)), cue_model[3])
+    a = explain_listing(load_explainable(onnx), x, "counterfeit")
+    b = explain_listing(load_explainable(cue_model[1]), x, "counterfeit")
+    assert a["model_kind"] == "onnx" and a["text"]["method"] == "occlusion"
+    for sa, sb in zip(a["text"]["spans"], b["text"]["spans"], strict=True):
+        assert sa["attribution"] == pytest.approx(sb["attribution"], abs=1e-4)
+    assert a["modalities"]["photos"]["delta"] == pytest.approx(
+        b["modalities"]["photos"]["delta"], abs=1e-4
+    )
