@@ -341,3 +341,18 @@ def test_onnx_bundle_occlusion_matches_torchscript(cue_model, tmp_path):
     assert a["modalities"]["photos"]["delta"] == pytest.approx(
         b["modalities"]["photos"]["delta"], abs=1e-4
     )
+
+
+def test_evaluate_explain_errors_flag_adds_the_section(cue_model, tmp_path, capsys):
+    from mmdetect.operating_cli import evaluate_main
+
+    out = tmp_path / "eval"
+    argv = ["--model", str(cue_model[1]), "--snapshot", str(cue_model[3]), "--num-workers", "0",
+            "--out", str(out)]  # fmt: skip
+    assert evaluate_main([*argv, "--explain-errors", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["error_analysis"]["per_class_limit"] == 1
+    assert "Errors explained" in (out / "report.html").read_text()
+    assert (out / "errors" / "explanations.jsonl").is_file()
+    assert evaluate_main([*argv[:-1], str(tmp_path / "plain")]) == 0  # default: no analysis
+    assert "error_analysis" not in json.loads((tmp_path / "plain" / "metrics.json").read_text())
