@@ -128,6 +128,7 @@ def explain_listing(
     modalities = {m: deltas[k + i] for i, m in enumerate(MODALITIES)}
     modalities["photos"]["present"] = k > 0
     modalities["price"]["present"] = x.price is not None
+    modalities["category"]["present"] = x.category in model.pre["categories"]  # else: unknown
     passes = 1 + len(v_raw)
 
     text: dict[str, Any] = {"method": method, "units": budget.units, "spans": [],
