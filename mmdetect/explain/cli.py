@@ -23,7 +23,8 @@ from mmdetect.data.dataset import Item
 from mmdetect.explain.attribution import BASELINE_TOKENS, UNITS, Budget
 from mmdetect.explain.core import METHODS, explain_listing
 from mmdetect.explain.html import render, thumbnail
-from mmdetect.explain.model import Explainable, ExplainError, load_explainable
+from mmdetect.explain.loading import load_explainable
+from mmdetect.explain.model import Explainable, ExplainError
 from mmdetect.outputs import OutputError, atomic_write_text, check_output
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ def explain_items(
     for item in tqdm(items, desc="explain", unit="listing", disable=not progress):
         try:
             e = explain_listing(model, item, class_name, method, budget)
+            json.dumps(e, allow_nan=False)  # a NaN score would fail the whole file later
         except ExplainError:
             raise
         except Exception as exc:  # noqa: BLE001 (one listing's failure costs that listing)

@@ -23,7 +23,7 @@ from mmdetect.data.tokenize import nfkc
 from mmdetect.explain.cli import HTML, photo_thumbs, write_outputs
 from mmdetect.explain.core import explain_listing
 from mmdetect.explain.html import card_anchor
-from mmdetect.explain.model import load_explainable
+from mmdetect.explain.loading import load_explainable
 
 KINDS = ("false_hide", "missed_positive")
 SUBDIR = "errors"

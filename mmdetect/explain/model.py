@@ -5,14 +5,14 @@ TorchScript or ONNX bundle gives only a function of the MODEL_INPUTS tensors (no
 can rely on: occlusion). Both get their listing tensors from the same preprocessing the
 served model uses (`pipeline.build_items_dataset` over a preprocess.json; a checkpoint's is
 rebuilt by `export.preprocess_doc`, as export writes it), and their calibrated scores and
-decisions from mmdetect.policy.
+decisions from mmdetect.policy. Loading lives in loading.py, so that the HTTP service, which
+only wraps the Predictor it already holds (`from_predictor`), reaches no training code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from mmdetect.data.dataset import Item, collate_listings
 from mmdetect.data.photos import normalize_photos
 from mmdetect.data.pipeline import build_items_dataset, photo_settings
 from mmdetect.models.classifier import MODEL_INPUTS
-from mmdetect.policy import Decisions, decide, unfitted_operating_point
+from mmdetect.policy import Decisions, decide
 
 Inputs = dict[str, torch.Tensor]
 
@@ -67,61 +67,12 @@ class Explainable:
         return decide(self.operating_point, probs, self.taxonomy)
 
 
-def load_explainable(path: str | Path, thresholds: str | Path | None = None) -> Explainable:
-    """A checkpoint (.ckpt, read with weights_only=True) or a bundle directory (verified), on
-    CPU. `thresholds`: the operating point to apply (a bundle serves its own by default; a
-    checkpoint without one gets the unfitted point: identity calibration, no hide)."""
-    from mmdetect.scoring import is_bundle
-
-    path = Path(path)
-    if is_bundle(path):
-        from mmdetect.bundle import BundleError
-        from mmdetect.serve import Predictor
-
-        try:
-            model = from_predictor(Predictor.from_bundle(path, "cpu", batch_size=32))
-        except BundleError as exc:
-            raise ExplainError(str(exc)) from None
-    else:
-        model = _from_checkpoint(path)
-    if thresholds is not None:
-        from mmdetect.policy import PolicyError
-        from mmdetect.policy.io import read_operating_point
-
-        try:
-            model.operating_point = read_operating_point(thresholds, model.taxonomy)
-        except (PolicyError, OSError) as exc:
-            raise ExplainError(f"--thresholds {thresholds}: {exc}") from None
-    return model
-
-
 def from_predictor(predictor) -> Explainable:
     """The bundle a `serve.Predictor` holds (the HTTP service's, already loaded and warm)."""
     b = predictor.bundle
     kind = b.meta.get("format", "torchscript")
     return Explainable(str(b.root), kind, tuple(predictor.taxonomy), predictor.tokenizer,
                        dict(b.preprocess), dict(b.thresholds), b.module)  # fmt: skip
-
-
-def _from_checkpoint(path: Path) -> Explainable:
-    from mmdetect.checkpoint import CheckpointError
-    from mmdetect.data.tokenize import load_tokenizer
-    from mmdetect.export import load_checkpoint, preprocess_doc
-
-    try:
-        module, data = load_checkpoint(path)
-        tokenizer = load_tokenizer(data["tokenizer"])
-    except (CheckpointError, OSError) as exc:
-        raise ExplainError(str(exc)) from None
-    pre = preprocess_doc(module, data, tokenizer.pad_token_id or 0)
-    net = module.net.eval()
-
-    def probabilities(*inputs: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(net(*inputs))
-
-    taxonomy = tuple(module.taxonomy)
-    op = unfitted_operating_point(taxonomy)
-    return Explainable(str(path), "checkpoint", taxonomy, tokenizer, pre, op, probabilities, net)
 
 
 def listing_inputs(model: Explainable, item: Item) -> tuple[Inputs, list[str | None]]:

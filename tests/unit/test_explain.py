@@ -20,7 +20,8 @@ from mmdetect.data.dataset import Item
 from mmdetect.data.records import Listing
 from mmdetect.explain.attribution import Budget
 from mmdetect.explain.core import explain_listing, top_spans
-from mmdetect.explain.model import listing_inputs, load_explainable
+from mmdetect.explain.loading import load_explainable
+from mmdetect.explain.model import listing_inputs
 
 CUE = "偽物"  # one MeCab word, one token: the only evidence of `counterfeit` in the data
 BENIGN = ["ミニカー", "財布", "スニーカー", "カード", "バッグ", "時計", "新品", "未使用", "中古",

@@ -82,3 +82,22 @@ def test_highlight_escapes_seller_html():
     assert out.count('<span class="hl"') == 2 and 'title="+0.5000"' in out
     assert card_anchor("L0001") == "card-L0001"
     assert card_anchor('x"><b>').startswith("card-") and '"' not in card_anchor('x"><b>')
+
+
+def test_the_http_explanation_reaches_no_training_code():
+    """Static, as test_serve's check: mmdetect.explain.service (imported by the HTTP app) never
+    imports Lightning or the training modules, even lazily (checkpoints load in loading.py)."""
+    from tests.unit.test_serve import FORBIDDEN, _imports, _source
+
+    todo, seen, found = ["mmdetect.explain.service"], set(), []
+    while todo:
+        name = todo.pop()
+        if name in seen or _source(name) is None:
+            continue
+        seen.add(name)
+        for imported in _imports(_source(name)):
+            if imported.startswith(FORBIDDEN):
+                found.append(f"{name} imports {imported}")
+            todo.append(imported)
+    assert {"mmdetect.explain.core", "mmdetect.explain.model"} <= seen
+    assert "mmdetect.explain.loading" not in seen and found == []
