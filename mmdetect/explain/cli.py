@@ -83,10 +83,38 @@ def select_items(
                 if len(out) == limit:
                     break
     skipped.update(summary.skipped)
+    out = attach_labels(path, out, model.taxonomy)
     missing = (wanted or set()) - {it.listing.id for it in out}
     if missing and len(out) < limit:
         skipped["id_not_found"] += len(missing)
     return out
+
+
+def attach_labels(path: Path, items: list[Item], taxonomy: Sequence[str]) -> list[Item]:
+    """The chosen listings with the labels their rows carry (read_items drops review fields, as
+    predict does; a card should show them). Labels that are not a list of known class names
+    are left out, never fatal."""
+    from dataclasses import replace
+
+    from mmdetect.data.jsonl import RowProblem, decode_line
+
+    wanted = {it.listing.id for it in items}
+    labels: dict[str, tuple[str, ...]] = {}
+    with path.open("rb") as fh:
+        for raw in fh:
+            if b'"labels"' not in raw:
+                continue
+            try:
+                row = decode_line(raw)
+            except RowProblem:  # already counted by read_items
+                continue
+            if not isinstance(row, dict) or row.get("id") not in wanted:
+                continue
+            value = row.get("labels")
+            if isinstance(value, list) and all(isinstance(x, str) and x in taxonomy for x in value):
+                labels.setdefault(row["id"], tuple(value))
+    return [replace(it, listing=replace(it.listing, labels=labels[it.listing.id]))
+            if it.listing.id in labels else it for it in items]  # fmt: skip
 
 
 def photo_thumbs(item: Item, expl: dict[str, Any]) -> list[str | None]:

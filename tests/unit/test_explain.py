@@ -234,6 +234,7 @@ def test_cli_writes_jsonl_and_html_and_counts_bad_rows(cue_model, tmp_path, caps
     assert explain_main(argv) == 0
     got = [json.loads(x) for x in (out / "explanations.jsonl").read_text().splitlines()]
     assert [e["id"] for e in got] == [r["id"] for r in rows]
+    assert [e["labels"] for e in got] == [r["labels"] for r in rows]  # shown on the cards
     assert {e["text"]["method"] for e in got} == {"occlusion"} and got[0]["class"] == "counterfeit"
     assert all(e["text"]["groups"] <= 6 and e["cost"]["forward_passes"] <= 6 + 7 for e in got)
     for e, r in zip(got, rows, strict=True):
