@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from importlib import import_module
 from pathlib import Path
 
 from mmdetect.cliutil import non_negative_int, positive_int, quiet_known_noise
@@ -209,6 +210,10 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "promote": (cmd_promote, "promote a bundle in a registry if it is not worse"),
     "rollback": (cmd_rollback, "point a registry back at the previous bundle"),
     "registry": (cmd_registry, "show a registry's current bundle and history"),
+    "explain": (
+        lambda a: import_module("mmdetect.explain.cli").explain_main(a),
+        "why a listing got its score: word spans, photos, modalities (HTML cards)",
+    ),  # fmt: skip
 }
 DEPRECATED: dict[str, Callable[[Sequence[str]], int]] = {
     "validate": cmd_validate,  # -> check, or lightning validate

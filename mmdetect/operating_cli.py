@@ -94,6 +94,9 @@ def evaluate_main(argv: Sequence[str]) -> int:
     p.add_argument("--baseline", help="the champion (.ckpt or bundle) to compare against")
     p.add_argument("--baseline-thresholds", type=Path, help="the champion's operating point")
     p.add_argument("--config", type=Path, help="configs/evaluate/*.yaml (default: built-in)")
+    p.add_argument("--explain-errors", type=non_negative_int, default=0, metavar="N",
+                   help="explain up to N false hides and N missed positives per class "
+                        "(mmdetect.explain; default 0: off)")  # fmt: skip
     args = p.parse_args(argv)
     try:
         check_args(args, args.thresholds, args.baseline, args.baseline_thresholds, args.config)
@@ -114,7 +117,14 @@ def evaluate_main(argv: Sequence[str]) -> int:
                   "thresholds": str(args.thresholds or f"{args.model}/thresholds.json"),
                   "created_from": args.created_from, "created_to": args.created_to}  # fmt: skip
         traffic = sampling_design(snap)
-        result = run_evaluation(records, taxonomy, cfg, args.out, doc, baseline, source, traffic)
+        errors = None
+        if args.explain_errors:
+            from mmdetect.explain.errors import error_analysis
+
+            errors = error_analysis(args.model, args.thresholds, records, snap, taxonomy,
+                                    args.out, args.explain_errors)  # fmt: skip
+        result = run_evaluation(records, taxonomy, cfg, args.out, doc, baseline, source, traffic,
+                                errors)  # fmt: skip
     except ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

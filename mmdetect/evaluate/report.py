@@ -41,6 +41,7 @@ class Section:
     paragraphs: list[str] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     image: str | None = None
+    links: list[tuple[str, str]] = field(default_factory=list)  # (text, relative href)
 
 
 def build_sections(result: Mapping[str, Any]) -> list[Section]:
@@ -81,7 +82,24 @@ def build_sections(result: Mapping[str, Any]) -> list[Section]:
         sections.append(Section("Champion vs challenger", notes, [comparison_table(comp)]))
     for kind, slices in result["slices"].items():
         sections.append(Section(f"Drift by {kind}", tables=[slice_table(result, slices)]))
+    if result.get("error_analysis"):
+        sections.append(error_section(result["error_analysis"]))
     return sections
+
+
+def error_section(ea: Mapping[str, Any]) -> Section:
+    """False hides and missed positives explained (mmdetect.explain.errors): top words, cards."""
+    rows = [[g["kind"].replace("_", " "), g["class"], str(g["explained"]),
+             ", ".join(f"{w['word']} ({w['attribution']:+.3f}, {w['listings']})"
+                       for w in g["top_words"])] for g in ea["groups"]]  # fmt: skip
+    links = [(f"{g['kind'].replace('_', ' ')} {g['class']}: {i}", href)
+             for g in ea["groups"] for i, href in zip(g["ids"], g["cards"], strict=True)]  # fmt: skip
+    note = (
+        f"at most {ea['per_class_limit']} per class and kind, explained for that class "
+        f"({', '.join(ea['method']) or '-'}); words: summed positive attribution, listings"
+    )
+    header = ["error", "class", "explained", "most attributed words"]
+    return Section("Errors explained", [note], [(header, rows)] if rows else [], links=links)
 
 
 def to_markdown(sections: Sequence[Section], image_files: Mapping[str, str]) -> str:
@@ -97,6 +115,7 @@ def to_markdown(sections: Sequence[Section], image_files: Mapping[str, str]) -> 
             lines.append("")
         if sec.image:
             lines += [f"![{sec.title}]({image_files[sec.image]})", ""]
+        lines += [f"- [{text}]({href})" for text, href in sec.links] + ([""] if sec.links else [])
     return "\n".join(lines)
 
 
@@ -116,6 +135,9 @@ def to_html(sections: Sequence[Section], images: Mapping[str, bytes]) -> str:
         if sec.image:
             data = base64.b64encode(images[sec.image]).decode("ascii")
             body.append(f'<img alt="{e(sec.title)}" src="data:image/png;base64,{data}">')
+        if sec.links:
+            items = "".join(f'<li><a href="{e(h)}">{e(t)}</a></li>' for t, h in sec.links)
+            body.append(f"<ul>{items}</ul>")
     style = (
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"

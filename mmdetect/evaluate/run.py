@@ -119,10 +119,14 @@ def run_evaluation(
     baseline: Sequence[PredictionRecord] | None = None,
     source: Mapping[str, Any] | None = None,
     traffic: Traffic | None = None,
+    error_analysis: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`evaluate_records`, then write predictions.jsonl (+ baseline_predictions.jsonl), the
-    operating point that was applied (thresholds.json) and the report files into `out_dir`."""
+    operating point that was applied (thresholds.json) and the report files into `out_dir`.
+    `error_analysis`: the errors explained (mmdetect.explain.errors), kept as given."""
     result = evaluate_records(records, taxonomy, cfg, operating_point, baseline, source, traffic)
+    if error_analysis is not None:
+        result["error_analysis"] = dict(error_analysis)
     out = Path(out_dir)
     write_predictions(out / "predictions.jsonl", records)
     if traffic is not None:

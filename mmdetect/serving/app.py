@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from mmdetect.explain.service import explain_scored, wants_explanation
 from mmdetect.serve import Decision
 from mmdetect.serving.batcher import Batcher, QueueFull
 from mmdetect.serving.inputs import BodyError, Limits, Parsed, parse_request, remove_request_dir
@@ -169,6 +170,7 @@ async def score_request(svc: Service, request: Request) -> JSONResponse:
             cfg.limits)  # fmt: skip
     except BodyError as exc:
         return _error(exc.status, str(exc))
+    explanation = None
     try:
         valid = [p for p in parsed if p.listing is not None]
         svc.metrics.listing("invalid", len(parsed) - len(valid))
@@ -192,6 +194,9 @@ async def score_request(svc: Service, request: Request) -> JSONResponse:
                     504, f"not scored within {cfg.timeout_s} s", svc.batcher.retry_after_s()
                 )
             outcomes = {p.index: r for p, r in zip(valid, results, strict=True)}
+            if not batch_form and wants_explanation(request.query_params, raw):  # mmdetect.explain
+                explanation = await run_in_threadpool(
+                    explain_scored, active.predictor, valid[0].listing, svc.staging)  # fmt: skip
     finally:
         await run_in_threadpool(remove_request_dir, svc.staging, rdir)
     items = [answer(p, outcomes.get(p.index)) for p in parsed]
@@ -199,7 +204,7 @@ async def score_request(svc: Service, request: Request) -> JSONResponse:
     svc.metrics.listing("scored", len(items) - failed)
     svc.metrics.listing("error", failed - (len(parsed) - len(valid)))
     if not batch_form:
-        item = items[0]
+        item = items[0] if explanation is None else {**items[0], "explanation": explanation}
         status = 200 if "error" not in item else 422 if parsed[0].error else 500
         return JSONResponse(item, status_code=status)
     status = 200 if not failed else 207 if failed < len(items) else 422

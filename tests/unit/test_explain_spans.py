@@ -1,0 +1,103 @@
+"""Character spans of explanations: the map original -> clean_text -> NFKC -> MeCab -> WordPiece
+must land every word on exactly what the seller typed."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmdetect.data.tokenize import clean_text, encode_listing, load_tokenizer, nfkc
+from mmdetect.explain.html import card_anchor, highlight
+from mmdetect.explain.spans import listing_layout, normalisation_units, word_pieces
+
+TRICKY = [
+    "ﾎﾟｹﾓﾝｶｰﾄﾞ ｶﾞﾝﾀﾞﾑ 未開封",  # half-width kana; voiced marks compose across two characters
+    "😀👍🏻 最高❤️ 👨‍👩‍👧 セット",  # emoji, skin tone, variation selector, ZWJ family
+    "ＮＩＫＥ エアマックス９０ ２７ｃｍ １２３４円",  # full-width ASCII and digits
+    "㌔ ① ﬁle Ⅻ ｶ\u3099 e\u0301",  # characters NFKC expands; combining marks
+    "タブ\tと\x00制御\x7f文字 \ud800 end",  # control characters and a lone surrogate
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(ja_vocab_dir):
+    return load_tokenizer(str(ja_vocab_dir))
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_units_concatenate_to_the_nfkc_of_the_whole_text(text):
+    units = normalisation_units(clean_text(text))
+    assert "".join(u[2] for u in units) == nfkc(clean_text(text))
+    assert [u[0] for u in units[1:]] == [u[1] for u in units[:-1]]  # contiguous, in order
+    if text:
+        assert units[0][0] == 0 and units[-1][1] == len(text)
+
+
+def test_half_width_voiced_kana_is_one_unit():
+    units = normalisation_units("ｶﾞ")
+    assert units == [(0, 2, "ガ")]
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_word_spans_round_trip_to_the_original_substrings(tokenizer, text):
+    words = word_pieces(tokenizer, text, "title")
+    assert words is not None
+    norm = nfkc(clean_text(text))
+    assert "".join(w.surface for w in words) == "".join(norm.split())
+    end = 0
+    for w in words:
+        assert end <= w.start < w.end <= len(text)  # in order, never overlapping
+        end = w.end
+        # what the seller typed there is exactly what the tokenizer saw for this word
+        assert nfkc(clean_text(text[w.start : w.end])) == w.surface
+
+
+def test_spans_on_named_characters(tokenizer):
+    text = "ﾎﾟｹﾓﾝ １２３４円 😀"
+    words = {w.surface: text[w.start : w.end] for w in word_pieces(tokenizer, text, "title")}
+    assert words["1234"] == "１２３４"
+    assert words["😀"] == "😀"
+    assert "ﾎﾟｹﾓﾝ" in words.values() or "ﾎﾟ" in "".join(words.values())
+
+
+@pytest.mark.parametrize("title,desc", [(TRICKY[0], TRICKY[1]), (TRICKY[2], TRICKY[4]),
+                                        (TRICKY[3], ""), ("あ" * 80, "い" * 80)])  # fmt: skip
+def test_layout_ids_are_those_of_encode_listing(tokenizer, title, desc):
+    layout = listing_layout(tokenizer, title, desc, 32)
+    assert layout.ids == encode_listing(tokenizer, title, desc, 32)
+    for (a, b), w in zip(layout.positions, layout.words, strict=True):
+        assert layout.ids[a:b] == list(w.ids)
+    assert layout.truncated == (len(title) + len(desc) >= 160)
+    assert not set(layout.special) & {i for a, b in layout.positions for i in range(a, b)}
+
+
+def test_highlight_escapes_seller_html():
+    text = "<script>alert(1)</script> 偽物"
+    spans = [
+        {"start": 0, "end": 8, "attribution": 0.5},
+        {"start": 26, "end": 28, "attribution": -0.1},
+    ]
+    out = highlight(text, spans, 0.5)
+    assert "<script>" not in out and "&lt;script&gt;" in out
+    assert out.count('<span class="hl"') == 2 and 'title="+0.5000"' in out
+    assert card_anchor("L0001") == "card-L0001"
+    assert card_anchor('x"><b>').startswith("card-") and '"' not in card_anchor('x"><b>')
+
+
+def test_the_http_explanation_reaches_no_training_code():
+    """Static, as test_serve's check: mmdetect.explain.service (imported by the HTTP app) never
+    imports Lightning or the training modules, even lazily (checkpoints load in loading.py)."""
+    from tests.unit.test_serve import FORBIDDEN, _imports, _source
+
+    todo, seen, found = ["mmdetect.explain.service"], set(), []
+    while todo:
+        name = todo.pop()
+        if name in seen or _source(name) is None:
+            continue
+        seen.add(name)
+        for imported in _imports(_source(name)):
+            if imported.startswith(FORBIDDEN):
+                found.append(f"{name} imports {imported}")
+            todo.append(imported)
+    assert {"mmdetect.explain.core", "mmdetect.explain.model"} <= seen
+    assert "mmdetect.explain.loading" not in seen and found == []
