@@ -26,7 +26,7 @@ import yaml
 
 from mmdetect.cliutil import positive_float, positive_int
 from mmdetect.tune.space import Space, SpaceError, _key_lines, _Where, load_space, overlay, probes
-from mmdetect.tune.study import StudyError, fail_dead_trials, open_study
+from mmdetect.tune.study import StudyError, fail_dead_trials, make_pruner, open_study
 from mmdetect.tune.trial import TuneRun, objective, objective_values
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,6 @@ def tune(
 ):
     """Open or join the study, fail this host's dead trials, run trials; returns the study."""
     import optuna
-
-    from mmdetect.tune.pruning import make_pruner
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(run.storage, run.study, run.space, make_pruner(run.space.pruner))

@@ -20,22 +20,10 @@ import optuna
 from optuna_integration import PyTorchLightningPruningCallback
 
 from mmdetect.outputs import atomic_write_text
+from mmdetect.tune.study import make_pruner
 from mmdetect.tune.trial import PRUNED_FILE
 
 log = logging.getLogger(__name__)
-
-
-def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
-    """The pruner a space file's `pruner:` section names (its other fields are its arguments)."""
-    kw = {k: v for k, v in spec.items() if k != "name"}
-    pruners = {
-        "median": optuna.pruners.MedianPruner,
-        "percentile": optuna.pruners.PercentilePruner,
-        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-        "hyperband": optuna.pruners.HyperbandPruner,
-        "none": optuna.pruners.NopPruner,
-    }
-    return pruners[spec["name"]](**kw)
 
 
 class TrialPruning(PyTorchLightningPruningCallback):

@@ -10,14 +10,16 @@ any process starts its next trial).
 
 from __future__ import annotations
 
+import random
 import socket
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from mmdetect.staging import pid_alive
 from mmdetect.tune.space import Space
@@ -44,23 +46,42 @@ def make_sampler(spec: dict[str, Any]) -> optuna.samplers.BaseSampler:
         raise StudyError(f"sampler {spec['name']}: {exc}") from None
 
 
+def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
+    """The pruner a space file's `pruner:` section names (its other fields are its arguments)."""
+    kw = {k: v for k, v in spec.items() if k != "name"}
+    pruners = {
+        "median": optuna.pruners.MedianPruner,
+        "percentile": optuna.pruners.PercentilePruner,
+        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+        "hyperband": optuna.pruners.HyperbandPruner,
+        "none": optuna.pruners.NopPruner,
+    }
+    return pruners[spec["name"]](**kw)
+
+
 def storage_for(url: str) -> optuna.storages.RDBStorage:
-    """An RDB storage with heartbeats; a SQLite file's directory is created."""
+    """An RDB storage with heartbeats; a SQLite file's directory is created. Raises StudyError."""
     if not url.startswith(RDB_PREFIXES):
         raise StudyError(
             f"--storage {url!r}: give a database URL (sqlite:///FILE, postgresql://..., mysql://...)"
         )
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
-            )  # fmt: skip
-    except (ImportError, RuntimeError, SQLAlchemyError) as exc:  # no driver, unreachable server
-        raise StudyError(f"--storage {url!r}: {type(exc).__name__}: {exc}") from None
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                    engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+                )  # fmt: skip
+        except (OperationalError, IntegrityError) as exc:  # processes creating the schema at
+            if attempt == 4:  # once (tables, alembic_version): the later one retries
+                raise StudyError(f"--storage {url!r}: {type(exc).__name__}: {exc}") from None
+            time.sleep(0.3 + random.random())
+        except (ImportError, RuntimeError, SQLAlchemyError) as exc:  # no driver, no server
+            raise StudyError(f"--storage {url!r}: {type(exc).__name__}: {exc}") from None
+    raise AssertionError("unreachable")
 
 
 def open_study(url: str, name: str, space: Space, pruner: Any = None) -> optuna.Study:
@@ -96,9 +117,12 @@ def fail_dead_trials(study: optuna.Study, host: str | None = None) -> list[int]:
         if t.user_attrs.get("host") != host or not isinstance(pid, int) or pid_alive(pid):
             continue
         storage = study._storage
-        if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+        try:  # the note first: a finished trial takes no attributes
             storage.set_trial_user_attr(
                 t._trial_id, "error", f"its tune process {pid} on {host} died (failed on resume)"
             )
-            failed.append(t.number)
+            if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                failed.append(t.number)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process failed it (or the heartbeat did) meanwhile
     return failed
