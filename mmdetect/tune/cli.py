@@ -42,7 +42,7 @@ def _parse(args: list[str]):
             return check_config(args)
     except (SystemExit, Exception) as exc:
         lines = [x for x in err.getvalue().splitlines() if x.strip()]
-        raise SpaceError(lines[-1] if lines else f"{type(exc).__name__}: {exc}") from None
+        raise SpaceError(lines[-1].strip() if lines else f"{type(exc).__name__}: {exc}") from None
 
 
 def check_against_fit(space: Space, configs: Sequence[str]) -> int:
