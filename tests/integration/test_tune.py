@@ -38,7 +38,9 @@ def test_a_key_fit_does_not_know_is_named_with_its_line(tmp_path: Path) -> None:
         "  model.txt.num_layers: {type: int, low: 1, high: 2}\n",
         encoding="utf-8",
     )
-    with pytest.raises(SpaceError, match=r"space.yaml:3: params.model.txt.num_layers: is not a key"):
+    with pytest.raises(
+        SpaceError, match=r"space.yaml:3: params.model.txt.num_layers: is not a key"
+    ):
         check_against_fit(load_space(path), ["configs/train/tiny.yaml"])
     path.write_text("params:\n  model.text.num_layers: {type: categorical, choices: [2, many]}\n")
     with pytest.raises(SpaceError, match=r"do not parse for `mmdetect fit`.*many"):
