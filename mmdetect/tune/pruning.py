@@ -20,7 +20,7 @@ import optuna
 from optuna_integration import PyTorchLightningPruningCallback
 
 from mmdetect.outputs import atomic_write_text
-from mmdetect.tune.study import make_pruner
+from mmdetect.tune.study import make_pruner, storage_for
 from mmdetect.tune.trial import PRUNED_FILE
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,9 @@ class TrialPruning(PyTorchLightningPruningCallback):
     ):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         loaded = optuna.load_study(
-            study_name=study, storage=storage, pruner=make_pruner(pruner or {"name": "median"})
-        )
+            study_name=study, storage=storage_for(storage),
+            pruner=make_pruner(pruner or {"name": "median"}),
+        )  # fmt: skip
         trial_id = loaded._storage.get_trial_id_from_study_id_trial_number(
             loaded._study_id, trial_number
         )

@@ -127,3 +127,40 @@ def test_a_real_two_trial_study_then_a_trial_rerun_alone(small_samples, tmp_path
     assert "history.png" in html and (out / "history.png").is_file()
     assert tune_main([*argv, "--n-trials", "1"]) == 0  # the same study, one more
     assert len(list(csv.DictReader((out / "trials.csv").open(encoding="utf-8")))) == 4
+
+
+def test_the_pruning_callback_reports_and_stops_a_poor_trial(tmp_path: Path) -> None:
+    """TrialPruning (optuna-integration's callback, rebuilt from the storage URL) on a stub
+    trainer: a curve below the finished trials' median is pruned at the first checked step."""
+    import torch
+
+    from mmdetect.tune.pruning import TrialPruning
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    for final in (0.5, 0.6, 0.7):  # three finished trials with good curves
+        t = study.ask()
+        for epoch in range(3):
+            t.report(final - 0.1 * (2 - epoch), epoch)
+        study.tell(t, final)
+    poor = study.ask()
+    spec = {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1}
+
+    class Stub:
+        sanity_checking, should_stop = False, False
+        default_root_dir = str(tmp_path)
+        callback_metrics: dict = {}
+
+    trainer, module = Stub(), Stub()
+    cb = TrialPruning(storage, "s", poor.number, "val/macro_ap", spec)
+    for epoch, value in enumerate((0.2, 0.1)):
+        module.current_epoch = epoch
+        trainer.callback_metrics = {"val/macro_ap": torch.tensor(value)}
+        cb.on_validation_end(trainer, module)
+        # epoch 0 is a warm-up step: reported, not pruned; epoch 1 is below the median
+        assert trainer.should_stop is (epoch == 1)
+    frozen = optuna.load_study(study_name="s", storage=storage).trials[poor.number]
+    assert frozen.intermediate_values == pytest.approx({0: 0.2, 1: 0.1})
+    assert json.loads((tmp_path / "pruned.json").read_text()) == pytest.approx(
+        {"epoch": 1, "value": 0.1}
+    )
