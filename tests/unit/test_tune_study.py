@@ -4,6 +4,7 @@ recorded, two processes share one study, a killed tune resumes, the outputs are 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import signal
 import socket
@@ -130,3 +131,37 @@ def test_a_killed_tune_resumes_with_more_trials(tmp_path) -> None:
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     assert "died (failed on resume)" in study.trials[0].user_attrs["error"]
+
+
+def test_a_fit_past_the_timeout_is_stopped_and_a_crash_names_its_last_line(tmp_path) -> None:
+    from mmdetect.tune.trial import TrialError, _run
+
+    run = make_run(tmp_path)
+    slow = [sys.executable, "-c", "import time; time.sleep(60)"]
+    start = time.monotonic()
+    with pytest.raises(TrialError, match="--timeout budget ran out"):
+        _run(
+            slow,
+            tmp_path / "a.log",
+            dataclasses.replace(run, deadline=time.monotonic() + 1),
+            "the fit",
+        )
+    assert time.monotonic() - start < 15
+    crash = [sys.executable, "-c", "print('loading'); raise SystemExit('error: bad snapshot')"]
+    with pytest.raises(TrialError, match=r"the fit exited 1: error: bad snapshot \(see .*b.log\)"):
+        _run(crash, tmp_path / "b.log", run, "the fit")
+
+
+def test_best_metric_is_the_best_validation_of_the_run(tmp_path) -> None:
+    from mmdetect.tune.trial import TrialError, best_metric
+
+    logs = tmp_path / "logs" / "version_0"
+    logs.mkdir(parents=True)
+    (logs / "metrics.csv").write_text(
+        "epoch,step,train/loss,val/macro_ap\n0,9,0.7,\n0,9,,0.41\n1,19,,0.55\n2,29,,0.52\n"
+    )
+    assert best_metric(tmp_path, "val/macro_ap") == pytest.approx(0.55)
+    with pytest.raises(TrialError, match="no val/loss logged"):
+        best_metric(tmp_path, "val/loss")
+    with pytest.raises(TrialError, match="no logs/version_"):
+        best_metric(tmp_path / "empty", "val/macro_ap")
