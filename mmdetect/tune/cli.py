@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import logging
 import socket
@@ -111,6 +112,8 @@ def tune_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-trials", type=positive_int, help="trials this process runs")
     p.add_argument("--timeout", type=positive_float, help="seconds; a running fit is stopped")
     p.add_argument("--out", type=Path, required=True, help="trials/, best.yaml, summary.html")
+    p.add_argument("--sampler-seed", type=int,
+                   help="override the space's sampler seed (give each parallel process its own)")  # fmt: skip
     p.add_argument("--fit-arg", action="append", default=[],
                    help="an extra `mmdetect fit` argument for every trial (repeatable)")  # fmt: skip
     return p
@@ -124,6 +127,8 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
     storage = args.storage or f"sqlite:///{args.out / 'study.db'}"
     try:
         space = load_space(args.space)
+        if args.sampler_seed is not None:
+            space = dataclasses.replace(space, sampler={**space.sampler, "seed": args.sampler_seed})
         seed = check_against_fit(space, args.config)
         deadline = None if args.timeout is None else time.monotonic() + args.timeout
         run = TuneRun(space, tuple(args.config), storage, args.study or args.space.stem,

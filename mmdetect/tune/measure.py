@@ -9,7 +9,7 @@
   hides or sends to review is the figure. It is in-sample for the operating point, as the
   validation macro AP is for checkpoint selection; both are selection figures, not estimates.
 * latency_ms: the best checkpoint exported as a TorchScript bundle (configs/export/cpu.yaml
-  defaults) and scored one listing at a time through Predictor; the median ms per listing.
+  defaults; parity checked on the run's first snapshot) and scored one listing at a time through Predictor; the median ms per listing.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def latency(ckpt: Path, rdir: Path, data: dict, n: int) -> dict[str, Any]:
     from mmdetect.serve import Predictor
 
     bundle = rdir / "bundle"
-    export_bundle(ckpt, bundle, force=True)
+    export_bundle(ckpt, bundle, parity_snapshot=data["snapshots"][0], force=True)
     predictor = Predictor.from_bundle(bundle, device="cpu", batch_size=1)
     val = validation_listings(data)[: n + 3]
     times = []
