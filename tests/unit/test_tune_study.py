@@ -165,3 +165,22 @@ def test_best_metric_is_the_best_validation_of_the_run(tmp_path) -> None:
         best_metric(tmp_path, "val/loss")
     with pytest.raises(TrialError, match="no logs/version_"):
         best_metric(tmp_path / "empty", "val/macro_ap")
+
+
+def test_two_objectives_give_a_pareto_front(tmp_path) -> None:
+    space = {**SPACE, "objectives": ["operating_recall", "latency_ms"], "sampler": "random"}
+    run = make_run(tmp_path, space=space)
+
+    def two(run, trial):  # recall rises with lr, latency too: every trial is on the front
+        lr = fake_values(run, trial)[0] and trial.params["model.lr"]
+        return [lr * 10, lr * 100]
+
+    study = tune(run, 4, None, two)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    written = write_outputs(run, study)
+    assert written["plots"]["pareto"] == "pareto.png" and "curves" not in written["plots"]
+    text = written["best"].read_text(encoding="utf-8")
+    top = max(study.trials, key=lambda t: t.values[0])
+    assert f"trial {top.number} (operating_recall=" in text and "Pareto front: trials" in text
+    header = (run.out / "trials.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert header.startswith("number,state,operating_recall,latency_ms,model.lr,model.fusion")
