@@ -44,7 +44,7 @@ def write_best(run: TuneRun, study: optuna.Study) -> Path | None:
     if len(best) > 1:
         note += "; Pareto front: trials " + ", ".join(str(b.number) for b in best)
     path = run.out / "best.yaml"
-    atomic_write_text(path, overlay_text(run, t.user_attrs["overlay"], note))
+    atomic_write_text(path, overlay_text(run, t.user_attrs["overlay"], note, path))
     return path
 
 

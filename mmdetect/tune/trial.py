@@ -59,9 +59,10 @@ def overlay_doc(run: TuneRun, drawn: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def overlay_text(run: TuneRun, doc: dict[str, Any], note: str) -> str:
+def overlay_text(run: TuneRun, doc: dict[str, Any], note: str, path: Path) -> str:
+    """The overlay file, headed by the fit command that uses it."""
     base = " ".join(f"--config {c}" for c in run.configs)
-    head = f"# mmdetect fit {base} --config THIS_FILE\n# {note}\n"
+    head = f"# mmdetect fit {base} --config {path}\n# {note}\n"
     return head + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
 
 
@@ -134,7 +135,9 @@ def objective_values(run: TuneRun, trial: optuna.Trial) -> list[float]:
     trial.set_user_attr("overlay", doc)
     trial.set_user_attr("run_dir", str(rdir))
     path = rdir / "overlay.yaml"
-    atomic_write_text(path, overlay_text(run, doc, f"study {run.study}, trial {trial.number}"))
+    atomic_write_text(
+        path, overlay_text(run, doc, f"study {run.study}, trial {trial.number}", path)
+    )
     cmd = fit_command(run, path, rdir, trial.number)
     _run(cmd, rdir / "fit.log", run, "the fit")
     pruned = rdir / PRUNED_FILE

@@ -115,3 +115,17 @@ def test_overlay_nests_dotted_keys() -> None:
     assert yaml.safe_load(yaml.safe_dump(doc)) == doc
     with pytest.raises(SpaceError, match="both a value and a section"):
         overlay({"model.fusion": "concat", "model.fusion.init_args": {}})
+
+
+def test_the_cli_refuses_a_bad_space_and_a_missing_budget(tmp_path: Path, capsys) -> None:
+    from mmdetect.cli import main
+
+    path = _write(tmp_path, "params:\n  model.lr: {type: float, low: 1, high: 0.5}\n")
+    argv = ["tune", "--config", "configs/train/tiny.yaml", "--space", str(path),
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    assert "give --n-trials, --timeout or both" in capsys.readouterr().err
+    assert main([*argv, "--n-trials", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {path}:2: params.model.lr.low: low (1) must be < high (0.5)"
+    assert not (tmp_path / "out").exists()  # nothing written for a refused space
