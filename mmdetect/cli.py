@@ -161,6 +161,12 @@ def cmd_lightning(argv: Sequence[str]) -> int:
     return run_lightning(argv)
 
 
+def cmd_tune(argv: Sequence[str]) -> int:
+    from mmdetect.tune.cli import tune_main
+
+    return tune_main(argv)
+
+
 def cmd_feedback(argv: Sequence[str]) -> int:
     from mmdetect.feedback import merge_main
 
@@ -200,6 +206,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "samples": (cmd_samples, "write the synthetic sample snapshots"),
     "vocab": (cmd_vocab, "build a WordPiece tokenizer directory from snapshots"),
     "fit": (cmd_fit, "train (LightningCLI: --config, dotted overrides, --run-dir DIR)"),
+    "tune": (cmd_tune, "tune fit settings with Optuna: resumable, shared study (docs/training.md)"),
     "lightning": (cmd_lightning, "Lightning's other stages: lightning validate|test|predict"),
     "thresholds": (cmd_thresholds, "thresholds fit: calibration, certified hide, review budget"),
     "evaluate": (cmd_evaluate, "judge the operating point a checkpoint or bundle serves"),
