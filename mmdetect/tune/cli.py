@@ -26,7 +26,8 @@ from pathlib import Path
 import yaml
 
 from mmdetect.cliutil import positive_float, positive_int
-from mmdetect.tune.space import Space, SpaceError, _key_lines, _Where, load_space, overlay, probes
+from mmdetect.tune.draw import overlay, probes
+from mmdetect.tune.space import Space, SpaceError, key_error, load_space
 from mmdetect.tune.study import StudyError, fail_dead_trials, make_pruner, open_study
 from mmdetect.tune.trial import TuneRun, objective, objective_values
 
@@ -53,11 +54,12 @@ def check_against_fit(space: Space, configs: Sequence[str]) -> int:
         base = _parse(base_args)
     except SpaceError as exc:
         raise SpaceError(f"{' '.join(configs)}: the base config does not parse: {exc}") from None
-    where = _Where(space.path, _key_lines(space.path.read_text(encoding="utf-8")))
     for section, keys in (("fixed", space.fixed), ("params", [p.key for p in space.params])):
         for key in keys:
             if key != "seed_everything" and key not in base:
-                raise where.error(f"{section}.{key}", "is not a key of the `mmdetect fit` config")
+                raise key_error(
+                    space.path, f"{section}.{key}", "is not a key of the `mmdetect fit` config"
+                )
     with tempfile.TemporaryDirectory() as tmp:
         for i, drawn in enumerate(probes(space)):
             path = Path(tmp) / f"probe{i}.yaml"

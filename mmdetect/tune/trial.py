@@ -24,7 +24,8 @@ import optuna
 import yaml
 
 from mmdetect.outputs import atomic_write_text
-from mmdetect.tune.space import Space, overlay, suggest, values_of
+from mmdetect.tune.draw import overlay, suggest, values_of
+from mmdetect.tune.space import Space
 
 PRUNED_FILE = "pruned.json"  # written by mmdetect.tune.pruning.TrialPruning
 MEASURED = ("operating_recall", "latency_ms")  # need the measure subprocess after the fit

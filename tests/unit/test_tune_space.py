@@ -8,7 +8,8 @@ import optuna
 import pytest
 import yaml
 
-from mmdetect.tune.space import SpaceError, load_space, overlay, probes, suggest, values_of
+from mmdetect.tune.draw import overlay, probes, suggest, values_of
+from mmdetect.tune.space import SpaceError, load_space
 
 REPO = Path(__file__).resolve().parents[2]
 SPACES = sorted((REPO / "configs/tune").glob("*.yaml"))

@@ -18,8 +18,9 @@ import pytest
 from optuna.trial import TrialState
 
 from mmdetect.tune.cli import tune
+from mmdetect.tune.draw import suggest
 from mmdetect.tune.report import write_outputs
-from mmdetect.tune.space import parse_space, suggest
+from mmdetect.tune.space import parse_space
 from mmdetect.tune.trial import TuneRun, overlay_doc
 
 REPO = Path(__file__).resolve().parents[2]
