@@ -84,7 +84,9 @@ def tune(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(run.storage, run.study, run.space, make_pruner(run.space.pruner))
+    study = open_study(
+        run.storage, run.study, run.space, make_pruner(run.space.pruner, str(run.space.path))
+    )
     for number in fail_dead_trials(study, socket.gethostname()):
         log.warning("trial %d was left RUNNING by a killed tune: marked FAIL", number)
     study.optimize(

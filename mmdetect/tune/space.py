@@ -8,6 +8,7 @@ SpaceError naming the file, the line and the key. Drawing from a parsed space is
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,10 @@ PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "none")
 TYPES = ("float", "int", "categorical")
 TOP_KEYS = ("objectives", "sampler", "pruner", "monitor", "policy", "latency", "fixed", "params")
 PARAM_KEYS = ("type", "low", "high", "step", "log", "choices", "when")
+LATENCY_KEYS = ("listings",)
+# what pruning may watch: AP curves that rise as the fit improves (TrialPruning maximises), and
+# a PRUNED trial is recorded with the last value it reported, so the objective must be an AP too
+MONITOR = re.compile(r"val/(macro_ap|ap_[A-Za-z0-9_.-]+)")
 
 
 class SpaceError(ValueError):
@@ -196,6 +201,21 @@ def _section(where: _Where, doc: Mapping, key: str, names: tuple[str, ...]) -> d
     return dict(value)
 
 
+def _check_pruning(where: _Where, objectives: list[str], pruner: dict, monitor: str) -> None:
+    """Pruning is sound only for one val_macro_ap objective watched on a rising AP curve: Optuna
+    records a pruned trial with its last reported value, and the callback maximises."""
+    if not MONITOR.fullmatch(monitor):
+        raise where.error(
+            "monitor", f"must be val/macro_ap or val/ap_CLASS (an AP the pruner maximises), "
+            f"got {monitor!r}",
+        )  # fmt: skip
+    if pruner["name"] != "none" and objectives != ["val_macro_ap"]:
+        raise where.error(
+            "pruner", f"pruning needs the single objective val_macro_ap (a pruned trial is "
+            f"recorded with its last validation AP), got {objectives}: use `pruner: none`",
+        )  # fmt: skip
+
+
 def parse_space(doc: Any, path: str | Path = "<space>", text: str = "") -> Space:
     """Check a loaded space document; SpaceError names the first problem."""
     path = Path(path)
@@ -226,19 +246,30 @@ def parse_space(doc: Any, path: str | Path = "<space>", text: str = "") -> Space
             f"latency_ms; got {objectives!r}",
         )  # fmt: skip
     sampler = _section(where, {"sampler": {"name": "tpe"}, **doc}, "sampler", SAMPLERS)
-    pruner = _section(where, {"pruner": {"name": "median"}, **doc}, "pruner", PRUNERS)
+    # pruning by default only where it is sound: a single val_macro_ap objective
+    default = "median" if objectives == ["val_macro_ap"] else "none"
+    pruner = _section(where, {"pruner": {"name": default}, **doc}, "pruner", PRUNERS)
     fixed = doc.get("fixed") or {}
     if not isinstance(fixed, Mapping) or not all(isinstance(k, str) for k in fixed):
         raise where.error("fixed", "must map dotted LightningCLI keys to values")
     clash = sorted(set(fixed) & set(params))
     if clash:
         raise where.error(f"fixed.{clash[0]}", "is also a searched key under params")
-    latency = {"listings": 32, **(doc.get("latency") or {})}
+    latency = doc.get("latency") or {}
+    if not isinstance(latency, Mapping):
+        raise where.error("latency", f"must be a mapping such as {{listings: 32}}, got {latency!r}")
+    unknown = sorted(set(latency) - set(LATENCY_KEYS))
+    if unknown:
+        raise where.error(
+            f"latency.{unknown[0]}", f"unknown field; fields: {', '.join(LATENCY_KEYS)}"
+        )
+    latency = {"listings": 32, **latency}
     if not isinstance(latency["listings"], int) or latency["listings"] < 1:
         raise where.error("latency.listings", "must be an integer >= 1")
     for key in ("monitor", "policy"):
         if doc.get(key) is not None and not isinstance(doc[key], str):
             raise where.error(key, f"must be a string, got {doc[key]!r}")
+    _check_pruning(where, objectives, pruner, doc.get("monitor") or "val/macro_ap")
     return Space(
         path, tuple(params.values()), tuple(objectives), sampler, pruner,
         doc.get("monitor") or "val/macro_ap", doc.get("policy"), latency, dict(fixed),

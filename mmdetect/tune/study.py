@@ -32,8 +32,9 @@ class StudyError(ValueError):
     """A storage or study that cannot be used; one line."""
 
 
-def make_sampler(spec: dict[str, Any]) -> optuna.samplers.BaseSampler:
-    """The sampler a space file's `sampler:` section names (other fields are its arguments)."""
+def make_sampler(spec: dict[str, Any], source: str = "space") -> optuna.samplers.BaseSampler:
+    """The sampler a space file's `sampler:` section names (other fields are its arguments);
+    StudyError naming `source` (the space file) when Optuna refuses the arguments."""
     kw = {k: v for k, v in spec.items() if k != "name"}
     samplers = {
         "tpe": optuna.samplers.TPESampler,
@@ -42,12 +43,13 @@ def make_sampler(spec: dict[str, Any]) -> optuna.samplers.BaseSampler:
     }
     try:
         return samplers[spec["name"]](**kw)
-    except TypeError as exc:
-        raise StudyError(f"sampler {spec['name']}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise StudyError(f"{source}: sampler {spec['name']}: {exc}") from None
 
 
-def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
-    """The pruner a space file's `pruner:` section names (its other fields are its arguments)."""
+def make_pruner(spec: dict[str, Any], source: str = "space") -> optuna.pruners.BasePruner:
+    """The pruner a space file's `pruner:` section names (its other fields are its arguments);
+    StudyError naming `source` (the space file) when Optuna refuses the arguments."""
     kw = {k: v for k, v in spec.items() if k != "name"}
     pruners = {
         "median": optuna.pruners.MedianPruner,
@@ -56,7 +58,10 @@ def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
         "hyperband": optuna.pruners.HyperbandPruner,
         "none": optuna.pruners.NopPruner,
     }
-    return pruners[spec["name"]](**kw)
+    try:
+        return pruners[spec["name"]](**kw)
+    except (TypeError, ValueError) as exc:
+        raise StudyError(f"{source}: pruner {spec['name']}: {exc}") from None
 
 
 def storage_for(url: str) -> optuna.storages.RDBStorage:
@@ -89,7 +94,7 @@ def open_study(url: str, name: str, space: Space, pruner: Any = None) -> optuna.
     storage = storage_for(url)
     study = optuna.create_study(
         storage=storage, study_name=name, load_if_exists=True, directions=space.directions,
-        sampler=make_sampler(space.sampler), pruner=pruner,
+        sampler=make_sampler(space.sampler, str(space.path)), pruner=pruner,
     )  # fmt: skip
     have = [d.name.lower() for d in study.directions]
     if have != space.directions:

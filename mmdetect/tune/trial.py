@@ -73,7 +73,7 @@ def fit_command(run: TuneRun, overlay_path: Path, rdir: Path, number: int) -> li
         cmd += ["--config", c]
     cmd += ["--config", str(overlay_path), "--run-dir", str(rdir),
             "--trainer.enable_progress_bar=false", *run.fit_args]  # fmt: skip
-    if run.space.pruner["name"] != "none" and len(run.space.objectives) == 1:
+    if run.space.pruner["name"] != "none":  # the space allows it only for val_macro_ap
         callback = {
             "class_path": "mmdetect.tune.pruning.TrialPruning",
             "init_args": {"storage": run.storage, "study": run.study, "trial_number": number,

@@ -67,6 +67,11 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("paramz: {}\n", ":1: paramz: unknown key"),
         ("params: {}\n", "params: must map dotted"),
         ("params: [\n", "not valid YAML"),
+        ("latency: {listings: 8, warmup: 2}\nparams:\n  a.b: {type: int, low: 1, high: 2}\n", ":1: latency.warmup: unknown field; fields: listings"),
+        ("latency: 8\nparams:\n  a.b: {type: int, low: 1, high: 2}\n", ":1: latency: must be a mapping"),
+        ("monitor: val/loss\nparams:\n  a.b: {type: int, low: 1, high: 2}\n", ":1: monitor: must be val/macro_ap or val/ap_CLASS"),
+        ("objectives: [operating_recall]\npruner: median\nparams:\n  a.b: {type: int, low: 1, high: 2}\n", ":2: pruner: pruning needs the single objective val_macro_ap"),
+        ("objectives: [val_macro_ap, latency_ms]\npruner: {name: hyperband}\nparams:\n  a.b: {type: int, low: 1, high: 2}\n", ":2: pruner: pruning needs"),
     ],
 )  # fmt: skip
 def test_space_errors_name_file_line_and_key(tmp_path: Path, text: str, expect: str) -> None:
@@ -130,3 +135,13 @@ def test_the_cli_refuses_a_bad_space_and_a_missing_budget(tmp_path: Path, capsys
     err = capsys.readouterr().err.strip()
     assert err == f"error: {path}:2: params.model.lr.low: low (1) must be < high (0.5)"
     assert not (tmp_path / "out").exists()  # nothing written for a refused space
+
+
+def test_pruning_is_on_by_default_only_for_val_macro_ap(tmp_path: Path) -> None:
+    """A pruned trial is recorded with its last validation AP: sound only for that objective."""
+    body = "params:\n  a.b: {type: int, low: 1, high: 2}\n"
+    assert load_space(_write(tmp_path, body)).pruner == {"name": "median"}
+    space = load_space(_write(tmp_path, "objectives: [operating_recall]\n" + body))
+    assert space.pruner == {"name": "none"}
+    space = load_space(_write(tmp_path, "monitor: val/ap_weapons\npruner: median\n" + body))
+    assert space.monitor == "val/ap_weapons" and space.pruner == {"name": "median"}

@@ -185,3 +185,17 @@ def test_two_objectives_give_a_pareto_front(tmp_path) -> None:
     assert f"trial {top.number} (operating_recall=" in text and "Pareto front: trials" in text
     header = (run.out / "trials.csv").read_text(encoding="utf-8").splitlines()[0]
     assert header.startswith("number,state,operating_recall,latency_ms,model.lr,model.fusion")
+
+
+def test_bad_pruner_or_sampler_arguments_are_a_study_error_naming_the_space(tmp_path) -> None:
+    from mmdetect.tune.study import StudyError
+
+    bad = {**SPACE, "pruner": {"name": "median", "n_startup": 3}}
+    with pytest.raises(StudyError, match=r"space.yaml: pruner median: .*n_startup"):
+        tune(make_run(tmp_path, space=bad), 1, None, fake_values)
+    bad = {**SPACE, "pruner": {"name": "median", "n_startup_trials": -1}}
+    with pytest.raises(StudyError, match=r"space.yaml: pruner median: "):
+        tune(make_run(tmp_path, space=bad), 1, None, fake_values)
+    bad = {**SPACE, "sampler": {"name": "random", "seeed": 1}}
+    with pytest.raises(StudyError, match=r"space.yaml: sampler random: .*seeed"):
+        tune(make_run(tmp_path, space=bad), 1, None, fake_values)
