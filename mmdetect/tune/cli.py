@@ -16,6 +16,8 @@ import contextlib
 import dataclasses
 import io
 import logging
+import re
+import signal
 import socket
 import sys
 import tempfile
@@ -26,12 +28,14 @@ from pathlib import Path
 import yaml
 
 from mmdetect.cliutil import positive_float, positive_int
+from mmdetect.outputs import OutputError, check_output
 from mmdetect.tune.draw import overlay, probes
 from mmdetect.tune.space import Space, SpaceError, key_error, load_space
 from mmdetect.tune.study import StudyError, fail_dead_trials, make_pruner, open_study
 from mmdetect.tune.trial import TuneRun, objective, objective_values
 
 log = logging.getLogger(__name__)
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def _parse(args: list[str]):
@@ -123,28 +127,62 @@ def tune_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: like Ctrl-C, Optuna marks the running trial FAIL and
+    trial._run kills its fit before the process exits."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops():
+    """SIGTERM raises Terminated while tuning (main thread only; restored afterwards)."""
+
+    def stop(signum, frame):
+        raise Terminated("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def tune_main(argv: Sequence[str] | None = None) -> int:
     args = tune_parser().parse_args(argv)
     if args.n_trials is None and args.timeout is None:
         print("error: give --n-trials, --timeout or both", file=sys.stderr)
         return 2
     storage = args.storage or f"sqlite:///{args.out / 'study.db'}"
+    name = args.study or args.space.stem
     try:
+        # --out holds trial runs and reports: never an input, inside one, or inside a bundle
+        check_output(args.out, [*args.config, args.space], kind="dir")
+        if not STUDY_NAME.fullmatch(name):
+            raise StudyError(f"study name {name!r}: use letters, digits, '.', '_' or '-' "
+                             "(it names the folder OUT/trials/STUDY)")  # fmt: skip
         space = load_space(args.space)
         if args.sampler_seed is not None:
             space = dataclasses.replace(space, sampler={**space.sampler, "seed": args.sampler_seed})
         seed = check_against_fit(space, args.config)
         deadline = None if args.timeout is None else time.monotonic() + args.timeout
-        run = TuneRun(space, tuple(args.config), storage, args.study or args.space.stem,
-                      args.out, seed, deadline, tuple(args.fit_arg))  # fmt: skip
-        study = tune(run, args.n_trials, args.timeout)
-    except (SpaceError, StudyError) as exc:
+        run = TuneRun(space, tuple(args.config), storage, name, args.out, seed, deadline,
+                      tuple(args.fit_arg))  # fmt: skip
+        with _sigterm_stops():
+            study = tune(run, args.n_trials, args.timeout)
+    except (SpaceError, StudyError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("error: stopped by SIGTERM (the running trial is marked FAIL)", file=sys.stderr)
+        return 143
     from mmdetect.tune.report import write_outputs
 
     written = write_outputs(run, study)
     print(f"study {run.study}: {written['trials']} trials in {storage}")
-    print(f"best overlay: {written['best'] or 'none (no completed trial)'}")
+    removed = " (the best.yaml of an earlier run was removed)" if written["best_removed"] else ""
+    print(f"best overlay: {written['best'] or 'none (no completed trial)' + removed}")
     print(f"summary: {args.out / 'summary.html'}")
     return 0

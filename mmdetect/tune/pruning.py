@@ -54,7 +54,8 @@ class TrialPruning(PyTorchLightningPruningCallback):
         except optuna.TrialPruned:
             epoch = pl_module.current_epoch
             value = trainer.callback_metrics.get(self.monitor)
-            doc = {"epoch": epoch, "value": None if value is None else float(value)}
+            doc = {"trial": self.trial_number, "epoch": epoch,
+                   "value": None if value is None else float(value)}  # fmt: skip
             out = Path(trainer.default_root_dir) / PRUNED_FILE
             atomic_write_text(out, json.dumps(doc) + "\n")
             log.info("trial %d pruned at epoch %d (%s)", self.trial_number, epoch, doc)

@@ -34,17 +34,23 @@ def best_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def write_best(run: TuneRun, study: optuna.Study) -> Path | None:
-    """best.yaml: the overlay of the best trial (the front's best first objective when two)."""
+    """best.yaml: the overlay of the best trial (the front's best first objective when two),
+    headed by the exact fit command of that trial: its own base configs and fit arguments, as
+    recorded by the process that ran it. With no completed trial, a best.yaml left by an earlier
+    run is removed (it would name a trial this study does not have); returns None."""
+    path = run.out / "best.yaml"
     best = best_trials(study)
     if not best:
+        path.unlink(missing_ok=True)  # one atomic unlink: the old file or none, never half
         return None
     t = best[0]
     values = ", ".join(f"{o}={v:.4g}" for o, v in zip(run.space.objectives, t.values, strict=True))
     note = f"best of study {study.study_name}: trial {t.number} ({values})"
     if len(best) > 1:
         note += "; Pareto front: trials " + ", ".join(str(b.number) for b in best)
-    path = run.out / "best.yaml"
-    atomic_write_text(path, overlay_text(run, t.user_attrs["overlay"], note, path))
+    configs = t.user_attrs.get("configs", list(run.configs))
+    fit_args = t.user_attrs.get("fit_args", [])
+    atomic_write_text(path, overlay_text(configs, fit_args, t.user_attrs["overlay"], note, path))
     return path
 
 
@@ -138,13 +144,13 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def summary_html(run: TuneRun, study: optuna.Study, head, rows, plots) -> str:
+def summary_html(run: TuneRun, study: optuna.Study, head, rows, plots, removed=False) -> str:
     states = {s.name: 0 for s in TrialState}
     for r in rows:
         states[r["state"]] += 1
     best = best_trials(study)
     best_line = (
-        "no completed trial yet"
+        "no completed trial yet" + ("; the best.yaml of an earlier run was removed" if removed else "")
         if not best
         else "best: " + "; ".join(
             f"trial {t.number} " + ", ".join(f"{o}={v:.4g}" for o, v in
@@ -179,5 +185,9 @@ def write_outputs(run: TuneRun, study: optuna.Study) -> dict[str, Any]:
     head, rows = trial_rows(run.space, study)
     write_csv(run.out / "trials.csv", head, rows)
     plots = write_plots(run.space, study, run.out)
-    atomic_write_text(run.out / "summary.html", summary_html(run, study, head, rows, plots))
-    return {"best": write_best(run, study), "trials": len(rows), "plots": plots}
+    stale = (run.out / "best.yaml").exists()
+    best = write_best(run, study)
+    removed = stale and best is None
+    html_text = summary_html(run, study, head, rows, plots, removed)
+    atomic_write_text(run.out / "summary.html", html_text)
+    return {"best": best, "trials": len(rows), "plots": plots, "best_removed": removed}

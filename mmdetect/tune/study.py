@@ -10,7 +10,9 @@ any process starts its next trial).
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import socket
 import time
 import warnings
@@ -112,20 +114,44 @@ def open_study(url: str, name: str, space: Space, pruner: Any = None) -> optuna.
     return study
 
 
+def is_trial_child(pid: int, run_dir: str) -> bool:
+    """Whether process `pid` is a trial's fit or measurement: its command line (Linux /proc)
+    names the trial's run directory. A reused pid, or no /proc, is never taken for one."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return bool(run_dir) and os.fsencode(run_dir) in cmdline.split(b"\0")
+
+
+def kill_orphan(attrs: dict[str, Any]) -> int | None:
+    """SIGKILL the still-running fit (or measurement) of a trial whose tune died; its pid."""
+    pid, rdir = attrs.get("child_pid"), attrs.get("run_dir")
+    if not isinstance(pid, int) or not isinstance(rdir, str) or not is_trial_child(pid, rdir):
+        return None
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        return None
+    return pid
+
+
 def fail_dead_trials(study: optuna.Study, host: str | None = None) -> list[int]:
-    """Mark FAIL the RUNNING trials started on this host by a process that is gone; returns
-    their numbers. Trials of other hosts are left to the heartbeat."""
+    """Mark FAIL the RUNNING trials started on this host by a process that is gone (killing
+    their fit if it still runs); returns their numbers. Other hosts' trials: the heartbeat."""
     host = host or socket.gethostname()
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = t.user_attrs.get("pid")
         if t.user_attrs.get("host") != host or not isinstance(pid, int) or pid_alive(pid):
             continue
+        killed = kill_orphan(t.user_attrs)
+        note = f"its tune process {pid} on {host} died (failed on resume)"
+        if killed is not None:
+            note += f"; its fit {killed}, still running, was killed"
         storage = study._storage
         try:  # the note first: a finished trial takes no attributes
-            storage.set_trial_user_attr(
-                t._trial_id, "error", f"its tune process {pid} on {host} died (failed on resume)"
-            )
+            storage.set_trial_user_attr(t._trial_id, "error", note)
             if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                 failed.append(t.number)
         except optuna.exceptions.UpdateFinishedTrialError:

@@ -1,21 +1,27 @@
 """One trial of `mmdetect tune`: an ordinary `mmdetect fit` run in its own process.
 
-The trial's values are written as an overlay YAML in its own run directory (with the seed), so
-`mmdetect fit --config BASE --config trials/NNNN/overlay.yaml` re-runs it alone. The fit runs as
-a subprocess: a trial that crashes the interpreter, leaks memory or threads, or hangs cannot take
-the study down with it; it becomes a FAIL with its error, and the next trial starts clean. The
-cost is a few seconds of imports per trial, small next to a fit.
+The trial's values are written as an overlay YAML in its own, new run directory
+(OUT/trials/STUDY/NNNN, with the seed), headed by the exact fit command that re-runs it alone. The
+fit runs as a subprocess: a trial that crashes the interpreter, leaks memory or threads, or hangs
+cannot take the study down with it; it becomes a FAIL with its error, and the next trial starts
+clean. The cost is a few seconds of imports per trial, small next to a fit. The child dies with
+the tune process (Linux: PR_SET_PDEATHSIG; elsewhere a SIGTERM handler in cli.py, and
+study.fail_dead_trials kills an orphan it finds by the pid recorded on the trial).
 """
 
 from __future__ import annotations
 
 import csv
+import ctypes
 import json
 import os
+import shlex
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +34,7 @@ from mmdetect.tune.draw import overlay, suggest, values_of
 from mmdetect.tune.space import Space
 
 PRUNED_FILE = "pruned.json"  # written by mmdetect.tune.pruning.TrialPruning
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 MEASURED = ("operating_recall", "latency_ms")  # need the measure subprocess after the fit
 
 
@@ -49,8 +56,25 @@ class TuneRun:
     fit_args: tuple[str, ...] = ()  # extra `mmdetect fit` arguments (tests shrink runs with them)
 
 
-def trial_dir(out: Path, number: int) -> Path:
-    return out / "trials" / f"{number:04d}"
+def trial_dir(out: Path, study: str, number: int) -> Path:
+    """OUT/trials/STUDY/NNNN: studies sharing an --out never share a trial directory."""
+    return out / "trials" / study / f"{number:04d}"
+
+
+def new_trial_dir(out: Path, study: str, number: int) -> Path:
+    """Create the trial's directory; TrialError if one with files is there already (left by a
+    study of the same name in another storage): nothing of an earlier run is ever read."""
+    rdir = trial_dir(out, study, number)
+    rdir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        rdir.mkdir()
+    except FileExistsError:
+        if not rdir.is_dir() or any(rdir.iterdir()):
+            raise TrialError(
+                f"{rdir} already holds files from another run (a study named {study!r} in another "
+                "storage?): give another --out or --study"
+            ) from None
+    return rdir
 
 
 def overlay_doc(run: TuneRun, drawn: dict[str, Any]) -> dict[str, Any]:
@@ -60,10 +84,17 @@ def overlay_doc(run: TuneRun, drawn: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def overlay_text(run: TuneRun, doc: dict[str, Any], note: str, path: Path) -> str:
-    """The overlay file, headed by the fit command that uses it."""
-    base = " ".join(f"--config {c}" for c in run.configs)
-    head = f"# mmdetect fit {base} --config {path}\n# {note}\n"
+def fit_line(configs: Sequence[str], fit_args: Sequence[str], path: Path) -> str:
+    """The `mmdetect fit` command that runs an overlay on its base configs, shell-quoted."""
+    base = [a for c in configs for a in ("--config", c)]
+    return "mmdetect fit " + shlex.join([*base, "--config", str(path), *fit_args])
+
+
+def overlay_text(
+    configs: Sequence[str], fit_args: Sequence[str], doc: dict[str, Any], note: str, path: Path
+) -> str:
+    """The overlay file, headed by the exact fit command that uses it."""
+    head = f"# {fit_line(configs, fit_args, path)}\n# {note}\n"
     return head + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
 
 
@@ -92,19 +123,45 @@ def _remaining(run: TuneRun) -> float | None:
     return left
 
 
-def _run(cmd: list[str], log: Path, run: TuneRun, what: str) -> None:
-    """Run `cmd` with its output in `log`; TrialError with the log's last line on failure."""
-    with log.open("w", encoding="utf-8") as fh:
-        fh.write("$ " + " ".join(cmd) + "\n")
-        fh.flush()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """preexec_fn of a trial's child (Linux): SIGKILL it when the tune process dies, even by
+    SIGKILL. Tied to the forking thread, which is the tune's main thread (one trial at a time)."""
+
+    def preexec() -> None:
         try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):  # no prctl: the SIGTERM handler and resume cover it
+            return
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+def _run(
+    cmd: list[str],
+    log: Path,
+    run: TuneRun,
+    what: str,
+    on_start: Callable[[int], None] | None = None,
+) -> None:
+    """Run `cmd` with its output in `log`; TrialError with the log's last line on failure.
+    `on_start(pid)` records the child (study.fail_dead_trials kills it if the tune dies)."""
+    linux = sys.platform.startswith("linux")
+    with log.open("w", encoding="utf-8") as fh:
+        fh.write("$ " + shlex.join(cmd) + "\n")
+        fh.flush()
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
+                                preexec_fn=_die_with_parent(os.getpid()) if linux else None)  # fmt: skip
+        try:
+            if on_start is not None:
+                on_start(proc.pid)
             rc = proc.wait(timeout=_remaining(run))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
             raise TrialError(f"{what} stopped: the --timeout budget ran out") from None
-        except BaseException:  # Ctrl-C: no orphan fit left running
+        except BaseException:  # Ctrl-C, SIGTERM (cli.py), a storage error: no orphan fit
             proc.kill()
             proc.wait()
             raise
@@ -130,20 +187,27 @@ def objective_values(run: TuneRun, trial: optuna.Trial) -> list[float]:
     trial.set_user_attr("host", socket.gethostname())
     trial.set_user_attr("pid", os.getpid())
     drawn = suggest(run.space, trial)
-    rdir = trial_dir(run.out, trial.number)
-    rdir.mkdir(parents=True, exist_ok=True)
+    rdir = new_trial_dir(run.out, run.study, trial.number)
     doc = overlay_doc(run, drawn)
+    # what best.yaml needs to reproduce this trial, whichever process ran it
+    trial.set_user_attr("configs", list(run.configs))
+    trial.set_user_attr("fit_args", list(run.fit_args))
     trial.set_user_attr("overlay", doc)
     trial.set_user_attr("run_dir", str(rdir))
     path = rdir / "overlay.yaml"
-    atomic_write_text(
-        path, overlay_text(run, doc, f"study {run.study}, trial {trial.number}", path)
-    )
+    note = f"study {run.study}, trial {trial.number}"
+    atomic_write_text(path, overlay_text(run.configs, run.fit_args, doc, note, path))
+
+    def started(pid: int) -> None:
+        trial.set_user_attr("child_pid", pid)
+
     cmd = fit_command(run, path, rdir, trial.number)
-    _run(cmd, rdir / "fit.log", run, "the fit")
+    _run(cmd, rdir / "fit.log", run, "the fit", started)
     pruned = rdir / PRUNED_FILE
     if pruned.is_file():
         info = json.loads(pruned.read_text(encoding="utf-8"))
+        if info.get("trial") != trial.number:  # the directory is new: this cannot be stale
+            raise TrialError(f"{pruned}: written for trial {info.get('trial')}, not this one")
         trial.set_user_attr("pruned_at_epoch", info.get("epoch"))
         raise optuna.TrialPruned(f"pruned at epoch {info.get('epoch')}")
     results = {"val_macro_ap": best_metric(rdir, "val/macro_ap")}
@@ -154,7 +218,7 @@ def objective_values(run: TuneRun, trial: optuna.Trial) -> list[float]:
                "--out", str(out), "--listings", str(run.space.latency["listings"]), *wanted]  # fmt: skip
         if run.space.policy:
             cmd += ["--policy", run.space.policy]
-        _run(cmd, rdir / "measure.log", run, "the measurement")
+        _run(cmd, rdir / "measure.log", run, "the measurement", started)
         measured = json.loads(out.read_text(encoding="utf-8"))
         results.update({k: measured[k] for k in wanted})
         trial.set_user_attr("measure", measured)
@@ -171,6 +235,9 @@ def objective(run: TuneRun, values_fn=objective_values):
         try:
             values = values_fn(run, trial)
         except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: Optuna marks the trial FAIL
+            trial.set_user_attr("error", f"stopped: {type(exc).__name__} {exc}".strip())
             raise
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])

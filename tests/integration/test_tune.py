@@ -160,7 +160,7 @@ def test_the_pruning_callback_reports_and_stops_a_poor_trial(tmp_path: Path) -> 
     frozen = optuna.load_study(study_name="s", storage=storage).trials[poor.number]
     assert frozen.intermediate_values == pytest.approx({0: 0.2, 1: 0.1})
     assert json.loads((tmp_path / "pruned.json").read_text()) == pytest.approx(
-        {"epoch": 1, "value": 0.1}
+        {"trial": poor.number, "epoch": 1, "value": 0.1}
     )
 
 
