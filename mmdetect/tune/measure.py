@@ -3,7 +3,8 @@
 `python -m mmdetect.tune.measure --run-dir DIR --out FILE operating_recall latency_ms` (run by
 `mmdetect tune` as its own process after the fit, for the same isolation as the fit):
 
-* operating_recall: the validation listings of the run (the same split as its fit) are scored,
+* operating_recall: the validation listings of the run (read and split by the datamodule's own
+  functions, so exactly the fit's validation set) are scored,
   the operating point of the policy is fitted on them with mmdetect.policy (calibration,
   certified auto-hide, review threshold at the budget) and the share of prohibited listings it
   hides or sends to review is the figure. It is in-sample for the operating point, as the
@@ -13,6 +14,9 @@
   through Predictor, photo decoding included: the median ms per listing of a second pass over
   the same listings (the first pays for TorchScript's profiling runs of each input shape). A
   selection figure on the machine the study runs on; docs/BENCHMARKS.md is the reference.
+
+It imports export, serve and scoring, later stages than fit: tune sits at the CLI level and runs
+this module as its own subprocess entry point (see mmdetect/tune/__init__.py).
 """
 
 from __future__ import annotations
@@ -47,38 +51,37 @@ def best_checkpoint(rdir: Path) -> Path:
     return found[-1]
 
 
-def validation_listings(data: dict[str, Any]) -> list[tuple[Any, Path]]:
-    """(listing, snapshot root) of every labeled validation listing, split as the fit split."""
-    from mmdetect.data.dataset import Item
-    from mmdetect.data.reader import read_snapshot
-    from mmdetect.datamodule import is_validation
+def validation_items(data: dict[str, Any]) -> list[Any]:
+    """The fit's validation split, read as DetectorDataModule.setup reads it (read_items: the
+    run's taxonomy and strictness, photos checked, ids unique across snapshots; labeled rows
+    only; is_validation), from the `data` section of the run's saved config."""
+    from mmdetect.datamodule import is_validation, read_items
 
-    out = []
-    for root in data["snapshots"]:
-        snap = read_snapshot(root, check_images=False)
-        for x in snap.listings:
-            item = Item(x, Path(root))
-            val = is_validation(item, data["split"], data.get("val_from"), data["val_fraction"])
-            if val and x.labels is not None:
-                out.append((x, Path(root)))
-    return out
+    items, _ = read_items(data["snapshots"], data["taxonomy"], data["strict"])
+    return [
+        it for it in items
+        if it.listing.labels is not None
+        and is_validation(it, data["split"], data.get("val_from"), data["val_fraction"])
+    ]  # fmt: skip
 
 
 def operating_recall(ckpt: Path, data: dict, policy_path: str | None) -> dict[str, Any]:
     """Recall (hidden or reviewed) of the operating point fitted on the validation listings."""
-    from mmdetect.data.reader import read_snapshot
+    from mmdetect.data.records import Problems, Snapshot
     from mmdetect.policy import decide, fit_operating_point, load_policy
     from mmdetect.scoring import checkpoint_proba
 
     policy = load_policy(policy_path)
     rows, ys, taxonomy = [], [], None
-    val = validation_listings(data)
-    for root in dict.fromkeys(r for _, r in val):
-        snap = read_snapshot(root, check_images=False)
-        snap.listings = [x for x, r in val if r == root]
+    val = validation_items(data)
+    for root in dict.fromkeys(it.root for it in val):  # scored per snapshot (photo paths)
+        listings = [it.listing for it in val if it.root == root]
+        snap = Snapshot(root, listings, tuple(data["taxonomy"]), Problems())
         probs, taxonomy, _ = checkpoint_proba(ckpt, snap, 64, 0)
         rows.append(probs)
-        ys.append([[c in x.labels for c in taxonomy] for x in snap.listings])
+        ys.append([[c in x.labels for c in taxonomy] for x in listings])
+    if not rows:
+        raise ValueError("no labeled validation listings: recall is undefined")
     probs, y = np.concatenate(rows), np.array([r for part in ys for r in part], dtype=np.int64)
     doc = fit_operating_point(y, probs, taxonomy, policy)
     overall = decide(doc, probs, taxonomy).overall
@@ -103,12 +106,12 @@ def latency(ckpt: Path, rdir: Path, data: dict, n: int) -> dict[str, Any]:
     bundle = rdir / "bundle"
     export_bundle(ckpt, bundle, parity_snapshot=data["snapshots"][0], force=True)
     predictor = Predictor.from_bundle(bundle, device="cpu", batch_size=1)
-    val = validation_listings(data)[:n]
+    val = validation_items(data)[:n]
     times = []
     for timed in (False, True):  # the first pass pays for TorchScript's profiling of each shape
-        for x, root in val:
+        for it in val:
             start = time.perf_counter()
-            predictor.predict_proba([x], root)
+            predictor.predict_proba([it.listing], it.root)
             if timed:
                 times.append(1000 * (time.perf_counter() - start))
     if not times:
