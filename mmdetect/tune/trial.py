@@ -123,15 +123,30 @@ def _remaining(run: TuneRun) -> float | None:
     return left
 
 
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    """preexec_fn of a trial's child (Linux): SIGKILL it when the tune process dies, even by
-    SIGKILL. Tied to the forking thread, which is the tune's main thread (one trial at a time)."""
+def _libc_prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up once in the parent (Linux; None elsewhere or without it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _libc_prctl()
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """preexec_fn of a trial's child: SIGKILL it when the tune process dies, even by SIGKILL.
+    Tied to the forking thread, the tune's main thread (one trial at a time). It only calls the
+    prctl looked up beforehand, as the child of a threaded parent (Optuna's heartbeat) must do
+    little before exec. None where there is no prctl: the SIGTERM handler and resume cover it."""
+    prctl = _PRCTL
+    if prctl is None:
+        return None
 
     def preexec() -> None:
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):  # no prctl: the SIGTERM handler and resume cover it
-            return
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -147,12 +162,11 @@ def _run(
 ) -> None:
     """Run `cmd` with its output in `log`; TrialError with the log's last line on failure.
     `on_start(pid)` records the child (study.fail_dead_trials kills it if the tune dies)."""
-    linux = sys.platform.startswith("linux")
     with log.open("w", encoding="utf-8") as fh:
         fh.write("$ " + shlex.join(cmd) + "\n")
         fh.flush()
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
-                                preexec_fn=_die_with_parent(os.getpid()) if linux else None)  # fmt: skip
+                                preexec_fn=_die_with_parent(os.getpid()))  # fmt: skip
         try:
             if on_start is not None:
                 on_start(proc.pid)
