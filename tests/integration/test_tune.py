@@ -111,6 +111,7 @@ def test_a_real_two_trial_study_then_a_trial_rerun_alone(small_samples, tmp_path
     assert yaml.safe_load(text)["model"]["lr"] == pytest.approx(float(best["model.lr"]))
     # the trial's run dir: its own overlay, checkpoints and metrics, re-runnable alone
     rdir = Path(best["run_dir"])
+    assert rdir.parent == out / "trials" / "t"  # trial folders are per study
     cfg = check_config(["--config", "configs/train/tiny.yaml", "--config", str(base),
                         "--config", str(rdir / "overlay.yaml")])  # fmt: skip
     assert cfg.model.lr == pytest.approx(float(best["model.lr"])) and cfg.seed_everything == 0
