@@ -20,10 +20,10 @@ from tqdm import tqdm
 from mmdetect.data.dataset import Item
 from mmdetect.data.records import Snapshot
 from mmdetect.data.tokenize import nfkc
-from mmdetect.explain.cli import HTML, photo_thumbs, write_outputs
 from mmdetect.explain.core import explain_listing
 from mmdetect.explain.html import card_anchor
 from mmdetect.explain.loading import load_explainable
+from mmdetect.explain.output import HTML, photo_thumbs, write_outputs
 
 KINDS = ("false_hide", "missed_positive")
 SUBDIR = "errors"
