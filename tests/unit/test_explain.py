@@ -243,7 +243,7 @@ def test_cli_writes_jsonl_and_html_and_counts_bad_rows(cue_model, tmp_path, caps
     page = (out / "explanations.html").read_text()
     assert page.count('class="card"') == 3 and "&lt;" in page and "&gt;" in page
     assert page.count("<b>") == 3 and page.count("</b>") == 3  # the cards' own, not the seller's
-    assert 'id="card-S0"' in page and "data:image/jpeg;base64," in page
+    assert 'id="card-counterfeit:S0"' in page and "data:image/jpeg;base64," in page
     assert "skipped: 1" in capsys.readouterr().out
     # --ids picks listings; an unknown class is one line, exit 1
     assert explain_main([*argv[:6], "--ids", "S2", "--out", str(tmp_path / "two")]) == 0
@@ -275,7 +275,68 @@ def test_error_analysis_explains_false_hides_and_missed_positives(cue_model, tmp
     missed = next(g for g in ea["groups"] if g["kind"] == "missed_positive")
     assert missed["top_words"][0]["word"] == CUE  # positives carry the cue word
     html = to_html([error_section(ea)], {})
-    assert f'href="errors/explanations.html#card-{missed["ids"][0]}"' in html
+    assert (
+        f'href="errors/explanations.html#card-missed_positive:counterfeit:{missed["ids"][0]}"'
+        in html
+    )
+    assert ea["skipped"] == {} and "skipped: 0 (none)" in html
+
+
+def _two_class_errors(snap) -> list:
+    """S0 is clean and hidden for both classes: one listing, two false-hide cards."""
+    from mmdetect.evaluate.predictions import PredictionRecord
+
+    recs = []
+    for i, x in enumerate(snap.listings[:4]):
+        d = {"counterfeit": "hide", "adult": "hide" if i == 0 else "pass"}
+        recs.append(PredictionRecord(x.id, {"counterfeit": 0.9, "adult": 0.8 if i == 0 else 0.1},
+                                     [] if i == 0 else x.labels, decisions=d,
+                                     decision="hide"))  # fmt: skip
+    return recs
+
+
+def test_error_cards_of_one_listing_for_two_classes_have_their_own_anchors(cue_model, tmp_path):
+    import re
+
+    from mmdetect.data.reader import read_snapshot
+    from mmdetect.explain.errors import error_analysis
+
+    snap = read_snapshot(cue_model[3], check_images=False)
+    ea = error_analysis(cue_model[1], None, _two_class_errors(snap), snap,
+                        ("counterfeit", "adult"), tmp_path, 1)  # fmt: skip
+    groups = {(g["kind"], g["class"]): g for g in ea["groups"]}
+    assert groups[("false_hide", "counterfeit")]["ids"] == ["S0"]
+    assert groups[("false_hide", "adult")]["ids"] == ["S0"]
+    page = (tmp_path / "errors" / "explanations.html").read_text()
+    ids = re.findall(r'<section class="card" id="([^"]+)">', page)
+    assert len(ids) == len(set(ids))  # no two cards share an HTML id
+    for (_, c), g in groups.items():  # each link opens the card of its own class
+        anchor = g["cards"][0].split("#", 1)[1]
+        card = page[page.index(f'id="{anchor}"') :].split("</section>", 1)[0]
+        assert card.count('class="card"') == 0 and f"S0: {c} " in card
+
+
+def test_error_analysis_counts_a_failing_listing_and_goes_on(cue_model, tmp_path, monkeypatch):
+    from mmdetect.data.reader import read_snapshot
+    from mmdetect.evaluate.report import error_section, to_html
+    from mmdetect.explain import errors
+
+    real = errors.explain_listing
+
+    def flaky(model, item, cls):
+        if cls == "adult":
+            raise RuntimeError("a listing that cannot be explained")
+        return real(model, item, cls)
+
+    monkeypatch.setattr(errors, "explain_listing", flaky)
+    snap = read_snapshot(cue_model[3], check_images=False)
+    ea = errors.error_analysis(cue_model[1], None, _two_class_errors(snap), snap,
+                               ("counterfeit", "adult"), tmp_path, 1)  # fmt: skip
+    assert ea["skipped"] == {"explain_error": 1}
+    assert [(g["kind"], g["class"], g["ids"]) for g in ea["groups"]] == [
+        ("false_hide", "counterfeit", ["S0"])
+    ]
+    assert "skipped: 1 (explain_error 1)" in to_html([error_section(ea)], {})
 
 
 def test_http_score_returns_the_explanation_when_asked(cue_model):
