@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mmdetect.cliutil import positive_int
+from mmdetect.cliutil import positive_float, positive_int
 from mmdetect.data.dataset import Item
 from mmdetect.explain.attribution import BASELINE_TOKENS, UNITS, Budget
 from mmdetect.explain.core import METHODS, explain_listing
@@ -50,7 +50,8 @@ def parser() -> argparse.ArgumentParser:
                    help="IG steps to start with (doubled while the completeness gap is over "
                         "--ig-tolerance, up to --ig-max-steps)")  # fmt: skip
     p.add_argument("--ig-max-steps", type=positive_int, default=Budget.ig_max_steps)
-    p.add_argument("--ig-tolerance", type=float, default=Budget.ig_tolerance)
+    p.add_argument("--ig-tolerance", type=positive_float, default=Budget.ig_tolerance,
+                   help="largest completeness gap accepted (default %(default)s)")  # fmt: skip
     p.add_argument("--max-words", type=positive_int, default=Budget.max_words,
                    help="occlusion: at most this many forward passes for the words")  # fmt: skip
     p.add_argument("--baseline", choices=BASELINE_TOKENS, default=Budget.baseline,
@@ -148,7 +149,8 @@ def explain_main(argv: Sequence[str] | None = None) -> int:
                     units=args.units)  # fmt: skip
     skipped: Counter = Counter()
     try:
-        check_output(args.out, [args.input, Path(args.model)], kind="dir")
+        given = [args.input, Path(args.model), args.thresholds, args.images_root]
+        check_output(args.out, [p for p in given if p is not None], kind="dir")
         model = load_explainable(args.model, args.thresholds)
         if args.class_name is not None and args.class_name not in model.taxonomy:
             raise ExplainError(f"--class {args.class_name!r}: not in {list(model.taxonomy)}")

@@ -159,6 +159,9 @@ def test_ig_is_complete(cue_model):
     assert total == pytest.approx(expected, abs=2e-3)
     assert e["text"]["completeness_gap"] < 1e-3
     assert e["text"]["steps"] > 32  # this steep model needed more than the first 32 steps
+    # every doubling reran IG: 32 + 64 + ... + steps, all counted in the cost
+    assert e["text"]["steps_total"] == 2 * e["text"]["steps"] - 32
+    assert e["cost"]["forward_passes"] == 1 + 4 + e["text"]["steps_total"] + 2  # 4 modality masks
 
 
 def test_model_randomisation_changes_attributions(cue_model):
@@ -250,6 +253,19 @@ def test_cli_writes_jsonl_and_html_and_counts_bad_rows(cue_model, tmp_path, caps
     assert len((tmp_path / "two" / "explanations.jsonl").read_text().splitlines()) == 1
     assert explain_main([*argv[:6], "--class", "nope", "--out", str(tmp_path / "x")]) == 1
     assert "not in" in capsys.readouterr().err
+    # no output into any input: the photo root or the thresholds file given
+    assert (
+        explain_main([*argv[:6], "--images-root", str(tmp_path), "--out", str(tmp_path / "r")]) == 1
+    )
+    assert "inside the input" in capsys.readouterr().err
+    thr = tmp_path / "thr"
+    thr.mkdir()
+    assert explain_main([*argv[:6], "--thresholds", str(thr), "--out", str(thr / "o")]) == 1
+    assert "inside the input" in capsys.readouterr().err
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(SystemExit):
+            explain_main([*argv, "--ig-tolerance", bad])
+        assert "--ig-tolerance" in capsys.readouterr().err
 
 
 def test_error_analysis_explains_false_hides_and_missed_positives(cue_model, tmp_path):
