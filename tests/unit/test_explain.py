@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -377,6 +378,40 @@ def test_http_score_returns_the_explanation_when_asked(cue_model):
         assert status == 200 and q["explanation"]["class"] == e["class"]
         status, _, batch = s.post({"listings": [row]})  # the batch form never explains
         assert status == 200 and "explanation" not in batch["results"][0]
+
+
+def test_http_explanations_are_capped_and_honour_the_timeout(cue_model, monkeypatch):
+    import threading
+
+    from mmdetect.serving.app import ServeConfig
+    from tests.unit.test_explain_service import _blocking
+    from tests.unit.test_http import Server
+
+    entered, release = _blocking(monkeypatch)
+    row = {"id": "h2", "title": PLANTED_TITLE, "description": BENIGN_DESC, "price": 1000,
+           "category": "bags", "images": [], "created_at": NOW.isoformat()}  # fmt: skip
+    ask = {**row, "explain": True}
+    cfg = ServeConfig(bundle=cue_model[1], images_root=cue_model[3], timeout_s=2.0)
+    with Server(cfg) as s:
+        assert s.post(row)[0] == 200  # warm: the first TorchScript call profiles
+        first: list = []
+        t = threading.Thread(target=lambda: first.append(s.post(ask)))
+        t.start()
+        assert entered.wait(10)
+        status, headers, doc = s.post(ask)  # the one slot is taken
+        retry = {k.lower(): v for k, v in headers.items()}.get("retry-after")
+        assert status == 429 and "busy" in doc["error"] and int(retry) >= 1
+        assert s.post(row)[0] == 200  # scoring alone is not limited by explanations
+        t.join(10)
+        status, headers, doc = first[0]
+        assert status == 504 and "timeout" in doc["error"]
+        assert s.post(ask)[0] == 429  # the abandoned thread still holds the slot
+        release.set()
+        deadline = time.monotonic() + 5
+        while s.service.explain_gate.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        status, _, doc = s.post(ask)
+        assert status == 200 and doc["explanation"] == {"id": "h2"}
 
 
 def test_logit_units_are_complete_and_keep_the_cue_on_top(cue_model):
