@@ -121,7 +121,7 @@ def build_cue_model(base: Path) -> tuple[Path, Path, Path, Path]:
                                  "created_at": NOW.isoformat(),
                                  "labels": ["counterfeit"] if p else []}, ensure_ascii=False) + "\n")  # fmt: skip
     export_bundle(base / "trained.ckpt", base / "bundle",
-                  ExportConfig(parity_listings=12, batch_size=4), parity_snapshot=snap)  # fmt: skip
+                  ExportConfig(parity_listings=4, batch_size=4), parity_snapshot=snap)  # fmt: skip
     return base / "trained.ckpt", base / "bundle", base / "random.ckpt", snap
 
 
@@ -407,7 +407,7 @@ def test_http_explanations_are_capped_and_honour_the_timeout(cue_model, monkeypa
     row = {"id": "h2", "title": PLANTED_TITLE, "description": BENIGN_DESC, "price": 1000,
            "category": "bags", "images": [], "created_at": NOW.isoformat()}  # fmt: skip
     ask = {**row, "explain": True}
-    cfg = ServeConfig(bundle=cue_model[1], images_root=cue_model[3], timeout_s=2.0)
+    cfg = ServeConfig(bundle=cue_model[1], images_root=cue_model[3], timeout_s=1.0)
     with Server(cfg) as s:
         assert s.post(row)[0] == 200  # warm: the first TorchScript call profiles
         first: list = []
@@ -473,6 +473,7 @@ def test_onnx_bundle_occlusion_matches_torchscript(cue_model, tmp_path):
     )
 
 
+@pytest.mark.slow  # two full evaluate runs (~6 s); error_analysis itself is tested above
 def test_evaluate_explain_errors_flag_adds_the_section(cue_model, tmp_path, capsys):
     from mmdetect.operating_cli import evaluate_main
 
