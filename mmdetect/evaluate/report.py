@@ -98,6 +98,9 @@ def error_section(ea: Mapping[str, Any]) -> Section:
         f"at most {ea['per_class_limit']} per class and kind, explained for that class "
         f"({', '.join(ea['method']) or '-'}); words: summed positive attribution, listings"
     )
+    skipped = ea.get("skipped") or {}  # mmdetect.explain.errors: failed explanations, counted
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "none"
+    note += f"; skipped: {sum(skipped.values())} ({reasons})"
     header = ["error", "class", "explained", "most attributed words"]
     return Section("Errors explained", [note], [(header, rows)] if rows else [], links=links)
 

@@ -130,11 +130,11 @@ def _cached_forward(net, inputs: Inputs, cls: int, units: str = "probability"):
 
 def integrated_gradients(
     model: Explainable, inputs: Inputs, layout: Layout, cls: int, budget: Budget
-) -> tuple[list[float], float, float, int]:
+) -> tuple[list[float], float, float, int, int]:
     """Per word: the sum of its tokens' IG attributions (LayerIntegratedGradients on the word
     embedding layer, summed over the embedding dimension); the completeness gap |sum of all
-    attributions - (f(x) - f(baseline))|; f(baseline); the steps used (f: the probability of
-    the class, or its logit with units "logit").
+    attributions - (f(x) - f(baseline))|; f(baseline); the steps of the final run; the steps
+    of all runs together (f: the probability of the class, or its logit with units "logit").
 
     A steep model (a cue word that flips the class) needs more steps than a smooth one: the
     steps double, up to `ig_max_steps`, until the gap is within `ig_tolerance`."""
@@ -157,7 +157,7 @@ def integrated_gradients(
             raise RuntimeError("cached forward differs from the model (fusion changed?)")
     base = baseline_ids(ids, layout, baseline_id(model, budget.baseline))
     lig = LayerIntegratedGradients(forward, net.text.encoder.get_input_embeddings())
-    steps = budget.ig_steps
+    steps, total = budget.ig_steps, 0
     while True:
         with torch.enable_grad():
             attr, delta = lig.attribute(
@@ -165,6 +165,7 @@ def integrated_gradients(
                 n_steps=steps, internal_batch_size=budget.batch_size,
                 return_convergence_delta=True,
             )  # fmt: skip
+        total += steps  # every run costs its steps, not just the one kept
         gap = float(delta.abs().max())
         if gap <= budget.ig_tolerance or steps * 2 > budget.ig_max_steps:
             break
@@ -173,4 +174,4 @@ def integrated_gradients(
     with torch.no_grad():
         p_base = float(forward(base, mask)[0])
     words = [float(per_token[a:b].sum()) for a, b in layout.positions]
-    return words, gap, p_base, steps
+    return words, gap, p_base, steps, total

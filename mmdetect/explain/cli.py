@@ -14,21 +14,19 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
-from mmdetect.cliutil import positive_int
+from mmdetect.cliutil import positive_float, positive_int
 from mmdetect.data.dataset import Item
 from mmdetect.explain.attribution import BASELINE_TOKENS, UNITS, Budget
 from mmdetect.explain.core import METHODS, explain_listing
-from mmdetect.explain.html import render, thumbnail
 from mmdetect.explain.loading import load_explainable
 from mmdetect.explain.model import Explainable, ExplainError
-from mmdetect.outputs import OutputError, atomic_write_text, check_output
+from mmdetect.explain.output import HTML, JSONL, photo_thumbs, write_outputs
+from mmdetect.outputs import OutputError, check_output
 
 log = logging.getLogger(__name__)
-JSONL, HTML = "explanations.jsonl", "explanations.html"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,7 +50,8 @@ def parser() -> argparse.ArgumentParser:
                    help="IG steps to start with (doubled while the completeness gap is over "
                         "--ig-tolerance, up to --ig-max-steps)")  # fmt: skip
     p.add_argument("--ig-max-steps", type=positive_int, default=Budget.ig_max_steps)
-    p.add_argument("--ig-tolerance", type=float, default=Budget.ig_tolerance)
+    p.add_argument("--ig-tolerance", type=positive_float, default=Budget.ig_tolerance,
+                   help="largest completeness gap accepted (default %(default)s)")  # fmt: skip
     p.add_argument("--max-words", type=positive_int, default=Budget.max_words,
                    help="occlusion: at most this many forward passes for the words")  # fmt: skip
     p.add_argument("--baseline", choices=BASELINE_TOKENS, default=Budget.baseline,
@@ -117,23 +116,6 @@ def attach_labels(path: Path, items: list[Item], taxonomy: Sequence[str]) -> lis
             if it.listing.id in labels else it for it in items]  # fmt: skip
 
 
-def photo_thumbs(item: Item, expl: dict[str, Any]) -> list[str | None]:
-    """A thumbnail per explained photo, from the path the reader resolved and checked."""
-    from mmdetect.data.images import ImageProblem, resolve_image_path
-
-    paths = dict(zip(item.listing.images, item.paths or (), strict=False))
-    out = []
-    for p in expl["photos"]:
-        path = paths.get(p["path"])
-        if path is None:
-            try:
-                path = resolve_image_path(item.root, p["path"])
-            except ImageProblem:
-                path = None
-        out.append(thumbnail(path))
-    return out
-
-
 def explain_items(
     model: Explainable, items: Iterable[Item], class_name: str | None, method: str | None,
     budget: Budget, skipped: Counter, progress: bool = True,
@@ -156,13 +138,6 @@ def explain_items(
     return explanations, thumbs
 
 
-def write_outputs(out: Path, explanations: list[dict], thumbs: list, title: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    rows = "".join(json.dumps(e, ensure_ascii=False, allow_nan=False) + "\n" for e in explanations)
-    atomic_write_text(out / JSONL, rows)
-    atomic_write_text(out / HTML, render(explanations, thumbs, title))
-
-
 def explain_main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if not args.input.is_file():
@@ -174,7 +149,8 @@ def explain_main(argv: Sequence[str] | None = None) -> int:
                     units=args.units)  # fmt: skip
     skipped: Counter = Counter()
     try:
-        check_output(args.out, [args.input, Path(args.model)], kind="dir")
+        given = [args.input, Path(args.model), args.thresholds, args.images_root]
+        check_output(args.out, [p for p in given if p is not None], kind="dir")
         model = load_explainable(args.model, args.thresholds)
         if args.class_name is not None and args.class_name not in model.taxonomy:
             raise ExplainError(f"--class {args.class_name!r}: not in {list(model.taxonomy)}")

@@ -136,11 +136,11 @@ def explain_listing(
     if layout is None:
         text["note"] = "no character spans for this tokenizer (MeCab + WordPiece only)"
     elif method == "integrated_gradients":
-        scores, gap, p_base, steps = integrated_gradients(model, inputs, layout, c, budget)
-        text.update(steps=steps, completeness_gap=float(f"{gap:.3g}"),
+        scores, gap, p_base, steps, total = integrated_gradients(model, inputs, layout, c, budget)
+        text.update(steps=steps, steps_total=total, completeness_gap=float(f"{gap:.3g}"),
                     baseline_value=round(p_base, 6))  # fmt: skip
         text["spans"] = word_spans(layout, scores, x.title, x.description)
-        passes += steps + 2
+        passes += total + 2  # each doubling reran IG from scratch
     else:
         scores = occlusion_scores(groups, v_raw[n_masks:, c], full_raw, budget.units)
         text.update(groups=len(groups), words_per_group=max(map(len, groups), default=0))

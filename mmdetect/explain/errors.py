@@ -6,11 +6,14 @@ score first) and N missed positives (labeled with it, decided `pass` for it: nei
 sent to review; lowest score first) are explained for that class, written as cards
 (errors/explanations.html) and summarised: the words with the most positive attribution summed
 over the class's errors, with links to the cards. Cost: at most 2 N explanations per class.
+A listing whose explanation fails is counted by reason (`skipped`), not fatal.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import json
+import logging
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,11 +23,13 @@ from tqdm import tqdm
 from mmdetect.data.dataset import Item
 from mmdetect.data.records import Snapshot
 from mmdetect.data.tokenize import nfkc
-from mmdetect.explain.cli import HTML, photo_thumbs, write_outputs
 from mmdetect.explain.core import explain_listing
 from mmdetect.explain.html import card_anchor
 from mmdetect.explain.loading import load_explainable
+from mmdetect.explain.model import ExplainError
+from mmdetect.explain.output import HTML, photo_thumbs, write_outputs
 
+log = logging.getLogger(__name__)
 KINDS = ("false_hide", "missed_positive")
 SUBDIR = "errors"
 TOP_WORDS = 8
@@ -70,9 +75,21 @@ def error_analysis(
     listings = {x.id: x for x in snapshot.listings}
     explainer = load_explainable(model, thresholds)
     explanations, thumbs, groups = [], [], defaultdict(list)
+    skipped: Counter = Counter()
     for kind, c, lid in tqdm(chosen, desc="explain errors", unit="listing"):
+        if lid not in listings:  # a prediction for a listing the snapshot does not hold
+            skipped["not_in_snapshot"] += 1
+            continue
         item = Item(listings[lid], snapshot.root)
-        e = explain_listing(explainer, item, c)
+        try:
+            e = explain_listing(explainer, item, c)
+            json.dumps(e, allow_nan=False)  # a NaN would fail the whole file later
+        except ExplainError:  # the model cannot be explained at all: every listing would fail
+            raise
+        except Exception as exc:  # noqa: BLE001 (one listing's failure costs that listing)
+            skipped["explain_error"] += 1
+            log.error("%s (%s, %s): explanation failed: %s", lid, kind, c, exc)
+            continue
         e["error"] = kind
         explanations.append(e)
         thumbs.append(photo_thumbs(item, e))
@@ -81,8 +98,8 @@ def error_analysis(
     rows = []
     for (kind, c), es in groups.items():
         rows.append({"kind": kind, "class": c, "explained": len(es), "top_words": top_words(es),
-                     "cards": [f"{SUBDIR}/{HTML}#{card_anchor(e['id'])}" for e in es],
+                     "cards": [f"{SUBDIR}/{HTML}#{card_anchor(e['id'], c, kind)}" for e in es],
                      "ids": [e["id"] for e in es]})  # fmt: skip
     methods = sorted({e["text"]["method"] for e in explanations})
     return {"per_class_limit": n, "method": methods, "groups": rows,
-            "cards": f"{SUBDIR}/{HTML}"}  # fmt: skip
+            "skipped": dict(skipped), "cards": f"{SUBDIR}/{HTML}"}  # fmt: skip

@@ -33,11 +33,15 @@ STYLE = (
 )
 
 
-def card_anchor(listing_id: str) -> str:
-    """The card's HTML id: the listing id when it is a plain token, else a hash of it."""
-    if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", listing_id):
-        return f"card-{listing_id}"
-    return "card-" + hashlib.sha256(listing_id.encode("utf-8", "replace")).hexdigest()[:16]
+def card_anchor(listing_id: str, cls: str | None = None, kind: str | None = None) -> str:
+    """The card's HTML id, from (kind, class, listing id): one listing can be an error for two
+    classes, so the id alone would name two cards. Plain tokens are joined with ":" (not in a
+    token, so unambiguous); anything else is hashed ("~" marks the hashed form)."""
+    parts = [p for p in (kind, cls, listing_id) if p is not None]
+    if all(re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", p) for p in parts):
+        return "card-" + ":".join(parts)
+    key = "\x00".join(parts).encode("utf-8", "replace")
+    return "card-~" + hashlib.sha256(key).hexdigest()[:16]
 
 
 def _colour(value: float, scale: float) -> str:
@@ -114,7 +118,7 @@ def card(e: dict[str, Any], thumbs: Sequence[str | None]) -> str:
         for name, m in mods.items()
     )
     return (
-        f'<section class="card" id="{card_anchor(e["id"])}">'
+        f'<section class="card" id="{card_anchor(e["id"], e["class"], e.get("error"))}">'
         f"<h2>{esc(e['id'])}: {esc(e['class'])} {e['score']:.3f} "
         f'<span class="{esc(e["decision"])}">{esc(e["decision"])}</span></h2>'
         f'<div class="meta">score: {score_kind}; model probability {e["score_model"]:.3f}; '

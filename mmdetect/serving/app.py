@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from mmdetect.explain.service import explain_scored, wants_explanation
+from mmdetect.explain.service import ExplainGate, ExplainRefused, wants_explanation
 from mmdetect.serve import Decision
 from mmdetect.serving.batcher import Batcher, QueueFull
 from mmdetect.serving.inputs import BodyError, Limits, Parsed, parse_request, remove_request_dir
@@ -51,6 +51,7 @@ class ServeConfig:
     poll_s: float = 1.0
     device: str | None = None
     limits: Limits = field(default_factory=Limits)
+    explain_concurrency: int = 1  # explain=true requests running at once (ExplainGate)
 
 
 def _staging_dir() -> Path:
@@ -83,6 +84,7 @@ class Service:
         if cfg.registry is not None:
             self.watcher = Watcher(cfg.registry, self.slot, self.load, cfg.poll_s, self.changed)
         self.tasks: list[asyncio.Task] = []
+        self.explain_gate = ExplainGate(cfg.explain_concurrency)
 
     def load(self, path: Path, name: str) -> Active:
         return load_active(path, name, self.staging, self.cfg.device, self.cfg.max_batch_size)
@@ -195,8 +197,12 @@ async def score_request(svc: Service, request: Request) -> JSONResponse:
                 )
             outcomes = {p.index: r for p, r in zip(valid, results, strict=True)}
             if not batch_form and wants_explanation(request.query_params, raw):  # mmdetect.explain
-                explanation = await run_in_threadpool(
-                    explain_scored, active.predictor, valid[0].listing, svc.staging)  # fmt: skip
+                left = cfg.timeout_s - (time.monotonic() - start)
+                try:
+                    explanation = await svc.explain_gate.run(
+                        active.predictor, valid[0].listing, svc.staging, left)  # fmt: skip
+                except ExplainRefused as exc:  # 429 (slots taken) or 504 (past the deadline)
+                    return _error(exc.status, str(exc), exc.retry_after_s)
     finally:
         await run_in_threadpool(remove_request_dir, svc.staging, rdir)
     items = [answer(p, outcomes.get(p.index)) for p in parsed]

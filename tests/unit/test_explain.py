@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -120,7 +121,7 @@ def build_cue_model(base: Path) -> tuple[Path, Path, Path, Path]:
                                  "created_at": NOW.isoformat(),
                                  "labels": ["counterfeit"] if p else []}, ensure_ascii=False) + "\n")  # fmt: skip
     export_bundle(base / "trained.ckpt", base / "bundle",
-                  ExportConfig(parity_listings=12, batch_size=4), parity_snapshot=snap)  # fmt: skip
+                  ExportConfig(parity_listings=4, batch_size=4), parity_snapshot=snap)  # fmt: skip
     return base / "trained.ckpt", base / "bundle", base / "random.ckpt", snap
 
 
@@ -159,6 +160,9 @@ def test_ig_is_complete(cue_model):
     assert total == pytest.approx(expected, abs=2e-3)
     assert e["text"]["completeness_gap"] < 1e-3
     assert e["text"]["steps"] > 32  # this steep model needed more than the first 32 steps
+    # every doubling reran IG: 32 + 64 + ... + steps, all counted in the cost
+    assert e["text"]["steps_total"] == 2 * e["text"]["steps"] - 32
+    assert e["cost"]["forward_passes"] == 1 + 4 + e["text"]["steps_total"] + 2  # 4 modality masks
 
 
 def test_model_randomisation_changes_attributions(cue_model):
@@ -220,10 +224,17 @@ def _rows(snap: Path) -> list[dict]:
     ]
 
 
+def _private_copy(snap: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the shared snapshot, to add files to."""
+    import shutil
+
+    return Path(shutil.copytree(snap, tmp_path / "snap"))
+
+
 def test_cli_writes_jsonl_and_html_and_counts_bad_rows(cue_model, tmp_path, capsys):
     from mmdetect.explain.cli import explain_main
 
-    snap = cue_model[3]
+    snap = _private_copy(cue_model[3], tmp_path)  # the module's snapshot stays as built
     rows = _rows(snap)[:3]
     rows[0]["title"] = "<b>偽物</b> ｶﾞﾝﾀﾞﾑ"  # markup and half-width kana from the seller
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "{not json\n"
@@ -243,13 +254,26 @@ def test_cli_writes_jsonl_and_html_and_counts_bad_rows(cue_model, tmp_path, caps
     page = (out / "explanations.html").read_text()
     assert page.count('class="card"') == 3 and "&lt;" in page and "&gt;" in page
     assert page.count("<b>") == 3 and page.count("</b>") == 3  # the cards' own, not the seller's
-    assert 'id="card-S0"' in page and "data:image/jpeg;base64," in page
+    assert 'id="card-counterfeit:S0"' in page and "data:image/jpeg;base64," in page
     assert "skipped: 1" in capsys.readouterr().out
     # --ids picks listings; an unknown class is one line, exit 1
     assert explain_main([*argv[:6], "--ids", "S2", "--out", str(tmp_path / "two")]) == 0
     assert len((tmp_path / "two" / "explanations.jsonl").read_text().splitlines()) == 1
     assert explain_main([*argv[:6], "--class", "nope", "--out", str(tmp_path / "x")]) == 1
     assert "not in" in capsys.readouterr().err
+    # no output into any input: the photo root or the thresholds file given
+    assert (
+        explain_main([*argv[:6], "--images-root", str(tmp_path), "--out", str(tmp_path / "r")]) == 1
+    )
+    assert "inside the input" in capsys.readouterr().err
+    thr = tmp_path / "thr"
+    thr.mkdir()
+    assert explain_main([*argv[:6], "--thresholds", str(thr), "--out", str(thr / "o")]) == 1
+    assert "inside the input" in capsys.readouterr().err
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(SystemExit):
+            explain_main([*argv, "--ig-tolerance", bad])
+        assert "--ig-tolerance" in capsys.readouterr().err
 
 
 def test_error_analysis_explains_false_hides_and_missed_positives(cue_model, tmp_path):
@@ -275,7 +299,68 @@ def test_error_analysis_explains_false_hides_and_missed_positives(cue_model, tmp
     missed = next(g for g in ea["groups"] if g["kind"] == "missed_positive")
     assert missed["top_words"][0]["word"] == CUE  # positives carry the cue word
     html = to_html([error_section(ea)], {})
-    assert f'href="errors/explanations.html#card-{missed["ids"][0]}"' in html
+    assert (
+        f'href="errors/explanations.html#card-missed_positive:counterfeit:{missed["ids"][0]}"'
+        in html
+    )
+    assert ea["skipped"] == {} and "skipped: 0 (none)" in html
+
+
+def _two_class_errors(snap) -> list:
+    """S0 is clean and hidden for both classes: one listing, two false-hide cards."""
+    from mmdetect.evaluate.predictions import PredictionRecord
+
+    recs = []
+    for i, x in enumerate(snap.listings[:4]):
+        d = {"counterfeit": "hide", "adult": "hide" if i == 0 else "pass"}
+        recs.append(PredictionRecord(x.id, {"counterfeit": 0.9, "adult": 0.8 if i == 0 else 0.1},
+                                     [] if i == 0 else x.labels, decisions=d,
+                                     decision="hide"))  # fmt: skip
+    return recs
+
+
+def test_error_cards_of_one_listing_for_two_classes_have_their_own_anchors(cue_model, tmp_path):
+    import re
+
+    from mmdetect.data.reader import read_snapshot
+    from mmdetect.explain.errors import error_analysis
+
+    snap = read_snapshot(cue_model[3], check_images=False)
+    ea = error_analysis(cue_model[1], None, _two_class_errors(snap), snap,
+                        ("counterfeit", "adult"), tmp_path, 1)  # fmt: skip
+    groups = {(g["kind"], g["class"]): g for g in ea["groups"]}
+    assert groups[("false_hide", "counterfeit")]["ids"] == ["S0"]
+    assert groups[("false_hide", "adult")]["ids"] == ["S0"]
+    page = (tmp_path / "errors" / "explanations.html").read_text()
+    ids = re.findall(r'<section class="card" id="([^"]+)">', page)
+    assert len(ids) == len(set(ids))  # no two cards share an HTML id
+    for (_, c), g in groups.items():  # each link opens the card of its own class
+        anchor = g["cards"][0].split("#", 1)[1]
+        card = page[page.index(f'id="{anchor}"') :].split("</section>", 1)[0]
+        assert card.count('class="card"') == 0 and f"S0: {c} " in card
+
+
+def test_error_analysis_counts_a_failing_listing_and_goes_on(cue_model, tmp_path, monkeypatch):
+    from mmdetect.data.reader import read_snapshot
+    from mmdetect.evaluate.report import error_section, to_html
+    from mmdetect.explain import errors
+
+    real = errors.explain_listing
+
+    def flaky(model, item, cls):
+        if cls == "adult":
+            raise RuntimeError("a listing that cannot be explained")
+        return real(model, item, cls)
+
+    monkeypatch.setattr(errors, "explain_listing", flaky)
+    snap = read_snapshot(cue_model[3], check_images=False)
+    ea = errors.error_analysis(cue_model[1], None, _two_class_errors(snap), snap,
+                               ("counterfeit", "adult"), tmp_path, 1)  # fmt: skip
+    assert ea["skipped"] == {"explain_error": 1}
+    assert [(g["kind"], g["class"], g["ids"]) for g in ea["groups"]] == [
+        ("false_hide", "counterfeit", ["S0"])
+    ]
+    assert "skipped: 1 (explain_error 1)" in to_html([error_section(ea)], {})
 
 
 def test_http_score_returns_the_explanation_when_asked(cue_model):
@@ -292,14 +377,57 @@ def test_http_score_returns_the_explanation_when_asked(cue_model):
         assert status == 200 and doc["scores"] == plain["scores"]
         e = doc["explanation"]
         assert e["text"]["method"] == "occlusion" and _top_texts(e, 1) == [CUE]
-        assert e["photos"][0] == {
-            "index": 0,
-            **{k: e["photos"][0][k] for k in ("delta", "delta_model")},
-        }
+        assert set(e["photos"][0]) == {"index", "delta", "delta_model"}  # no staged file name
+        # the photo's delta is the score of the listing minus its score without that photo
+        model, x = load_explainable(cue_model[1]), listing("h1", PLANTED_TITLE, BENIGN_DESC,
+                                                           ("images/p0.png",), price=1000)  # fmt: skip
+
+        def score(y: Listing) -> float:
+            inputs = listing_inputs(model, Item(y, cue_model[3]))[0]
+            return float(model.probs(inputs)[0, model.taxonomy.index(e["class"])])
+
+        assert e["photos"][0]["delta_model"] == pytest.approx(
+            score(x) - score(replace(x, images=())), abs=1e-5
+        )
+        assert e["score_model"] == pytest.approx(score(x), abs=1e-5)
         status, _, q = s.request("POST", "/v1/score?explain=true", json.dumps(row).encode())
         assert status == 200 and q["explanation"]["class"] == e["class"]
         status, _, batch = s.post({"listings": [row]})  # the batch form never explains
         assert status == 200 and "explanation" not in batch["results"][0]
+
+
+def test_http_explanations_are_capped_and_honour_the_timeout(cue_model, monkeypatch):
+    import threading
+
+    from mmdetect.serving.app import ServeConfig
+    from tests.unit.test_explain_service import _blocking
+    from tests.unit.test_http import Server
+
+    entered, release = _blocking(monkeypatch)
+    row = {"id": "h2", "title": PLANTED_TITLE, "description": BENIGN_DESC, "price": 1000,
+           "category": "bags", "images": [], "created_at": NOW.isoformat()}  # fmt: skip
+    ask = {**row, "explain": True}
+    cfg = ServeConfig(bundle=cue_model[1], images_root=cue_model[3], timeout_s=1.0)
+    with Server(cfg) as s:
+        assert s.post(row)[0] == 200  # warm: the first TorchScript call profiles
+        first: list = []
+        t = threading.Thread(target=lambda: first.append(s.post(ask)))
+        t.start()
+        assert entered.wait(10)
+        status, headers, doc = s.post(ask)  # the one slot is taken
+        retry = {k.lower(): v for k, v in headers.items()}.get("retry-after")
+        assert status == 429 and "busy" in doc["error"] and int(retry) >= 1
+        assert s.post(row)[0] == 200  # scoring alone is not limited by explanations
+        t.join(10)
+        status, headers, doc = first[0]
+        assert status == 504 and "timeout" in doc["error"]
+        assert s.post(ask)[0] == 429  # the abandoned thread still holds the slot
+        release.set()
+        deadline = time.monotonic() + 5
+        while s.service.explain_gate.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        status, _, doc = s.post(ask)
+        assert status == 200 and doc["explanation"] == {"id": "h2"}
 
 
 def test_logit_units_are_complete_and_keep_the_cue_on_top(cue_model):
@@ -317,7 +445,7 @@ def test_logit_units_are_complete_and_keep_the_cue_on_top(cue_model):
 
 
 def test_empty_text_and_a_broken_photo_are_explained(cue_model, tmp_path):
-    snap = cue_model[3]
+    snap = _private_copy(cue_model[3], tmp_path)
     (snap / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     model = load_explainable(cue_model[1])
     x = listing("e", "", "", ("images/broken.png", "images/p1.png"))
@@ -345,6 +473,7 @@ def test_onnx_bundle_occlusion_matches_torchscript(cue_model, tmp_path):
     )
 
 
+@pytest.mark.slow  # two full evaluate runs (~6 s); error_analysis itself is tested above
 def test_evaluate_explain_errors_flag_adds_the_section(cue_model, tmp_path, capsys):
     from mmdetect.operating_cli import evaluate_main
 

@@ -54,10 +54,11 @@ def test_word_spans_round_trip_to_the_original_substrings(tokenizer, text):
 
 def test_spans_on_named_characters(tokenizer):
     text = "ﾎﾟｹﾓﾝ １２３４円 😀"
-    words = {w.surface: text[w.start : w.end] for w in word_pieces(tokenizer, text, "title")}
-    assert words["1234"] == "１２３４"
-    assert words["😀"] == "😀"
-    assert "ﾎﾟｹﾓﾝ" in words.values() or "ﾎﾟ" in "".join(words.values())
+    words = {w.surface: (w.start, w.end) for w in word_pieces(tokenizer, text, "title")}
+    # 5 half-width characters (the voiced mark is its own character) NFKC-compose to 4
+    assert words["ポケモン"] == (0, 5) and text[0:5] == "ﾎﾟｹﾓﾝ"
+    assert words["1234"] == (6, 10) and text[6:10] == "１２３４"
+    assert words["😀"] == (12, 13)
 
 
 @pytest.mark.parametrize("title,desc", [(TRICKY[0], TRICKY[1]), (TRICKY[2], TRICKY[4]),
@@ -81,7 +82,16 @@ def test_highlight_escapes_seller_html():
     assert "<script>" not in out and "&lt;script&gt;" in out
     assert out.count('<span class="hl"') == 2 and 'title="+0.5000"' in out
     assert card_anchor("L0001") == "card-L0001"
-    assert card_anchor('x"><b>').startswith("card-") and '"' not in card_anchor('x"><b>')
+    assert card_anchor('x"><b>').startswith("card-~") and '"' not in card_anchor('x"><b>')
+
+
+def test_card_anchor_names_kind_class_and_listing():
+    one = card_anchor("L1", "counterfeit", "false_hide")
+    assert one == "card-false_hide:counterfeit:L1"
+    assert one != card_anchor("L1", "adult", "false_hide") != card_anchor("L1", "adult")
+    odd = card_anchor("商品 1", "adult", "false_hide")  # not a plain token: hashed, still per class
+    assert odd.startswith("card-~") and odd != card_anchor("商品 1", "counterfeit", "false_hide")
+    assert card_anchor("a:b") != card_anchor("b", "a")  # ":" in an id is hashed, never joined
 
 
 def test_the_http_explanation_reaches_no_training_code():
