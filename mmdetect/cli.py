@@ -178,6 +178,12 @@ def cmd_rollback(argv: Sequence[str]) -> int:
     return rollback_main(argv)
 
 
+def cmd_shard(argv: Sequence[str]) -> int:
+    from mmdetect.scale.shard_cli import shard_main
+
+    return shard_main(argv)
+
+
 def cmd_registry(argv: Sequence[str]) -> int:
     from mmdetect.registry_cli import registry_main
 
@@ -209,6 +215,10 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "promote": (cmd_promote, "promote a bundle in a registry if it is not worse"),
     "rollback": (cmd_rollback, "point a registry back at the previous bundle"),
     "registry": (cmd_registry, "show a registry's current bundle and history"),
+    "shard": (
+        cmd_shard,
+        "write LitData shards of snapshots for streaming training (docs/scale.md)",
+    ),
 }
 DEPRECATED: dict[str, Callable[[Sequence[str]], int]] = {
     "validate": cmd_validate,  # -> check, or lightning validate
