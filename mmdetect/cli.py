@@ -184,6 +184,12 @@ def cmd_shard(argv: Sequence[str]) -> int:
     return shard_main(argv)
 
 
+def cmd_score(argv: Sequence[str]) -> int:
+    from mmdetect.scale.score_cli import score_main
+
+    return score_main(argv)
+
+
 def cmd_registry(argv: Sequence[str]) -> int:
     from mmdetect.registry_cli import registry_main
 
@@ -215,10 +221,8 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "promote": (cmd_promote, "promote a bundle in a registry if it is not worse"),
     "rollback": (cmd_rollback, "point a registry back at the previous bundle"),
     "registry": (cmd_registry, "show a registry's current bundle and history"),
-    "shard": (
-        cmd_shard,
-        "write LitData shards of snapshots for streaming training (docs/scale.md)",
-    ),
+    "shard": (cmd_shard, "write LitData shards of snapshots to stream training (docs/scale.md)"),
+    "score": (cmd_score, "score listings or shards with a bundle on Ray Data (--engine ray)"),
 }
 DEPRECATED: dict[str, Callable[[Sequence[str]], int]] = {
     "validate": cmd_validate,  # -> check, or lightning validate
