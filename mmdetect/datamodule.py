@@ -210,10 +210,14 @@ class DetectorDataModule(L.LightningDataModule):
     def state_dict(self) -> dict[str, float]:
         """What a checkpoint stores of the datamodule: the fitted price statistics."""
         stats = self.price_stats
-        return {} if stats is None else {"price_mean": stats.mean, "price_std": stats.std}
+        state = {} if stats is None else {"price_mean": stats.mean, "price_std": stats.std}
+        if getattr(self, "shard_train_loader", None) is not None:  # data.shards: resume mid-epoch
+            state["train_loader"] = self.shard_train_loader.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """A checkpoint's statistics win over the ones setup() fitted (resume, test, predict)."""
+        self.shard_loader_state = state.get("train_loader")  # applied by scale.shard_loader
         if "price_mean" in state:
             stats = PriceStats(float(state["price_mean"]), float(state["price_std"]))
             if self.price_stats is not None and stats != self.price_stats:

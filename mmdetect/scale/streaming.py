@@ -6,10 +6,9 @@ memory per listing. Tokenization and photo decoding run in the loader workers; a
 as the same dict ListingDataset gives (uint8 photos from the same transforms), and ShardLoader
 normalises each batch as PhotoLoader does, so the model sees the inputs of the JSONL path.
 
-Resume: StreamingDataLoader has state_dict/load_state_dict, and Lightning's fit loop stores the
-state of such a loader in every checkpoint and restores it on `--ckpt_path last`, mid-epoch. The
-fit loop pulls one batch ahead of the step it trains; ShardLoader reports the state as of the
-batches trained, not fetched, so the resumed run sees each remaining listing exactly once.
+Resume: the training loader's state (LitData's StreamingDataLoader.state_dict) is stored with
+the datamodule's state in every checkpoint and applied to the new loader on `--ckpt_path last`,
+mid-epoch: the resumed run sees each remaining listing exactly once.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -148,34 +146,19 @@ def collate(samples: list[dict], pad_id: int, image_size: int) -> dict:
 
 
 class ShardLoader(litdata.StreamingDataLoader):
-    """StreamingDataLoader whose batches leave normalised (as PhotoLoader's) and whose state is
-    that of the batches consumed: `lag` batches fetched ahead (Lightning's fit loop: 1) are not
-    counted, so a checkpoint written after step k resumes at batch k + 1."""
+    """StreamingDataLoader whose batches leave normalised, as PhotoLoader's.
 
-    def __init__(self, *args: Any, mean: Sequence[float], std: Sequence[float], lag: int = 1,
-                 **kwargs: Any):  # fmt: skip
+    Its state_dict is LitData's: the samples yielded so far. Lightning's fit loop fetches a
+    loader that has a length (this one) without prefetching, so at a checkpoint that is exactly
+    the batches trained (tests/integration/test_scale.py counts them after a kill -9)."""
+
+    def __init__(self, *args: Any, mean: Sequence[float], std: Sequence[float], **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.mean, self.std, self.lag = tuple(mean), tuple(std), lag
-        self._before: deque = deque(maxlen=lag + 1)
-        self._done = True
+        self.mean, self.std = tuple(mean), tuple(std)
 
     def __iter__(self) -> Iterator[dict]:
-        it = super().__iter__()
-        self._before.clear()
-        self._done = False
-        while True:
-            self._before.append(super().state_dict())  # the state before this batch
-            try:
-                batch = next(it)
-            except StopIteration:
-                self._done = True
-                return
+        for batch in super().__iter__():
             yield normalize_batch(batch, self.mean, self.std)
-
-    def state_dict(self) -> dict[str, Any]:
-        if self._done or self.lag == 0 or len(self._before) <= self.lag:
-            return super().state_dict()
-        return self._before[-self.lag]
 
 
 def setup_shards(dm: Any, stage: str) -> None:
@@ -207,9 +190,19 @@ def shard_loader(dm: Any, name: str, shuffle: bool) -> ShardLoader:
     ds.price_mean, ds.price_std = stats.mean, stats.std
     _, mean, std = dm.photo_transform(train=False)
     pad_id = dm.tokenizer.pad_token_id or 0
-    return ShardLoader(
-        ds, mean=mean, std=std, lag=1 if name == "train" else 0, batch_size=hp.batch_size,
+    loader = ShardLoader(
+        ds, mean=mean, std=std, batch_size=hp.batch_size,
         num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
         collate_fn=partial(collate, pad_id=pad_id, image_size=dm.image_preprocess().image_size),
         pin_memory=hp.pin_memory, drop_last=False,
     )  # fmt: skip
+    if name == "train":
+        # Restored by DetectorDataModule.load_state_dict before this loader exists: Lightning's
+        # own restore of loader states (fit_loop "combined_loader") comes after the loader was
+        # built for estimated_stepping_batches (configure_optimizers), so it is never applied.
+        state = getattr(dm, "shard_loader_state", None)
+        if state:
+            loader.load_state_dict(state)
+            dm.shard_loader_state = None
+        dm.shard_train_loader = loader
+    return loader

@@ -98,7 +98,7 @@ def test_kill_mid_epoch_then_resume_sees_each_remaining_listing_once(shards, tmp
     cmd = [sys.executable, "-m", "mmdetect.cli", *common]
     proc = subprocess.Popen(
         [*cmd, f'--trainer.callbacks+={{"class_path": "{cb}", "init_args": '
-               f'{{"path": "{first}", "sleep": 1.0}}}}'],
+               f'{{"path": "{first}", "sleep": 0.5}}}}'],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     deadline = time.time() + 240
