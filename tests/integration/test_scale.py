@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback
 
 pytest.importorskip("litdata")
 
+from mmdetect.scale.bench import read_log  # noqa: E402
 from mmdetect.scale.shard import ShardOptions  # noqa: E402
 from mmdetect.scale.shard_cli import shard  # noqa: E402
 from tests.unit.test_shard import small_snapshot  # noqa: E402
@@ -65,33 +65,12 @@ def shard_fit_args(shards: Path, run: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-class IdLog(Callback):
-    """Appends (step, ids) of every trained batch to a file, flushed at once (survives kill -9);
-    `sleep` slows the steps so a test can kill the run in the middle of an epoch."""
-
-    def __init__(self, path: str, sleep: float = 0.0):
-        self.path, self.sleep = path, sleep
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"step": trainer.global_step, "ids": batch["ids"]}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        time.sleep(self.sleep)
-
-
-def read_log(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.endswith("}")]
-
-
 @pytest.mark.slow
 def test_kill_mid_epoch_then_resume_sees_each_remaining_listing_once(shards, tmp_path):
     from mmdetect.checkpoint import read_checkpoint
 
     run, first, second = tmp_path / "run", tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    cb = "tests.integration.test_scale.IdLog"
+    cb = "mmdetect.scale.bench.IdLog"
     common = shard_fit_args(shards, run, "--trainer.max_epochs=1",
                             "--last_checkpoint.every_n_train_steps=3")  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
