@@ -24,7 +24,8 @@ from mmdetect.scale.bench import kill_resume, measured, train_phase  # noqa: E40
 PY = sys.executable
 
 
-def one_size(n: int, work: Path, bundle: Path, steps: int, resume: bool) -> dict:
+def one_size(n: int, work: Path, bundle: Path, steps: int, resume: bool, repeats: int = 1,
+             score: bool = True) -> dict:  # fmt: skip
     from mmdetect.data.samples import generate_samples
 
     t = time.perf_counter()
@@ -38,9 +39,14 @@ def one_size(n: int, work: Path, bundle: Path, steps: int, resume: bool) -> dict
                              "--split", "time", "--val-from", "2026-09-01", "--image-size", "64",
                              "--workers", "2"])  # fmt: skip
     out["shards_mib"] = sum(f.stat().st_size for f in shards.rglob("*") if f.is_file()) / 2**20
-    for name, data in (("train_jsonl", snap), ("train_shards", shards)):
-        r = measured([PY, __file__, "--phase", "train", "--data", str(data), "--steps", str(steps)])
-        out[name] = {**r, **json.loads(r.pop("last_line"))}
+    pair = [("train_jsonl", snap), ("train_shards", shards)]
+    for rep in range(repeats):  # alternating order: a load swing hits both sides
+        for name, data in pair if rep % 2 == 0 else pair[::-1]:
+            r = measured([PY, __file__, "--phase", "train", "--data", str(data), "--steps",
+                          str(steps)])  # fmt: skip
+            out.setdefault(name, []).append({**r, **json.loads(r.pop("last_line"))})
+    if not score:
+        return out
     out["predict"] = measured([PY, "-m", "mmdetect.cli", "predict", "--bundle", str(bundle),
                                "--input", str(listings), "--out", str(work / "pred.jsonl")])  # fmt: skip
     out["score_ray"] = measured([PY, "-m", "mmdetect.cli", "score", "--engine", "ray",
@@ -61,6 +67,8 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=30, help="training steps timed (3 warm-up)")
     p.add_argument("--work", type=Path, default=Path("runs/bench_scale"))
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--train-repeats", type=int, default=1, help="JSONL/shards runs, alternated")
+    p.add_argument("--no-score", action="store_true", help="skip predict, score and resume")
     p.add_argument("--json", type=Path)
     p.add_argument("--phase", choices=("train",), help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
@@ -75,7 +83,8 @@ def main() -> int:
         work = args.work / f"n{n}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        r = one_size(n, work, args.bundle, args.steps, resume=i == 0)
+        r = one_size(n, work, args.bundle, args.steps, resume=i == 0 and not args.no_score,
+                     repeats=args.train_repeats, score=not args.no_score)  # fmt: skip
         results["sizes"].append(r)
         print(json.dumps(r, indent=1), flush=True)
         if not args.keep:
