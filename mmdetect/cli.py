@@ -14,7 +14,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from importlib import import_module
 from pathlib import Path
 
 from mmdetect.cliutil import non_negative_int, positive_int, quiet_known_noise
@@ -161,6 +160,12 @@ def cmd_lightning(argv: Sequence[str]) -> int:
     return run_lightning(argv)
 
 
+def cmd_explain(argv: Sequence[str]) -> int:
+    from mmdetect.explain.cli import explain_main
+
+    return explain_main(argv)
+
+
 def cmd_tune(argv: Sequence[str]) -> int:
     from mmdetect.tune.cli import tune_main
 
@@ -183,6 +188,18 @@ def cmd_rollback(argv: Sequence[str]) -> int:
     from mmdetect.registry_cli import rollback_main
 
     return rollback_main(argv)
+
+
+def cmd_shard(argv: Sequence[str]) -> int:
+    from mmdetect.scale.shard_cli import shard_main
+
+    return shard_main(argv)
+
+
+def cmd_score(argv: Sequence[str]) -> int:
+    from mmdetect.scale.score_cli import score_main
+
+    return score_main(argv)
 
 
 def cmd_registry(argv: Sequence[str]) -> int:
@@ -218,9 +235,11 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "rollback": (cmd_rollback, "point a registry back at the previous bundle"),
     "registry": (cmd_registry, "show a registry's current bundle and history"),
     "explain": (
-        lambda a: import_module("mmdetect.explain.cli").explain_main(a),
+        cmd_explain,
         "why a listing got its score: word spans, photos, modalities (HTML cards)",
-    ),  # fmt: skip
+    ),
+    "shard": (cmd_shard, "write LitData shards of snapshots to stream training (docs/scale.md)"),
+    "score": (cmd_score, "score listings or shards with a bundle on Ray Data (--engine ray)"),
 }
 DEPRECATED: dict[str, Callable[[Sequence[str]], int]] = {
     "validate": cmd_validate,  # -> check, or lightning validate

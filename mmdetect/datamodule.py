@@ -97,6 +97,7 @@ class DetectorDataModule(L.LightningDataModule):
         text_pretrained: str | None = None,  # linked from model.text.pretrained by the CLI
         pin_memory: bool = False,  # page-locked batches: faster, asynchronous copies to a GPU
         prefetch_factor: int | None = None,  # batches queued per worker (torch's default: 2)
+        shards: str | None = None,  # `mmdetect shard` output: stream fit/validate from it
     ):
         super().__init__()
         if split not in ("time", "hash"):
@@ -160,6 +161,10 @@ class DetectorDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         hp = self.hparams
+        if hp.shards and stage in ("fit", "validate"):  # the scale extra (docs/scale.md)
+            from mmdetect.scale.streaming import setup_shards
+
+            return setup_shards(self, stage)
         if stage in ("fit", "validate") and "train" not in self.datasets:
             items, problems = read_items(hp.snapshots, hp.taxonomy, hp.strict)
             self.problems.merge(problems)
@@ -192,6 +197,10 @@ class DetectorDataModule(L.LightningDataModule):
 
     def pos_weight(self, max_weight: float = 20.0) -> torch.Tensor:
         """negatives / positives per class on the training split, clipped to [1, max_weight]."""
+        if self.hparams.shards:
+            from mmdetect.scale.streaming import pos_weight
+
+            return pos_weight(self.shard_manifest, self.hparams.taxonomy, max_weight)
         ds = self.datasets["train"]
         labels = torch.stack([label_vector(it.listing.labels, ds.taxonomy) for it in ds.items])
         pos = labels.sum(0)
@@ -201,10 +210,14 @@ class DetectorDataModule(L.LightningDataModule):
     def state_dict(self) -> dict[str, float]:
         """What a checkpoint stores of the datamodule: the fitted price statistics."""
         stats = self.price_stats
-        return {} if stats is None else {"price_mean": stats.mean, "price_std": stats.std}
+        state = {} if stats is None else {"price_mean": stats.mean, "price_std": stats.std}
+        if getattr(self, "shard_train_loader", None) is not None:  # data.shards: resume mid-epoch
+            state["train_loader"] = self.shard_train_loader.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """A checkpoint's statistics win over the ones setup() fitted (resume, test, predict)."""
+        self.shard_loader_state = state.get("train_loader")  # applied by scale.shard_loader
         if "price_mean" in state:
             stats = PriceStats(float(state["price_mean"]), float(state["price_std"]))
             if self.price_stats is not None and stats != self.price_stats:
@@ -226,6 +239,10 @@ class DetectorDataModule(L.LightningDataModule):
 
     def loader(self, name: str, shuffle: bool) -> DataLoader:
         hp = self.hparams
+        if hp.shards and name in ("train", "val"):
+            from mmdetect.scale.streaming import shard_loader
+
+            return shard_loader(self, name, shuffle)
         stats = self.resolved_price_stats()
         self.datasets[name].price_mean, self.datasets[name].price_std = stats.mean, stats.std
         pad_id = self.tokenizer.pad_token_id or 0

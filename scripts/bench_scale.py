@@ -1,0 +1,99 @@
+"""Scale extra measurements (mmdetect/scale/bench.py): peak memory and throughput at several sizes.
+
+    python scripts/bench_scale.py --bundle runs/demo/bundle --sizes 2000,10000 --json runs/bench_scale.json
+    python scripts/bench_scale.py --bundle runs/demo/bundle --sizes 10000,200000   # issue #16's pair
+
+Each size's synthetic data (listings + photos) is deleted after it is measured (--keep keeps it).
+`--phase train --data DIR --steps N` is the child process that times training steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mmdetect.bench.common import format_machine, machine  # noqa: E402
+from mmdetect.scale.bench import kill_resume, measured, train_phase  # noqa: E402
+
+PY = sys.executable
+
+
+def one_size(n: int, work: Path, bundle: Path, steps: int, resume: bool, repeats: int = 1,
+             score: bool = True) -> dict:  # fmt: skip
+    from mmdetect.data.samples import generate_samples
+
+    t = time.perf_counter()
+    generate_samples(work / "samples", seed=0, n_train=n, n_drift=10, n_incoming=10)
+    snap = work / "samples" / "train"
+    listings = snap / "listings.jsonl"
+    out: dict = {"listings": n, "generate_s": time.perf_counter() - t,
+                 "snapshot_mib": sum(f.stat().st_size for f in snap.rglob("*") if f.is_file()) / 2**20}  # fmt: skip
+    shards = work / "shards"
+    out["shard"] = measured([PY, "-m", "mmdetect.cli", "shard", str(snap), "--out", str(shards),
+                             "--split", "time", "--val-from", "2026-09-01", "--image-size", "64",
+                             "--workers", "2"])  # fmt: skip
+    out["shards_mib"] = sum(f.stat().st_size for f in shards.rglob("*") if f.is_file()) / 2**20
+    pair = [("train_jsonl", snap), ("train_shards", shards)]
+    for rep in range(repeats):  # alternating order: a load swing hits both sides
+        for name, data in pair if rep % 2 == 0 else pair[::-1]:
+            r = measured([PY, __file__, "--phase", "train", "--data", str(data), "--steps",
+                          str(steps)])  # fmt: skip
+            out.setdefault(name, []).append({**r, **json.loads(r.pop("last_line"))})
+    if not score:
+        return out
+    out["predict"] = measured([PY, "-m", "mmdetect.cli", "predict", "--bundle", str(bundle),
+                               "--input", str(listings), "--out", str(work / "pred.jsonl")])  # fmt: skip
+    out["score_ray"] = measured([PY, "-m", "mmdetect.cli", "score", "--engine", "ray",
+                                 "--num-cpus", "2", "--bundle", str(bundle), "--input",
+                                 str(listings), "--out", str(work / "ray")])  # fmt: skip
+    for k in ("predict", "score_ray"):
+        out[k]["listings_per_s"] = n / out[k]["wall_s"]
+    if resume:
+        (work / "resume").mkdir()
+        out["kill_resume"] = kill_resume(shards, work / "resume")
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--sizes", default="2000,10000")
+    p.add_argument("--bundle", type=Path, default=Path("runs/demo/bundle"))
+    p.add_argument("--steps", type=int, default=30, help="training steps timed (3 warm-up)")
+    p.add_argument("--work", type=Path, default=Path("runs/bench_scale"))
+    p.add_argument("--keep", action="store_true")
+    p.add_argument("--train-repeats", type=int, default=1, help="JSONL/shards runs, alternated")
+    p.add_argument("--no-score", action="store_true", help="skip predict, score and resume")
+    p.add_argument("--json", type=Path)
+    p.add_argument("--phase", choices=("train",), help=argparse.SUPPRESS)
+    p.add_argument("--data", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.phase == "train":
+        print(json.dumps(train_phase(args.data, args.steps)))
+        return 0
+    info = machine()
+    print(format_machine(info))
+    results = {"machine": info, "sizes": []}
+    for i, n in enumerate(int(x) for x in args.sizes.split(",")):
+        work = args.work / f"n{n}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        r = one_size(n, work, args.bundle, args.steps, resume=i == 0 and not args.no_score,
+                     repeats=args.train_repeats, score=not args.no_score)  # fmt: skip
+        results["sizes"].append(r)
+        print(json.dumps(r, indent=1), flush=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
