@@ -49,6 +49,8 @@ class ServeConfig:
     timeout_s: float = 10.0
     poll_s: float = 1.0
     device: str | None = None
+    workers: int = 1  # scoring threads (batches scored at once)
+    access_log: bool = False  # one log line per POST /v1/score (errors are logged anyway)
     limits: Limits = field(default_factory=Limits)
 
 
@@ -56,7 +58,7 @@ def _staging_dir() -> Path:
     """A private directory for request photos: in memory (/dev/shm) where the system has it."""
     shm = Path("/dev/shm")
     base = shm if shm.is_dir() and shm.stat().st_mode & 0o200 else None
-    return Path(tempfile.mkdtemp(prefix="mmdetect-serve-", dir=base))
+    return Path(tempfile.mkdtemp(prefix="mmdetect-serve-", dir=base)).resolve()
 
 
 class Service:
@@ -77,7 +79,7 @@ class Service:
             return results
 
         self.batcher = Batcher(score_and_count, cfg.max_batch_size, cfg.max_wait_ms / 1000,
-                               cfg.max_queue, self.metrics.set_queue_depth)  # fmt: skip
+                               cfg.max_queue, self.metrics.set_queue_depth, cfg.workers)  # fmt: skip
         self.watcher = None
         if cfg.registry is not None:
             self.watcher = Watcher(cfg.registry, self.slot, self.load, cfg.poll_s, self.changed)
@@ -227,9 +229,10 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         response = await score_request(svc, request)
         seconds = time.monotonic() - start
         svc.metrics.request(SCORE_PATH, response.status_code, seconds)
-        level = logging.INFO if response.status_code < 500 else logging.WARNING
-        log.log(level, "request", extra={"path": SCORE_PATH, "status": response.status_code,
-                                         "ms": round(seconds * 1000, 2)})  # fmt: skip
+        level = logging.WARNING if response.status_code >= 500 else logging.INFO
+        if level > logging.INFO or svc.cfg.access_log:
+            log.log(level, "request", extra={"path": SCORE_PATH, "status": response.status_code,
+                                             "ms": round(seconds * 1000, 2)})  # fmt: skip
         return response
 
     @app.get("/healthz")

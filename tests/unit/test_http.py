@@ -267,6 +267,50 @@ def test_batcher_groups_concurrent_listings_and_bounds_the_queue():
     assert sizes == [4, 2, 1]
 
 
+def test_batcher_workers_score_batches_at_once_and_drain():
+    """Two workers: while one batch is being scored the next one is formed and scored beside
+    it (no more than two at once); stop() waits for both and fails what is still queued."""
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def score(listings):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+        return [x * 10 for x in listings]
+
+    async def main():
+        b = Batcher(score, max_batch_size=2, max_wait_s=0.001, max_queue=8, workers=2)
+        assert b.retry_after_s() == 1
+        b.start()
+        first = b.submit([1, 2]) + b.submit([3, 4]) + b.submit([5, 6])
+        got = await asyncio.gather(*first)
+        late = b.submit([7, 8]) + b.submit([9, 10]) + b.submit([11, 12])
+        await asyncio.sleep(0.03)  # two batches are being scored, the third waits
+        await b.stop()
+        outcomes = await asyncio.gather(*late, return_exceptions=True)
+        return got, outcomes
+
+    got, outcomes = asyncio.run(main())
+    assert got == [10, 20, 30, 40, 50, 60] and peak[0] == 2
+    assert outcomes[:4] == [70, 80, 90, 100]  # in progress at stop: finished
+    assert all(isinstance(x, RuntimeError) and "shutting down" in str(x) for x in outcomes[4:])
+    with pytest.raises(ValueError, match="workers"):
+        Batcher(score, workers=0)
+
+
+def test_parallelism_defaults():
+    from mmdetect.serving.cli import DEFAULT_WORKERS, parallelism
+
+    assert parallelism(1, None, None) == (1, 1)
+    workers, threads = parallelism(2, None, None)
+    assert workers == min(DEFAULT_WORKERS, 2) and threads == 2 // workers
+    assert parallelism(16, 2, None) == (2, 8) and parallelism(16, 3, 1) == (3, 1)
+    assert parallelism(2, 4, None) == (4, 1)  # more workers than cores: one thread each
+
+
 def test_config_needs_one_source(assets):
     with pytest.raises(ValueError, match="exactly one"):
         from mmdetect.serving.app import Service
