@@ -78,6 +78,14 @@ def load(port: int, bodies: list[bytes], concurrency: int, seconds: float, max_r
     return out, time.monotonic() - start
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process, all its threads (this one if pid is None)."""
+    if pid is None:
+        return sum(os.times()[:2])
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def summary(results: list, wall: float) -> dict:
     lat = sorted((t1 - t0) * 1000 for t0, t1, _, _ in results)
     q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else lat * 99
@@ -202,9 +210,9 @@ def switching(port: int, bodies, registry: Path, green: Path, snap: Path, args) 
 def start_server(registry: Path, port: int, args, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "mmdetect.cli", "serve", "--registry", str(registry),
            "--images-root", str(DRIFT), "--host", "127.0.0.1", "--port", str(port),
-           "--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
            "--poll-s", str(args.poll_s), "--timeout-s", str(args.timeout_s),
-           *(["--threads", str(args.server_threads)] if args.server_threads else [])]  # fmt: skip
+           *(["--threads", str(args.server_threads)] if args.server_threads else []),
+           *args.server_args.split()]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=log.open("w"), stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -241,11 +249,10 @@ def main() -> int:
         type=int,
         help="the server's --threads, and predict's here (default: torch's)",
     )
+    p.add_argument("--server-args", default="", help="more `mmdetect serve` flags (default: none)")
     p.add_argument("--switches", type=int, default=5)
     p.add_argument("--pause-s", type=float, default=1.5, help="between two switches")
     p.add_argument("--poll-s", type=float, default=1.0)
-    p.add_argument("--max-batch-size", type=int, default=32)
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--json", type=Path, help="also write every figure here")
     args = p.parse_args()
     from mmdetect.bench.common import format_machine, machine
@@ -273,8 +280,12 @@ def main() -> int:
     try:
         load(port, bodies, 8, 30, 64)  # warm-up
         for c in (int(x) for x in args.levels.split(",") if x):
+            cpu = cpu_seconds(server.pid), cpu_seconds()
             results, wall = load(port, bodies, c, args.seconds, args.max_requests)
-            report["levels"][c] = summary(results, wall)
+            n = max(1, len(results))  # CPU ms per request: who uses the cores
+            report["levels"][c] = summary(results, wall) | {
+                "server_cpu_ms": round((cpu_seconds(server.pid) - cpu[0]) * 1000 / n, 2),
+                "client_cpu_ms": round((cpu_seconds() - cpu[1]) * 1000 / n, 2)}  # fmt: skip
             print(f"concurrency {c}: {report['levels'][c]}", flush=True)
         report["side_by_side"] = side_by_side(
             port, lines[: args.side_listings], work, registry / "bundles" / "blue", args.reps
