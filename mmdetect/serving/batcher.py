@@ -63,6 +63,7 @@ class Batcher:
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="mmdetect-score")
         self._free = asyncio.Semaphore(workers)  # a batch is formed only when a worker is free
         self._running: set[asyncio.Task] = set()
+        self._scoring = 0  # batches in the scoring threads now
         self._batch_seconds = 0.05  # running mean, for Retry-After
 
     @property
@@ -105,16 +106,21 @@ class Batcher:
         while not self._queue:
             self._ready.clear()
             await self._ready.wait()
+        # Fill for max_wait after the first listing. While another worker is scoring, no core
+        # idles for this batch: keep filling up to a worker's share of max_batch_size or until
+        # that batch ends (a model call costs much per batch, little per listing).
         deadline = time.monotonic() + self.max_wait_s
+        share = -(-self.max_batch_size // self.workers)  # rounded up
         while len(self._queue) < self.max_batch_size:
+            busy = self._scoring > 0
             left = deadline - time.monotonic()
-            if left <= 0:
+            if (busy and len(self._queue) >= share) or (left <= 0 and not busy):
                 break
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), left)
+                await asyncio.wait_for(self._ready.wait(), left if left > 0 else None)
             except asyncio.TimeoutError:
-                break
+                continue  # the loop decides: still busy, or the wait is over
         batch: list[Job] = []
         while self._queue and len(batch) < self.max_batch_size:
             job = self._queue.popleft()
@@ -140,6 +146,7 @@ class Batcher:
 
     async def _score(self, batch: list[Job]) -> None:
         start = time.monotonic()
+        self._scoring += 1
         try:
             results = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self.score, [j.listing for j in batch]
@@ -148,7 +155,9 @@ class Batcher:
             log.exception("scoring a batch of %d failed", len(batch))
             results = [exc] * len(batch)
         finally:
+            self._scoring -= 1
             self._free.release()
+            self._ready.set()  # a batch waiting for this one to end may go
         self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * (time.monotonic() - start)
         for job, result in zip(batch, results, strict=True):
             if job.future.done():
