@@ -14,7 +14,7 @@ from pathlib import Path
 from mmdetect.cliutil import positive_float, positive_int
 
 # Scoring workers by default, measured on a 2-core machine (docs/BENCHMARKS.md, HTTP service).
-DEFAULT_WORKERS = 1
+DEFAULT_WORKERS = 2
 
 # LogRecord attributes that are not `extra` fields.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
@@ -96,8 +96,8 @@ def usable_cores() -> int:
 
 
 def parallelism(cores: int, workers: int | None, threads: int | None) -> tuple[int, int]:
-    """(scoring workers, torch intra-op threads per worker), the defaults filled in: WORKERS
-    workers on 2 cores or more, each with an equal share of the cores (at least one thread)."""
+    """(scoring workers, torch intra-op threads per worker), the defaults filled in:
+    DEFAULT_WORKERS on 2 cores or more, each with an equal share of the cores (at least one)."""
     workers = workers or (min(DEFAULT_WORKERS, cores) if cores >= 2 else 1)
     return workers, threads or max(1, cores // workers)
 

@@ -87,14 +87,15 @@ LIMITS = Limits(max_body_bytes=1 << 20, max_listings=100, max_photo_bytes=200_00
 @pytest.fixture(scope="module")
 def server(assets):
     cfg = ServeConfig(bundle=assets.bundle, images_root=DRIFT, max_batch_size=16, max_wait_ms=5,
-                      max_queue=256, timeout_s=20, limits=LIMITS)  # fmt: skip
+                      max_queue=256, timeout_s=20, workers=2, limits=LIMITS)  # fmt: skip
     with Server(cfg) as s:
         yield s
 
 
 def test_scores_match_predict_on_drift(assets, server, tmp_path):
     """Identical decisions and |dp| <= 1e-6 vs `mmdetect predict`, requests mixing single
-    listings and batches sent concurrently (so model batches mix requests)."""
+    listings and batches sent concurrently (so model batches mix requests, and two scoring
+    threads share one Predictor)."""
     rows = drift_rows(96)
     src = tmp_path / "listings.jsonl"
     src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
