@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import os
@@ -33,48 +34,55 @@ sys.path.insert(0, str(REPO))
 DRIFT, TOKENIZER = REPO / "data_samples" / "drift", REPO / "data_samples" / "tokenizer"
 
 
+async def _post(conn, body: bytes) -> tuple[int, dict]:
+    """One POST /v1/score over a keep-alive connection (reader, writer): (status, JSON doc)."""
+    reader, writer = conn
+    writer.write(b"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                 b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    fields = dict(line.lower().split(": ", 1) for line in head[1:] if ": " in line)
+    doc = json.loads(await reader.readexactly(int(fields["content-length"])))
+    return int(head[0].split()[1]), doc
+
+
 def load(port: int, bodies: list[bytes], concurrency: int, seconds: float, max_requests: int,
          stop: threading.Event | None = None):  # fmt: skip
-    """Closed-loop clients (one keep-alive connection each) until `max_requests` were sent,
-    `seconds` passed or `stop` is set; [(t0, t1, status, bundle)] and the wall time."""
-    out, lock, sent = [], threading.Lock(), [0]
-    deadline = time.monotonic() + seconds
+    """Closed-loop clients (asyncio, one keep-alive connection each, all in this thread: the
+    load generator shares the cores with the server, so it should cost little) until
+    `max_requests` were sent, `seconds` passed or `stop` is set; [(t0, t1, status, bundle)]
+    and the wall time."""
+    out: list[tuple] = []
+    sent, deadline = [0], time.monotonic() + seconds
+    lost = (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError)
 
-    def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    async def client() -> None:
+        conn = await asyncio.open_connection("127.0.0.1", port)
         while time.monotonic() < deadline and not (stop and stop.is_set()):
-            with lock:
-                if sent[0] >= max_requests:
-                    break
-                i, sent[0] = sent[0], sent[0] + 1
+            if sent[0] >= max_requests:
+                break
+            i, sent[0] = sent[0], sent[0] + 1
             t0 = time.time()
             for _attempt in range(2):
                 try:
-                    conn.request("POST", "/v1/score", bodies[i % len(bodies)],
-                                 {"Content-Type": "application/json"})  # fmt: skip
-                    resp = conn.getresponse()
-                    doc = json.loads(resp.read())
-                    status, bundle = resp.status, doc.get("bundle")
+                    status, doc = await asyncio.wait_for(_post(conn, bodies[i % len(bodies)]), 60)
+                    bundle = doc.get("bundle")
                     break
-                except (OSError, http.client.HTTPException, ValueError) as exc:
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                except (OSError, asyncio.TimeoutError, ValueError, KeyError, *lost) as exc:
+                    conn[1].close()
+                    conn = await asyncio.open_connection("127.0.0.1", port)
                     status, bundle = -1, type(exc).__name__
                     # a keep-alive connection the server closed while idle: resend once, as
                     # HTTP clients do (urllib3); anything else counts as a failure
-                    if not isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError,
-                                            ConnectionResetError)):  # fmt: skip
+                    if not isinstance(exc, lost):
                         break
-            with lock:
-                out.append((t0, time.time(), status, bundle))
-        conn.close()
+            out.append((t0, time.time(), status, bundle))
+        conn[1].close()
+
+    async def main() -> None:
+        await asyncio.gather(*(client() for _ in range(concurrency)))
 
     start = time.monotonic()
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    asyncio.run(main())
     return out, time.monotonic() - start
 
 
