@@ -285,6 +285,10 @@ def main() -> int:
     port = free_port()
     server = start_server(registry, port, args, work / "server.log")
     report: dict = {"machine": header, "listings": len(bodies), "levels": {}}
+    for line in (work / "server.log").read_text().splitlines():  # what the server chose
+        if '"parallelism"' in line:
+            report["server"] = {k: v for k, v in json.loads(line).items() if k != "time"}
+            print(f"server: {report['server']}", flush=True)
     try:
         load(port, bodies, 8, 30, 64)  # warm-up
         for c in (int(x) for x in args.levels.split(",") if x):
