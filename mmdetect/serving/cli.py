@@ -78,7 +78,8 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-mb", type=positive_float, default=32.0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: the export device)")
     p.add_argument("--workers", type=positive_int, default=None,
-                   help="scoring threads, batches scored at once (default: see --threads)")  # fmt: skip
+                   help=f"scoring threads, batches scored at once (default: {DEFAULT_WORKERS} "
+                   "on 2 usable cores or more, else 1)")  # fmt: skip
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch intra-op threads per worker (default: usable cores split over "
                    "the workers; docs/serving.md, Deployment)")  # fmt: skip
