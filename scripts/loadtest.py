@@ -94,6 +94,13 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def batch_totals(port: int) -> tuple[float, float]:
+    """(listings, model calls) so far, from the service's batch-size histogram."""
+    lines = get(port, "/metrics")[1].splitlines()
+    value = {x.split()[0]: float(x.split()[1]) for x in lines if x.startswith("mmdetect_batch")}
+    return value["mmdetect_batch_size_sum"], value["mmdetect_batch_size_count"]
+
+
 def summary(results: list, wall: float) -> dict:
     lat = sorted((t1 - t0) * 1000 for t0, t1, _, _ in results)
     q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else lat * 99
@@ -292,12 +299,14 @@ def main() -> int:
     try:
         load(port, bodies, 8, 30, 64)  # warm-up
         for c in (int(x) for x in args.levels.split(",") if x):
-            cpu = cpu_seconds(server.pid), cpu_seconds()
+            cpu, batches = (cpu_seconds(server.pid), cpu_seconds()), batch_totals(port)
             results, wall = load(port, bodies, c, args.seconds, args.max_requests)
             n = max(1, len(results))  # CPU ms per request: who uses the cores
+            (listings, calls), before = batch_totals(port), batches
             report["levels"][c] = summary(results, wall) | {
                 "server_cpu_ms": round((cpu_seconds(server.pid) - cpu[0]) * 1000 / n, 2),
-                "client_cpu_ms": round((cpu_seconds() - cpu[1]) * 1000 / n, 2)}  # fmt: skip
+                "client_cpu_ms": round((cpu_seconds() - cpu[1]) * 1000 / n, 2),
+                "mean_batch": round((listings - before[0]) / max(1, calls - before[1]), 1)}  # fmt: skip
             print(f"concurrency {c}: {report['levels'][c]}", flush=True)
         report["side_by_side"] = side_by_side(
             port, lines[: args.side_listings], work, registry / "bundles" / "blue", args.reps
