@@ -145,7 +145,8 @@ def setup(work: Path) -> tuple[Path, Path, Path]:
     return registry, green, snap
 
 
-def side_by_side(port: int, lines: list[str], work: Path, bundle: Path, reps: int) -> dict:
+def side_by_side(port: int, lines: list[str], work: Path, bundle: Path, reps: int,
+                 server_pid: int | None = None) -> dict:  # fmt: skip
     """Alternated on the same listings: `mmdetect predict` (in this process, bundle load and
     file writing included), a loaded Predictor over predict's own reader (batches of 64), and
     the service at concurrency 32 (one listing per request)."""
@@ -156,11 +157,12 @@ def side_by_side(port: int, lines: list[str], work: Path, bundle: Path, reps: in
     bodies = [line.encode() for line in lines]
     predictor = Predictor.from_bundle(bundle, batch_size=64)
     rates: dict[str, list[float]] = {"predict": [], "predictor": [], "served": []}
-    failed = 0
+    failed, cpu = 0, {"predict": [], "served": []}  # CPU ms per listing (server + clients)
     for rep in range(reps):
         order = ["predict", "predictor", "served"]
         for name in order if rep % 2 == 0 else order[::-1]:
-            start = time.monotonic()
+            start, cpu0 = time.monotonic(), cpu_seconds(server_pid) if server_pid else 0.0
+            own0 = cpu_seconds()
             if name == "predict":
                 argv = ["--bundle", str(bundle), "--input", str(src), "--images-root", str(DRIFT),
                         "--out", str(work / "side_decisions.jsonl")]  # fmt: skip
@@ -173,9 +175,15 @@ def side_by_side(port: int, lines: list[str], work: Path, bundle: Path, reps: in
                 results, _ = load(port, bodies, 32, 600, n)
                 failed += sum(s != 200 for *_, s, _ in results)
             rates[name].append(n / (time.monotonic() - start))
+            if name == "predict":
+                cpu["predict"].append((cpu_seconds() - own0) * 1000 / n)
+            elif name == "served" and server_pid:
+                spent = cpu_seconds(server_pid) - cpu0 + cpu_seconds() - own0
+                cpu["served"].append(spent * 1000 / n)
     ratio = {k: statistics.median(s / p for s, p in zip(rates["served"], rates[k], strict=True))
              for k in ("predict", "predictor")}  # fmt: skip
-    return {k: round(statistics.median(v), 1) for k, v in rates.items()} | {
+    cpu_ms = {k: round(statistics.median(v), 2) for k, v in cpu.items() if v}
+    return {k: round(statistics.median(v), 1) for k, v in rates.items()} | {"cpu_ms": cpu_ms} | {
         "served_vs_predict": round(ratio["predict"], 3), "listings": n, "served_failed": failed,
         "served_vs_loaded_predictor": round(ratio["predictor"], 3), "reps": reps}  # fmt: skip
 
@@ -309,8 +317,8 @@ def main() -> int:
                 "mean_batch": round((listings - before[0]) / max(1, calls - before[1]), 1)}  # fmt: skip
             print(f"concurrency {c}: {report['levels'][c]}", flush=True)
         report["side_by_side"] = side_by_side(
-            port, lines[: args.side_listings], work, registry / "bundles" / "blue", args.reps
-        )
+            port, lines[: args.side_listings], work, registry / "bundles" / "blue", args.reps,
+            server.pid)  # fmt: skip
         print(f"side by side: {report['side_by_side']}", flush=True)
         if args.switches:
             report["switching"] = switching(port, bodies, registry, green, snap, args)

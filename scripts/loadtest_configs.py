@@ -51,7 +51,7 @@ def main() -> int:
             server = lt.start_server(registry, port, server_args, work / "server.log")
             try:
                 lt.load(port, [x.encode() for x in lines], 8, 30, 64)  # warm-up
-                got = lt.side_by_side(port, lines, work, bundle, 1)
+                got = lt.side_by_side(port, lines, work, bundle, 1, server.pid)
             finally:
                 server.terminate()
                 server.wait(30)
