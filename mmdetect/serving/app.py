@@ -166,13 +166,13 @@ def _error(status: int, message: str, retry_after: int | None = None) -> JSONRes
 
 
 async def score_request(svc: Service, request: Request) -> JSONResponse:
-    cfg, start = svc.cfg, time.monotonic()
+    cfg, start, loop = svc.cfg, time.monotonic(), asyncio.get_running_loop()
     active = svc.slot.active
     if active is None:
         return _error(503, "no verified bundle loaded yet", 1)
     try:
         raw = await read_body(request, cfg.limits.max_body_bytes)
-        parsed, batch_form, rdir = await asyncio.get_running_loop().run_in_executor(
+        parsed, batch_form, rdir = await loop.run_in_executor(
             svc.parsers, parse_request, raw, active.predictor.taxonomy, cfg.images_root,
             svc.staging, cfg.limits)  # fmt: skip
     except BodyError as exc:
@@ -201,7 +201,8 @@ async def score_request(svc: Service, request: Request) -> JSONResponse:
                 )
             outcomes = {p.index: r for p, r in zip(valid, results, strict=True)}
     finally:
-        remove_request_dir(svc.staging, rdir)  # a few files in memory: cheaper than a thread hop
+        # off the event loop: a request of 256 listings may have staged a thousand photos
+        await loop.run_in_executor(svc.parsers, remove_request_dir, svc.staging, rdir)
     items = [answer(p, outcomes.get(p.index)) for p in parsed]
     failed = sum("error" in x for x in items)
     svc.metrics.listing("scored", len(items) - failed)
