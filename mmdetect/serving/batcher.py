@@ -107,20 +107,25 @@ class Batcher:
             self._ready.clear()
             await self._ready.wait()
         # Fill for max_wait after the first listing. While another worker is scoring, no core
-        # idles for this batch: keep filling up to a worker's share of max_batch_size or until
-        # that batch ends (a model call costs much per batch, little per listing).
+        # idles for this batch: as long as listings keep arriving (each within max_wait of the
+        # last) keep filling, up to a worker's share of max_batch_size: a model call has a large
+        # fixed cost, so fewer, fuller calls do the same work for less CPU.
         deadline = time.monotonic() + self.max_wait_s
         share = -(-self.max_batch_size // self.workers)  # rounded up
+        queued = len(self._queue)
         while len(self._queue) < self.max_batch_size:
             busy = self._scoring > 0
+            if busy and len(self._queue) > queued:
+                deadline = time.monotonic() + self.max_wait_s
+            queued = len(self._queue)
             left = deadline - time.monotonic()
-            if (busy and len(self._queue) >= share) or (left <= 0 and not busy):
+            if (busy and queued >= share) or left <= 0:
                 break
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), left if left > 0 else None)
+                await asyncio.wait_for(self._ready.wait(), left)
             except asyncio.TimeoutError:
-                continue  # the loop decides: still busy, or the wait is over
+                break
         batch: list[Job] = []
         while self._queue and len(batch) < self.max_batch_size:
             job = self._queue.popleft()
@@ -157,7 +162,6 @@ class Batcher:
         finally:
             self._scoring -= 1
             self._free.release()
-            self._ready.set()  # a batch waiting for this one to end may go
         self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * (time.monotonic() - start)
         for job, result in zip(batch, results, strict=True):
             if job.future.done():

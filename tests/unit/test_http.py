@@ -303,32 +303,34 @@ def test_batcher_workers_score_batches_at_once_and_drain():
 
 
 def test_batcher_fills_while_another_batch_is_scored():
-    """Two workers, batches of up to 4: with no batch running a listing goes after max_wait;
-    while one runs, the next batch waits for a worker's share (2) or for that batch's end."""
-    sizes: list[list[int]] = []
+    """Two workers, batches of up to 4: with no batch running a listing waits max_wait; while
+    one runs, the next batch keeps filling while listings arrive (each within max_wait of the
+    last) up to a worker's share (2), and goes when they stop: it does not wait for the other."""
+    started: list[tuple[list[int], float]] = []
 
     def score(listings):
-        sizes.append(list(listings))
-        time.sleep(0.15)
+        started.append((list(listings), time.monotonic()))
+        time.sleep(0.3)
         return list(listings)
 
     async def main():
-        b = Batcher(score, max_batch_size=4, max_wait_s=0.005, max_queue=8, workers=2)
+        b = Batcher(score, max_batch_size=4, max_wait_s=0.05, max_queue=8, workers=2)
         b.start()
         first = b.submit([1])
-        await asyncio.sleep(0.03)  # [1] is being scored alone
+        await asyncio.sleep(0.1)  # [1] is being scored alone
         second = b.submit([2])
-        await asyncio.sleep(0.03)  # past max_wait: [2] still waits for a companion
+        await asyncio.sleep(0.03)  # within max_wait of [2]: [3] joins it
         third = b.submit([3])
         await asyncio.gather(*first, *second, *third)
         fourth = b.submit([4])
-        await asyncio.sleep(0.03)
-        fifth = b.submit([5])  # [4] runs alone: [5] waits for it to end (no companion)
+        await asyncio.sleep(0.1)
+        fifth = b.submit([5])  # nothing follows: [5] goes alone, beside [4]
         await asyncio.gather(*fourth, *fifth)
         await b.stop()
 
     asyncio.run(main())
-    assert sizes == [[1], [2, 3], [4], [5]]
+    assert [x for x, _ in started] == [[1], [2, 3], [4], [5]]
+    assert started[3][1] - started[2][1] < 0.25  # [5] did not wait for [4] to end
 
 
 def test_parallelism_defaults():
