@@ -1,6 +1,6 @@
 """Blue-green bundles: load and verify the new one beside the old, warm it up, switch, drop.
 
-`Slot.active` is the one reference the scoring thread reads, once per batch: a batch is scored
+`Slot.active` is the one reference each scoring thread reads, once per batch: a batch is scored
 by a single bundle from start to end, and its answers name that bundle. The watcher polls the
 registry's `current` pointer (a readlink); when it names another bundle, the new one is loaded
 in a loader thread (load_bundle: checksums, documents, thresholds; then the Predictor's own
