@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
@@ -31,69 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DRIFT, TOKENIZER = REPO / "data_samples" / "drift", REPO / "data_samples" / "tokenizer"
-
-
-def load(port: int, bodies: list[bytes], concurrency: int, seconds: float, max_requests: int,
-         stop: threading.Event | None = None):  # fmt: skip
-    """Closed-loop clients (one keep-alive connection each) until `max_requests` were sent,
-    `seconds` passed or `stop` is set; [(t0, t1, status, bundle)] and the wall time."""
-    out, lock, sent = [], threading.Lock(), [0]
-    deadline = time.monotonic() + seconds
-
-    def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        while time.monotonic() < deadline and not (stop and stop.is_set()):
-            with lock:
-                if sent[0] >= max_requests:
-                    break
-                i, sent[0] = sent[0], sent[0] + 1
-            t0 = time.time()
-            for _attempt in range(2):
-                try:
-                    conn.request("POST", "/v1/score", bodies[i % len(bodies)],
-                                 {"Content-Type": "application/json"})  # fmt: skip
-                    resp = conn.getresponse()
-                    doc = json.loads(resp.read())
-                    status, bundle = resp.status, doc.get("bundle")
-                    break
-                except (OSError, http.client.HTTPException, ValueError) as exc:
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                    status, bundle = -1, type(exc).__name__
-                    # a keep-alive connection the server closed while idle: resend once, as
-                    # HTTP clients do (urllib3); anything else counts as a failure
-                    if not isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError,
-                                            ConnectionResetError)):  # fmt: skip
-                        break
-            with lock:
-                out.append((t0, time.time(), status, bundle))
-        conn.close()
-
-    start = time.monotonic()
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return out, time.monotonic() - start
-
-
-def summary(results: list, wall: float) -> dict:
-    lat = sorted((t1 - t0) * 1000 for t0, t1, _, _ in results)
-    q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else lat * 99
-    return {"requests": len(results), "failed": sum(s != 200 for *_, s, _ in results),
-            "listings_per_s": round(len(results) / wall, 1), "p50_ms": round(q[49], 1),
-            "p99_ms": round(q[98], 1), "seconds": round(wall, 2)}  # fmt: skip
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadtest_client import batch_totals, cpu_seconds, free_port, get, load, summary  # noqa: E402
 
 
 def setup(work: Path) -> tuple[Path, Path, Path]:
@@ -122,7 +60,8 @@ def setup(work: Path) -> tuple[Path, Path, Path]:
     return registry, green, snap
 
 
-def side_by_side(port: int, lines: list[str], work: Path, bundle: Path, reps: int) -> dict:
+def side_by_side(port: int, lines: list[str], work: Path, bundle: Path, reps: int,
+                 server_pid: int | None = None) -> dict:  # fmt: skip
     """Alternated on the same listings: `mmdetect predict` (in this process, bundle load and
     file writing included), a loaded Predictor over predict's own reader (batches of 64), and
     the service at concurrency 32 (one listing per request)."""
@@ -133,11 +72,12 @@ def side_by_side(port: int, lines: list[str], work: Path, bundle: Path, reps: in
     bodies = [line.encode() for line in lines]
     predictor = Predictor.from_bundle(bundle, batch_size=64)
     rates: dict[str, list[float]] = {"predict": [], "predictor": [], "served": []}
-    failed = 0
+    failed, cpu = 0, {"predict": [], "served": []}  # CPU ms per listing (server + clients)
     for rep in range(reps):
         order = ["predict", "predictor", "served"]
         for name in order if rep % 2 == 0 else order[::-1]:
-            start = time.monotonic()
+            start, cpu0 = time.monotonic(), cpu_seconds(server_pid) if server_pid else 0.0
+            own0 = cpu_seconds()
             if name == "predict":
                 argv = ["--bundle", str(bundle), "--input", str(src), "--images-root", str(DRIFT),
                         "--out", str(work / "side_decisions.jsonl")]  # fmt: skip
@@ -150,9 +90,15 @@ def side_by_side(port: int, lines: list[str], work: Path, bundle: Path, reps: in
                 results, _ = load(port, bodies, 32, 600, n)
                 failed += sum(s != 200 for *_, s, _ in results)
             rates[name].append(n / (time.monotonic() - start))
+            if name == "predict":
+                cpu["predict"].append((cpu_seconds() - own0) * 1000 / n)
+            elif name == "served" and server_pid:
+                spent = cpu_seconds(server_pid) - cpu0 + cpu_seconds() - own0
+                cpu["served"].append(spent * 1000 / n)
     ratio = {k: statistics.median(s / p for s, p in zip(rates["served"], rates[k], strict=True))
              for k in ("predict", "predictor")}  # fmt: skip
-    return {k: round(statistics.median(v), 1) for k, v in rates.items()} | {
+    cpu_ms = {k: round(statistics.median(v), 2) for k, v in cpu.items() if v}
+    return {k: round(statistics.median(v), 1) for k, v in rates.items()} | {"cpu_ms": cpu_ms} | {
         "served_vs_predict": round(ratio["predict"], 3), "listings": n, "served_failed": failed,
         "served_vs_loaded_predictor": round(ratio["predictor"], 3), "reps": reps}  # fmt: skip
 
@@ -202,9 +148,9 @@ def switching(port: int, bodies, registry: Path, green: Path, snap: Path, args) 
 def start_server(registry: Path, port: int, args, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "mmdetect.cli", "serve", "--registry", str(registry),
            "--images-root", str(DRIFT), "--host", "127.0.0.1", "--port", str(port),
-           "--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
            "--poll-s", str(args.poll_s), "--timeout-s", str(args.timeout_s),
-           *(["--threads", str(args.server_threads)] if args.server_threads else [])]  # fmt: skip
+           *(["--threads", str(args.server_threads)] if args.server_threads else []),
+           *args.server_args.split()]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=log.open("w"), stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -217,14 +163,6 @@ def start_server(registry: Path, port: int, args, log: Path) -> subprocess.Popen
         time.sleep(0.2)
     proc.kill()
     raise SystemExit(f"the server did not become ready; see {log}")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> int:
@@ -241,11 +179,10 @@ def main() -> int:
         type=int,
         help="the server's --threads, and predict's here (default: torch's)",
     )
+    p.add_argument("--server-args", default="", help="more `mmdetect serve` flags (default: none)")
     p.add_argument("--switches", type=int, default=5)
     p.add_argument("--pause-s", type=float, default=1.5, help="between two switches")
     p.add_argument("--poll-s", type=float, default=1.0)
-    p.add_argument("--max-batch-size", type=int, default=32)
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--json", type=Path, help="also write every figure here")
     args = p.parse_args()
     from mmdetect.bench.common import format_machine, machine
@@ -270,15 +207,25 @@ def main() -> int:
     port = free_port()
     server = start_server(registry, port, args, work / "server.log")
     report: dict = {"machine": header, "listings": len(bodies), "levels": {}}
+    for line in (work / "server.log").read_text().splitlines():  # what the server chose
+        if '"parallelism"' in line:
+            report["server"] = {k: v for k, v in json.loads(line).items() if k != "time"}
+            print(f"server: {report['server']}", flush=True)
     try:
         load(port, bodies, 8, 30, 64)  # warm-up
         for c in (int(x) for x in args.levels.split(",") if x):
+            cpu, batches = (cpu_seconds(server.pid), cpu_seconds()), batch_totals(port)
             results, wall = load(port, bodies, c, args.seconds, args.max_requests)
-            report["levels"][c] = summary(results, wall)
+            n = max(1, len(results))  # CPU ms per request: who uses the cores
+            (listings, calls), before = batch_totals(port), batches
+            report["levels"][c] = summary(results, wall) | {
+                "server_cpu_ms": round((cpu_seconds(server.pid) - cpu[0]) * 1000 / n, 2),
+                "client_cpu_ms": round((cpu_seconds() - cpu[1]) * 1000 / n, 2),
+                "mean_batch": round((listings - before[0]) / max(1, calls - before[1]), 1)}  # fmt: skip
             print(f"concurrency {c}: {report['levels'][c]}", flush=True)
         report["side_by_side"] = side_by_side(
-            port, lines[: args.side_listings], work, registry / "bundles" / "blue", args.reps
-        )
+            port, lines[: args.side_listings], work, registry / "bundles" / "blue", args.reps,
+            server.pid)  # fmt: skip
         print(f"side by side: {report['side_by_side']}", flush=True)
         if args.switches:
             report["switching"] = switching(port, bodies, registry, green, snap, args)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 from mmdetect.cliutil import positive_float, positive_int
+
+# Scoring workers by default, measured on a 2-core machine (docs/BENCHMARKS.md, HTTP service).
+DEFAULT_WORKERS = 2
 
 # LogRecord attributes that are not `extra` fields.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
@@ -73,9 +77,33 @@ def serve_parser() -> argparse.ArgumentParser:
                    help="how often the registry's current pointer is read")  # fmt: skip
     p.add_argument("--max-body-mb", type=positive_float, default=32.0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: the export device)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help=f"scoring threads, batches scored at once (default: {DEFAULT_WORKERS} "
+                   "on 2 usable cores or more, else 1)")  # fmt: skip
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="torch intra-op threads (default: torch's)")  # fmt: skip
+                   help="torch intra-op threads per worker (default: usable cores split over "
+                   "the workers; docs/serving.md, Deployment)")  # fmt: skip
+    p.add_argument("--access-log", action="store_true",
+                   help="log every POST /v1/score (5xx answers are logged anyway)")  # fmt: skip
+    p.add_argument("--explain-concurrency", type=positive_int, default=1,
+                   help="explain=true requests explained at once; more wait get 429 "
+                   "(each costs about 40 bundle rows: docs/explain.md)")  # fmt: skip
     return p
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, as taskset or a container sets it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def parallelism(cores: int, workers: int | None, threads: int | None) -> tuple[int, int]:
+    """(scoring workers, torch intra-op threads per worker), the defaults filled in:
+    DEFAULT_WORKERS on 2 cores or more, each with an equal share of the cores (at least one)."""
+    workers = workers or (min(DEFAULT_WORKERS, cores) if cores >= 2 else 1)
+    return workers, threads or max(1, cores // workers)
 
 
 def serve_main(argv: Sequence[str] | None = None) -> int:
@@ -94,14 +122,19 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     if args.max_queue < args.max_batch_size:
         print("error: --max-queue must be at least --max-batch-size", file=sys.stderr)
         return 1
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    workers, threads = parallelism(usable_cores(), args.workers, args.threads)
+    torch.set_num_threads(threads)
     json_logging()
+    logging.getLogger("mmdetect.serving").info(
+        "parallelism", extra={"workers": workers, "threads": threads, "cores": usable_cores()}
+    )
     cfg = ServeConfig(
         registry=args.registry, bundle=args.bundle, images_root=args.images_root,
         max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
         max_queue=args.max_queue, timeout_s=args.timeout_s, poll_s=args.poll_s,
-        device=args.device, limits=Limits(max_body_bytes=int(args.max_body_mb * (1 << 20))),
+        device=args.device, workers=workers, access_log=args.access_log,
+        explain_concurrency=args.explain_concurrency,
+        limits=Limits(max_body_bytes=int(args.max_body_mb * (1 << 20))),
     )  # fmt: skip
     config = uvicorn.Config(
         create_app(cfg), host=args.host, port=args.port, access_log=False, log_config=None,

@@ -2,7 +2,7 @@
 
 prometheus_client is not a dependency of the project; the few series the service exports are
 counters, gauges and histograms kept under one lock (updated from the event loop and from the
-scoring thread), rendered on each GET /metrics.
+scoring threads), rendered on each GET /metrics.
 """
 
 from __future__ import annotations

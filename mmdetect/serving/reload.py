@@ -1,6 +1,6 @@
 """Blue-green bundles: load and verify the new one beside the old, warm it up, switch, drop.
 
-`Slot.active` is the one reference the scoring thread reads, once per batch: a batch is scored
+`Slot.active` is the one reference each scoring thread reads, once per batch: a batch is scored
 by a single bundle from start to end, and its answers name that bundle. The watcher polls the
 registry's `current` pointer (a readlink); when it names another bundle, the new one is loaded
 in a loader thread (load_bundle: checksums, documents, thresholds; then the Predictor's own
@@ -23,6 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 from mmdetect.bundle import BundleError
+from mmdetect.data.dataset import Item
 from mmdetect.data.records import Listing
 from mmdetect.registry import RegistryError, resolve_current
 from mmdetect.serve import Decision, Predictor
@@ -76,12 +77,19 @@ def load_active(
     """Load + verify (BundleError if it fails), warm up twice (TorchScript's profiling executor
     optimises on the second call), and check that the warm-up gave finite scores."""
     predictor = Predictor.from_bundle(path, device, batch_size=batch_size)
-    listings = warmup_listings(staging)
+    items = [staged_item(x, staging) for x in warmup_listings(staging)]
     for _ in range(2):
-        probs = predictor.predict_proba(listings, staging)
+        probs = predictor.predict_items(items)
     if not (probs == probs).all() or probs.min() < 0 or probs.max() > 1:
         raise BundleError(f"{path}: warm-up scores are not probabilities: {probs.tolist()}")
     return Active(name, path, predictor, time.time())
+
+
+def staged_item(listing: Listing, staging: Path) -> Item:
+    """The listing with its photos' paths given: they are the service's own names under the
+    (resolved) staging root, checked when staged, so the data loader need not resolve them
+    again (as predict's read_items hands over the paths it checked)."""
+    return Item(listing, staging, tuple(staging / rel for rel in listing.images))
 
 
 def score_with(slot: Slot, staging: Path) -> Callable[[Sequence[Listing]], list]:
@@ -92,15 +100,15 @@ def score_with(slot: Slot, staging: Path) -> Callable[[Sequence[Listing]], list]
         active = slot.active  # read once: the whole batch is this bundle's
         if active is None:
             return [RuntimeError("no bundle loaded")] * len(listings)
-        p = active.predictor
+        p, items = active.predictor, [staged_item(x, staging) for x in listings]
         try:
-            return [(active.name, d) for d in p.predict(list(listings), staging)]
+            return [(active.name, d) for d in p.predict_batch(items)]
         except Exception:  # noqa: BLE001
             log.exception("a batch of %d failed; scoring one by one", len(listings))
         out: list[tuple[str, Decision] | Exception] = []
-        for x in listings:
+        for x, item in zip(listings, items, strict=True):
             try:
-                out.append((active.name, p.predict([x], staging)[0]))
+                out.append((active.name, p.predict_batch([item])[0]))
             except Exception as exc:  # noqa: BLE001
                 log.error("scoring failed", extra={"listing": x.id, "error": str(exc)})
                 out.append(exc)

@@ -87,14 +87,15 @@ LIMITS = Limits(max_body_bytes=1 << 20, max_listings=100, max_photo_bytes=200_00
 @pytest.fixture(scope="module")
 def server(assets):
     cfg = ServeConfig(bundle=assets.bundle, images_root=DRIFT, max_batch_size=16, max_wait_ms=5,
-                      max_queue=256, timeout_s=20, limits=LIMITS)  # fmt: skip
+                      max_queue=256, timeout_s=20, workers=2, limits=LIMITS)  # fmt: skip
     with Server(cfg) as s:
         yield s
 
 
 def test_scores_match_predict_on_drift(assets, server, tmp_path):
     """Identical decisions and |dp| <= 1e-6 vs `mmdetect predict`, requests mixing single
-    listings and batches sent concurrently (so model batches mix requests)."""
+    listings and batches sent concurrently (so model batches mix requests, and two scoring
+    threads share one Predictor)."""
     rows = drift_rows(96)
     src = tmp_path / "listings.jsonl"
     src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
@@ -265,6 +266,81 @@ def test_batcher_groups_concurrent_listings_and_bounds_the_queue():
 
     assert asyncio.run(main()) == [f"r{x}" for x in range(6)]
     assert sizes == [4, 2, 1]
+
+
+def test_batcher_workers_score_batches_at_once_and_drain():
+    """Two workers: while one batch is being scored the next one is formed and scored beside
+    it (no more than two at once); stop() waits for both and fails what is still queued."""
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def score(listings):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+        return [x * 10 for x in listings]
+
+    async def main():
+        b = Batcher(score, max_batch_size=2, max_wait_s=0.001, max_queue=8, workers=2)
+        assert b.retry_after_s() == 1
+        b.start()
+        first = b.submit([1, 2]) + b.submit([3, 4]) + b.submit([5, 6])
+        got = await asyncio.gather(*first)
+        late = b.submit([7, 8]) + b.submit([9, 10]) + b.submit([11, 12])
+        await asyncio.sleep(0.03)  # two batches are being scored, the third waits
+        await b.stop()
+        outcomes = await asyncio.gather(*late, return_exceptions=True)
+        return got, outcomes
+
+    got, outcomes = asyncio.run(main())
+    assert got == [10, 20, 30, 40, 50, 60] and peak[0] == 2
+    assert outcomes[:4] == [70, 80, 90, 100]  # in progress at stop: finished
+    assert all(isinstance(x, RuntimeError) and "shutting down" in str(x) for x in outcomes[4:])
+    with pytest.raises(ValueError, match="workers"):
+        Batcher(score, workers=0)
+
+
+def test_batcher_fills_while_another_batch_is_scored():
+    """Two workers, batches of up to 4: with no batch running a listing waits max_wait; while
+    one runs, the next batch keeps filling while listings arrive (each within max_wait of the
+    last) up to a worker's share (2), and goes when they stop: it does not wait for the other."""
+    started: list[tuple[list[int], float]] = []
+
+    def score(listings):
+        started.append((list(listings), time.monotonic()))
+        time.sleep(0.3)
+        return list(listings)
+
+    async def main():
+        b = Batcher(score, max_batch_size=4, max_wait_s=0.05, max_queue=8, workers=2)
+        b.start()
+        first = b.submit([1])
+        await asyncio.sleep(0.1)  # [1] is being scored alone
+        second = b.submit([2])
+        await asyncio.sleep(0.03)  # within max_wait of [2]: [3] joins it
+        third = b.submit([3])
+        await asyncio.gather(*first, *second, *third)
+        fourth = b.submit([4])
+        await asyncio.sleep(0.1)
+        fifth = b.submit([5])  # nothing follows: [5] goes alone, beside [4]
+        await asyncio.gather(*fourth, *fifth)
+        await b.stop()
+
+    asyncio.run(main())
+    assert [x for x, _ in started] == [[1], [2, 3], [4], [5]]
+    assert started[3][1] - started[2][1] < 0.25  # [5] did not wait for [4] to end
+
+
+def test_parallelism_defaults():
+    from mmdetect.serving.cli import DEFAULT_WORKERS, parallelism
+
+    assert parallelism(1, None, None) == (1, 1)
+    workers, threads = parallelism(2, None, None)
+    assert workers == min(DEFAULT_WORKERS, 2) and threads == 2 // workers
+    assert parallelism(16, 2, None) == (2, 8) and parallelism(16, 3, 1) == (3, 1)
+    assert parallelism(2, 4, None) == (4, 1)  # more workers than cores: one thread each
 
 
 def test_config_needs_one_source(assets):

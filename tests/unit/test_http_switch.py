@@ -57,7 +57,7 @@ def registry(assets, tmp_path) -> Path:
 
 def config(registry: Path) -> ServeConfig:
     return ServeConfig(registry=registry, images_root=DRIFT, max_batch_size=8, max_wait_ms=2,
-                       max_queue=256, timeout_s=20, poll_s=0.05, limits=LIMITS)  # fmt: skip
+                       max_queue=256, timeout_s=20, poll_s=0.05, workers=2, limits=LIMITS)  # fmt: skip
 
 
 def test_switch_under_concurrent_requests(registry):
