@@ -311,3 +311,36 @@ def test_predict_cli_bucketed_writes_the_same_rows_in_input_order(assets, tmp_pa
         assert a["decision"] == b["decision"]
         np.testing.assert_allclose(list(a["scores"].values()), list(b["scores"].values()),
                                    atol=1e-6)  # fmt: skip
+
+
+def test_one_interpolation_map_for_training_export_and_serving(assets, tmp_path):
+    """models/image, bundle_check and the uint8 serving transform read the same map: a model
+    trained with `nearest` is exported, verified and served, and the served photo is the
+    training eval transform's, bit for bit."""
+    from mmdetect import bundle_check
+    from mmdetect.data import normalization
+    from mmdetect.models import image
+
+    assert image.INTERPOLATIONS is normalization.INTERPOLATIONS
+    assert set(normalization.INTERPOLATIONS) == {"nearest", "bilinear", "bicubic"}
+    bundle = Predictor.from_bundle(assets.bundle).bundle
+    pre = {**bundle.preprocess, "interpolation": "nearest"}
+    bundle_check.check_preprocess(pre, tmp_path / "preprocess.json")  # accepted when loading
+    nearest = Predictor(dataclasses.replace(bundle, preprocess=pre))  # and when serving
+    assert nearest.mean == tuple(pre["mean"])
+    img = noise((50, 37), seed=5)
+    for name in normalization.INTERPOLATIONS:
+        steps, mean, std = uint8_steps(
+            build_transforms(ImagePreprocess(24, interpolation=name), False)
+        )
+        assert torch.equal(eval_photo(24, name)(img), steps(img)), name
+    ref = build_transforms(ImagePreprocess(24, interpolation="nearest"), train=False)(img)
+    small = eval_photo(24, "nearest")(img)
+    out = normalize_photos(small[None, None], torch.ones(1, 1, dtype=torch.bool), mean, std)
+    assert torch.equal(out[0, 0], ref)
+    assert not torch.equal(small, eval_photo(24, "bilinear")(img))
+    for bad in ("lanczos", None, 3):
+        with pytest.raises(BundleError, match="interpolation must be one of nearest, bilinear"):
+            bundle_check.check_preprocess({**pre, "interpolation": bad}, tmp_path / "p.json")
+        with pytest.raises(ValueError, match="interpolation must be one of"):
+            eval_photo(24, bad)
