@@ -34,29 +34,35 @@ from mmdetect.bench.legacy import LegacyPredictor, read_legacy
 from mmdetect.data.dataset import price_features
 from mmdetect.data.tokenize import load_tokenizer, nfkc
 from mmdetect.models.image import build_transforms
-from mmdetect.serve import (
-    Predictor,
+from mmdetect.predict_cli import (
     RunSummary,
-    build_items_dataset,
-    build_loader,
     chunked,
     predict_main,
     read_items,
     score_chunk,
+    score_stream,
 )
+from mmdetect.serve import Predictor, build_items_dataset, build_loader
 
 SPEEDUP_GOAL, MODEL_SHARE_GOAL = 5.0, 0.8
 
 
 def score_file(
-    predictor: Predictor, path: Path, root: Path, out: Path, chunk: int = 512, read=read_items
-) -> int:
-    """predict_main's loop over an already loaded Predictor; returns listings scored."""
+    predictor: Predictor, path: Path, root: Path, out: Path, chunk: int = 512, read=read_items,
+    stream: bool = True,
+) -> int:  # fmt: skip
+    """predict_main's loop over an already loaded Predictor; returns listings scored.
+    stream False: each chunk read, then scored (the loop before Predictor.stream)."""
     summary, n = RunSummary(), 0
     with path.open("rb") as fin, out.open("w", encoding="utf-8") as fout:
-        items = read(fin, path, root, predictor.taxonomy, summary)
-        for part in chunked(items, chunk):
-            for d in score_chunk(predictor, part, summary):
+        if stream:  # as predict_main: photos resolved here, opened once by the loader
+            items = read(fin, path, root, predictor.taxonomy, summary, check=None)
+            scored = score_stream(predictor, chunked(items, chunk), summary, checked=False)
+        else:
+            items = read(fin, path, root, predictor.taxonomy, summary)
+            scored = (score_chunk(predictor, part, summary) for part in chunked(items, chunk))
+        for decisions in scored:
+            for d in decisions:
                 fout.write(json.dumps(d.to_json(), ensure_ascii=False) + "\n")
                 n += 1
     return n
@@ -165,7 +171,9 @@ def bench_scoring(
                 "predict_cli_w": lambda: cli(num_workers, outs["cli_w"]),
                 "warm_new": lambda: score_file(new, src, root, outs["new"]),
                 "warm_bucketed": lambda: score_file(bucketed, src, root, outs["bucketed"]),
-                "warm_old": lambda: score_file(old, src, root, outs["old"], read=read_legacy),
+                "warm_old": lambda: score_file(
+                    old, src, root, outs["old"], read=read_legacy, stream=False
+                ),
                 "naive": lambda: naive_score(ckpt, src, root, outs["naive"]),
                 "model_only": model_only,
                 "read_validate": lambda: read(read_items),

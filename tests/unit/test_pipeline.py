@@ -344,3 +344,50 @@ def test_one_interpolation_map_for_training_export_and_serving(assets, tmp_path)
             bundle_check.check_preprocess({**pre, "interpolation": bad}, tmp_path / "p.json")
         with pytest.raises(ValueError, match="interpolation must be one of"):
             eval_photo(24, bad)
+
+
+def test_predict_opens_each_photo_once_with_the_same_checks_and_scores(
+    assets, tmp_path, monkeypatch
+):
+    """`mmdetect predict` resolves photos while reading and opens each once, in the loader, for
+    the header check and the decode (OpenOnceDataset): same photos kept (the first max_photos
+    that pass the header), same problems counted, same probabilities as checking every header
+    while reading (read_items + predict_items, the path before)."""
+    from mmdetect.predict_cli import score_stream
+
+    ok = [f"images/ok{k}.jpg" for k in range(5)]
+    rows = [["images/trunc.jpg", *ok],  # header fails: ok0..ok2 are kept (max_photos 3)
+            ["images/bad.jpg", "images/ok4.jpg"],  # body fails after the header: slot taken
+            ["images/trunc.jpg"],  # all failed: a no-photo listing, noted
+            ["images/gone.jpg", "images/ok1.jpg", "images/ok1.jpg"],  # missing, duplicate
+            []]  # fmt: skip
+    src = write_snapshot(tmp_path, rows)
+    for k, rel in enumerate(ok):
+        (tmp_path / rel).write_bytes(jpeg_bytes((60 + 7 * k, 45), seed=k))
+    (tmp_path / "images/bad.jpg").write_bytes(body_corrupt_jpeg())
+    (tmp_path / "images/trunc.jpg").write_bytes(jpeg_bytes()[:300])
+    predictor = Predictor.from_bundle(assets.bundle, batch_size=2)
+    before = RunSummary()
+    with src.open("rb") as fh:
+        items = list(read_items(fh, src, tmp_path, predictor.taxonomy, before))
+    ref = predictor.predict_items(items, before.photos)
+
+    opened: list[str] = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(Path(fp).name)
+                        or real_open(fp, *a, **k))  # fmt: skip
+    after = RunSummary()
+    with src.open("rb") as fh:
+        once = list(read_items(fh, src, tmp_path, predictor.taxonomy, after, check=None))
+        assert not opened  # reading resolves paths only
+        chunks = [once[:2], once[2:]]
+        decisions = [d for part in score_stream(predictor, chunks, after, False) for d in part]
+    assert dict(after.photos.counts) == dict(before.photos.counts) == {
+        "image_corrupt": 3, "image_missing": 1, "duplicate_photo": 1, "all_photos_failed": 1}  # fmt: skip
+    got = np.array([list(d.model_scores.values()) for d in decisions], dtype=np.float32)
+    np.testing.assert_allclose(got, ref, atol=1e-6, rtol=0)
+    assert [d.id for d in decisions] == [f"L{i}" for i in range(5)]
+    # one open per photo occurrence; ok3 and ok4 of the first listing are past max_photos but
+    # still header-checked, as read_items checks every photo it keeps
+    assert sorted(opened) == sorted(["trunc.jpg", *[p.split("/")[1] for p in ok], "bad.jpg",
+                                     "ok4.jpg", "trunc.jpg", "ok1.jpg"])  # fmt: skip
