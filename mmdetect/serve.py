@@ -187,6 +187,10 @@ class Predictor:
             return False
 
         def produce() -> None:
+            # Its own torch ops (resize, collate, normalise) on one intra-op thread, so that they
+            # do not start a second OpenMP team against the model's. OpenMP's thread count is
+            # per thread; the main thread's was fixed (lazily) by get_num_threads below.
+            torch.set_num_threads(1)
             try:
                 for chunk in chunks:
                     if not put(("chunk", chunk)):
@@ -204,6 +208,7 @@ class Predictor:
                 return
             put(("done", None))
 
+        threads = torch.get_num_threads()  # also initialises this thread's count before the other
         thread = threading.Thread(target=produce, name="mmdetect-prefetch", daemon=True)
         thread.start()
         try:
@@ -232,6 +237,7 @@ class Predictor:
         finally:
             stop.set()
             thread.join(timeout=10)
+            torch.set_num_threads(threads)  # the default new threads take, as it was
 
     def decisions(self, probs: np.ndarray) -> Decisions:
         """Calibrated scores, priorities and tiers under the bundle's operating point."""

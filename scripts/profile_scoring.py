@@ -4,10 +4,11 @@
 
 A diagnostic, not a benchmark: it prints absolute times (best of 3, one torch thread) of each
 step that `Predictor` runs before the model, on data_samples/incoming with the untrained tiny
-bundle that `scripts/bench.py --only score` exports: the photo check in the main process (header
-only now, full decode before), the worker's decode and transform (uint8 `eval_photo` now, the
-float `build_transforms` per photo before), and the per-batch normalisation; it checks that the
-new order of the same torchvision ops gives bit-identical tensors.
+bundle that `scripts/bench.py --only score` exports: the photo check (header only, and header
+plus decode on one open as `mmdetect predict` does now; full decode before), the decode and
+transform (uint8 `eval_photo` now, the float `build_transforms` per photo before), and the
+per-batch normalisation; it checks that the new order of the same torchvision ops gives
+bit-identical tensors.
 """
 
 import argparse
@@ -23,10 +24,17 @@ import torch  # noqa: E402
 import torchvision.transforms.v2.functional as F  # noqa: E402
 
 from mmdetect.bench.assets import export_tiny_bundle  # noqa: E402
-from mmdetect.data.images import check_header, check_image, load_image, resolve_image_path  # noqa: E402
+from mmdetect.data.images import (  # noqa: E402
+    check_header,
+    check_image,
+    load_checked,
+    load_image,
+    resolve_image_path,
+)
 from mmdetect.data.photos import eval_photo  # noqa: E402
 from mmdetect.models.image import ImagePreprocess, build_transforms  # noqa: E402
-from mmdetect.serve import Predictor, RunSummary, read_listings  # noqa: E402
+from mmdetect.predict_cli import RunSummary, read_listings  # noqa: E402
+from mmdetect.serve import Predictor  # noqa: E402
 
 
 def best_of(fn: Callable, reps: int = 3) -> tuple[float, object]:
@@ -61,6 +69,7 @@ def main() -> int:
     header_s, _ = best_of(lambda: [check_header(path) for path in paths])
     full_s, _ = best_of(lambda: [check_image(path) for path in paths])
     decode_s, images = best_of(lambda: [load_image(path) for path in paths])
+    once_s, _ = best_of(lambda: [load_checked(path) for path in paths])
     fast = eval_photo(64)
     fast_s, fast_out = best_of(lambda: [fast(img) for img in images])
     pre = ImagePreprocess.from_doc(predictor.bundle.preprocess)
@@ -80,7 +89,7 @@ def main() -> int:
     identical = torch.equal(torch.stack(composed), batched)
     identical = identical and torch.equal(torch.stack(fast_out), stacked)
     print(f"{n} listings, {len(rels)} photos of {root}; one torch thread, best of 3")
-    print(f"  read + validate (serve.read_listings)  {1e3 * read_s / n:6.3f} ms/listing (one pass)")
+    print(f"  read + validate (read_listings)        {1e3 * read_s / n:6.3f} ms/listing (one pass)")
     print(f"  ListingDataset.__getitem__             {1e3 * getitem_s / n:6.3f} ms/listing")
     print(f"  Predictor.predict_proba (incl. model)  {1e3 * predict_s / n:6.3f} ms/listing")
     print(
@@ -89,6 +98,8 @@ def main() -> int:
     )
     print(f"  photo check in the main process: header {header_s * per_photo:.3f} ms/photo, "
           f"old full decode {full_s * per_photo:.3f} ms/photo")  # fmt: skip
+    print(f"  header check + decode on one open (load_checked, what predict does now) "
+          f"{once_s * per_photo:.3f} ms/photo, vs two opens {(header_s + decode_s) * per_photo:.3f}")  # fmt: skip
     print(f"  worker transform: eval_photo (uint8) {fast_s * per_photo:.3f} ms/photo")
     print(f"  lever: uint8 resize + crop {uint8_s * per_photo:.3f} ms/photo + batched ToDtype + "
           f"Normalize {norm_s * per_photo:.3f} ms/photo; bit-identical: {identical}")  # fmt: skip
