@@ -391,3 +391,48 @@ def test_predict_opens_each_photo_once_with_the_same_checks_and_scores(
     # still header-checked, as read_items checks every photo it keeps
     assert sorted(opened) == sorted(["trunc.jpg", *[p.split("/")[1] for p in ok], "bad.jpg",
                                      "ok4.jpg", "trunc.jpg", "ok1.jpg"])  # fmt: skip
+
+
+def test_stream_keeps_order_threads_and_isolates_a_failing_chunk(assets, caplog):
+    """Predictor.stream: chunks come back in order with predict_items' probabilities; the model
+    keeps the caller's thread count while the prefetch thread runs on one; a chunk whose batch
+    fails comes back as its exception and predict's fallback scores it listing by listing; an
+    error of the chunk iterator itself (reading) is raised to the caller."""
+    from mmdetect.predict_cli import score_chunk
+
+    predictor = Predictor.from_bundle(assets.bundle, batch_size=3)
+    listings = read_snapshot(DRIFT).listings[:10]
+    items = [Item(x, DRIFT) for x in listings]
+    ref = predictor.predict_items(items)
+    real, seen = predictor.bundle.module, []
+
+    def module(*inputs):
+        seen.append(torch.get_num_threads())
+        if inputs[0].shape[0] == 1 and not seen.count(-1):  # the lone listing of chunk 3
+            seen.append(-1)
+            raise RuntimeError("boom")
+        return real(*inputs)
+
+    predictor.bundle = dataclasses.replace(predictor.bundle, module=module)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        chunks = [items[:3], items[3:9], items[9:]]  # batches of 3, 3 + 3, 1
+        out = list(predictor.stream(iter(chunks)))
+        assert set(seen) - {-1} == {2} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert [len(c) for c, _ in out] == [3, 6, 1]
+    np.testing.assert_array_equal(np.concatenate([p for _, p in out[:2]]), ref[:9])
+    assert isinstance(out[2][1], RuntimeError)
+    summary = RunSummary()
+    decisions = score_chunk(predictor, out[2][0], summary, out[2][1])  # retried alone: works
+    assert [d.id for d in decisions] == [listings[9].id] and not summary.skipped
+    assert "a chunk failed (RuntimeError: boom)" in caplog.text
+
+    def broken():
+        yield items[:2]
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(predictor.stream(broken()))
