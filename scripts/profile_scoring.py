@@ -24,6 +24,7 @@ import torch  # noqa: E402
 import torchvision.transforms.v2.functional as F  # noqa: E402
 
 from mmdetect.bench.assets import export_tiny_bundle  # noqa: E402
+from mmdetect.data.dataset import Item  # noqa: E402
 from mmdetect.data.images import (  # noqa: E402
     check_header,
     check_image,
@@ -35,6 +36,28 @@ from mmdetect.data.photos import eval_photo  # noqa: E402
 from mmdetect.models.image import ImagePreprocess, build_transforms  # noqa: E402
 from mmdetect.predict_cli import RunSummary, read_listings  # noqa: E402
 from mmdetect.serve import Predictor  # noqa: E402
+
+
+def load_bundle_checks(root: Path) -> None:
+    """load_bundle's work before the model file is loaded (verification and JSON checks)."""
+    from mmdetect import bundle_check as C
+    from mmdetect.bundle import (
+        META_FILE,
+        PREPROCESS_FILE,
+        THRESHOLDS_FILE,
+        check_thresholds,
+        read_json,
+        verify_checksums,
+    )  # fmt: skip
+
+    verify_checksums(root)
+    meta, pre = read_json(root / META_FILE), read_json(root / PREPROCESS_FILE)
+    C.check_meta(meta, root / META_FILE)
+    C.check_preprocess(pre, root / PREPROCESS_FILE)
+    thresholds = read_json(root / THRESHOLDS_FILE)
+    C.check_taxonomy_order(root, meta, pre, thresholds)
+    check_thresholds(thresholds, pre["taxonomy"], str(root / THRESHOLDS_FILE))
+    C.check_tokenizer(root)
 
 
 def best_of(fn: Callable, reps: int = 3) -> tuple[float, object]:
@@ -64,6 +87,14 @@ def main() -> int:
         dataset = predictor.dataset(listings, root)
         getitem_s, _ = best_of(lambda: [dataset[i] for i in range(n)])
         predict_s, _ = best_of(lambda: predictor.predict_proba(listings, root))
+        # what `mmdetect predict` pays before its first batch, and what optimize_for_inference
+        # buys back: the same batches through the module loaded with and without it
+        load_s, _ = best_of(lambda: Predictor.from_bundle(bundle, "cpu", 64, 0))
+        plain_s, plain = best_of(lambda: Predictor.from_bundle(bundle, "cpu", 64, 0, False))
+        checks_s, _ = best_of(lambda: load_bundle_checks(bundle))
+        batches = [b for b in predictor.batches([Item(x, root) for x in listings])]
+        opt_s = best_of(lambda: [predictor.score_batch(b) for b in batches])[0]
+        noopt_s = best_of(lambda: [plain.score_batch(b) for b in batches])[0]
     per_photo = 1e3 / len(rels)
     resolve_s, paths = best_of(lambda: [resolve_image_path(root, r) for r in rels])
     header_s, _ = best_of(lambda: [check_header(path) for path in paths])
@@ -90,6 +121,11 @@ def main() -> int:
     identical = identical and torch.equal(torch.stack(fast_out), stacked)
     print(f"{n} listings, {len(rels)} photos of {root}; one torch thread, best of 3")
     print(f"  read + validate (read_listings)        {1e3 * read_s / n:6.3f} ms/listing (one pass)")
+    print(f"  bundle load (Predictor.from_bundle) {1e3 * load_s:.0f} ms, of which checksums, JSON "
+          f"and operating-point checks {1e3 * checks_s:.0f} ms; without optimize_for_inference "
+          f"{1e3 * plain_s:.0f} ms")  # fmt: skip
+    print(f"  model on the same {len(batches)} batches: optimized {1e3 * opt_s / n:.3f} ms/listing, "
+          f"plain {1e3 * noopt_s / n:.3f} ms/listing")  # fmt: skip
     print(f"  ListingDataset.__getitem__             {1e3 * getitem_s / n:6.3f} ms/listing")
     print(f"  Predictor.predict_proba (incl. model)  {1e3 * predict_s / n:6.3f} ms/listing")
     print(
