@@ -14,6 +14,7 @@ bit-identical tensors.
 import argparse
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +61,30 @@ def load_bundle_checks(root: Path) -> None:
     C.check_tokenizer(root)
 
 
+def gil_share(fn: Callable) -> float:
+    """A Python thread's counting rate while `fn` runs, over its rate while the caller sleeps:
+    near 0 when `fn` holds the GIL (no Python work could overlap it), near 1 when it lets go."""
+    count, stop = [0], threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            count[0] += 1
+
+    rates = []
+    for work in (lambda: time.sleep(0.3), fn):
+        count[0] = 0
+        stop.clear()
+        thread = threading.Thread(target=spin)
+        thread.start()
+        start = time.perf_counter()
+        work()
+        elapsed = time.perf_counter() - start
+        stop.set()
+        thread.join()
+        rates.append(count[0] / elapsed)
+    return rates[1] / rates[0]
+
+
 def best_of(fn: Callable, reps: int = 3) -> tuple[float, object]:
     best, out = float("inf"), None
     for _ in range(reps):
@@ -92,6 +117,7 @@ def main() -> int:
         load_s, _ = best_of(lambda: Predictor.from_bundle(bundle, "cpu", 64, 0))
         plain_s, plain = best_of(lambda: Predictor.from_bundle(bundle, "cpu", 64, 0, False))
         checks_s, _ = best_of(lambda: load_bundle_checks(bundle))
+        gil = gil_share(lambda: Predictor.from_bundle(bundle, "cpu", 64, 0))
         batches = [b for b in predictor.batches([Item(x, root) for x in listings])]
         opt_s = best_of(lambda: [predictor.score_batch(b) for b in batches])[0]
         noopt_s = best_of(lambda: [plain.score_batch(b) for b in batches])[0]
@@ -123,7 +149,7 @@ def main() -> int:
     print(f"  read + validate (read_listings)        {1e3 * read_s / n:6.3f} ms/listing (one pass)")
     print(f"  bundle load (Predictor.from_bundle) {1e3 * load_s:.0f} ms, of which checksums, JSON "
           f"and operating-point checks {1e3 * checks_s:.0f} ms; without optimize_for_inference "
-          f"{1e3 * plain_s:.0f} ms")  # fmt: skip
+          f"{1e3 * plain_s:.0f} ms; a Python thread runs at {gil:.0%} of its rate meanwhile")  # fmt: skip
     print(f"  model on the same {len(batches)} batches: optimized {1e3 * opt_s / n:.3f} ms/listing, "
           f"plain {1e3 * noopt_s / n:.3f} ms/listing")  # fmt: skip
     print(f"  ListingDataset.__getitem__             {1e3 * getitem_s / n:6.3f} ms/listing")
