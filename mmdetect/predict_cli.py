@@ -41,6 +41,10 @@ from mmdetect.review_queue import queue_path, write_review_queue
 from mmdetect.serve import REVIEW_FIELDS, Decision, Predictor
 
 log = logging.getLogger(__name__)
+# The GIL switch interval while scoring (None: Python's 5 ms). Each time the model returns, this
+# thread waits for the prefetch thread to give the GIL back, up to one interval. Process-wide:
+# set by the CLI's loop, restored after it.
+SWITCH_INTERVAL_S: float | None = None
 
 
 @dataclass
@@ -169,8 +173,14 @@ def score_stream(
     """The decisions of each chunk, in order: batches prepared ahead by Predictor.stream (the
     chunk iterator runs on its thread), decided here, chunk by chunk. checked False: the chunks
     come from read_items(check=None) (each photo opened once, in the loader)."""
-    for chunk, probs in predictor.stream(chunks, summary.photos, checked):
-        yield score_chunk(predictor, chunk, summary, probs)
+    before = sys.getswitchinterval()
+    if SWITCH_INTERVAL_S:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+    try:
+        for chunk, probs in predictor.stream(chunks, summary.photos, checked):
+            yield score_chunk(predictor, chunk, summary, probs)
+    finally:
+        sys.setswitchinterval(before)
 
 
 @dataclass(frozen=True)
