@@ -129,13 +129,14 @@ def read_listings(
     return (item.listing for item in read_items(fh, path, root, taxonomy, summary, done))
 
 
-def chunked(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+def chunked(items: Iterator[Item], size: int, first: int | None = None) -> Iterator[list[Item]]:
+    """Lists of `size` items (the first of `first`, when given), the last one shorter."""
     chunk: list[Item] = []
     for item in items:
         chunk.append(item)
-        if len(chunk) == size:
+        if len(chunk) == (first or size):
             yield chunk
-            chunk = []
+            chunk, first = [], None
     if chunk:
         yield chunk
 
@@ -288,7 +289,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
             ends: deque[int] = deque()  # input offset after each chunk, for the progress bar
 
             def chunks() -> Iterator[list[Item]]:  # runs on Predictor.stream's thread
-                for chunk in chunked(items, args.chunk_size):
+                # a first chunk of one batch: the model starts once a batch is read, not a chunk
+                first = min(args.batch_size, args.chunk_size)
+                for chunk in chunked(items, args.chunk_size, first):
                     ends.append(fin.tell())
                     yield chunk
 

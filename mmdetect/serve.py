@@ -127,12 +127,18 @@ class Predictor:
         CPU with photos normalised, on CUDA still uint8 (normalised on the device). checked
         False: the photos were resolved but not opened (read_items(check=None)); the loader
         checks each at the one open that also decodes it (pipeline.OpenOnceDataset)."""
-        pre = self.bundle.preprocess
-        dataset = build_items_dataset(items, self.tokenizer, pre, checked)
-        pin = self.device.type == "cuda"
-        loader = build_loader(dataset, pre, self.batch_size, self.num_workers, pin,
-                              normalize=not pin, bucket=self.bucket)  # fmt: skip
-        yield from loader
+        pre, pin = self.bundle.preprocess, self.device.type == "cuda"
+        # In order and without workers, each batch is tokenized just before its photos are
+        # decoded: the first batch is ready after one batch's work, not the whole chunk's.
+        step = self.batch_size if not (self.num_workers or self.bucket) else len(items)
+        for start in range(0, len(items), max(step, 1)):
+            part = items[start : start + step]
+            dataset = build_items_dataset(part, self.tokenizer, pre, checked)
+            loader = build_loader(dataset, pre, self.batch_size, self.num_workers, pin,
+                                  normalize=not pin, bucket=self.bucket)  # fmt: skip
+            for batch in loader:
+                batch["index"] = batch["index"] + start  # rows of `items`
+                yield batch
 
     def score_batch(self, batch: dict) -> np.ndarray:
         """The module's probabilities [B, C] float32 for one batch (rows as batch["index"])."""

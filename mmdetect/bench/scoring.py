@@ -61,7 +61,8 @@ def score_file(
     with path.open("rb") as fin, out.open("w", encoding="utf-8") as fout:
         if stream:  # as predict_main: photos resolved here, opened once by the loader
             items = read(fin, path, root, predictor.taxonomy, summary, check=None)
-            scored = score_stream(predictor, chunked(items, chunk), summary, checked=False)
+            chunks = chunked(items, chunk, min(predictor.batch_size, chunk))
+            scored = score_stream(predictor, chunks, summary, checked=False)
         else:
             items = read(fin, path, root, predictor.taxonomy, summary)
             scored = (score_chunk(predictor, part, summary) for part in chunked(items, chunk))

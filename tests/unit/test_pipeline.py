@@ -436,3 +436,11 @@ def test_stream_keeps_order_threads_and_isolates_a_failing_chunk(assets, caplog)
 
     with pytest.raises(OSError, match="disk gone"):
         list(predictor.stream(broken()))
+
+
+def test_predict_reads_a_first_chunk_of_one_batch():
+    from mmdetect.predict_cli import chunked
+
+    assert [len(c) for c in chunked(iter(range(10)), 4, 2)] == [2, 4, 4]
+    assert [len(c) for c in chunked(iter(range(10)), 4)] == [4, 4, 2]
+    assert [len(c) for c in chunked(iter(range(1)), 4, 2)] == [1]
