@@ -290,7 +290,8 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
 
             def chunks() -> Iterator[list[Item]]:  # runs on Predictor.stream's thread
                 # a first chunk of one batch: the model starts once a batch is read, not a chunk
-                first = min(args.batch_size, args.chunk_size)
+                # (with workers, each chunk starts a loader: no extra one for a short chunk)
+                first = None if args.num_workers else min(args.batch_size, args.chunk_size)
                 for chunk in chunked(items, args.chunk_size, first):
                     ends.append(fin.tell())
                     yield chunk

@@ -61,7 +61,8 @@ def score_file(
     with path.open("rb") as fin, out.open("w", encoding="utf-8") as fout:
         if stream:  # as predict_main: photos resolved here, opened once by the loader
             items = read(fin, path, root, predictor.taxonomy, summary, check=None)
-            chunks = chunked(items, chunk, min(predictor.batch_size, chunk))
+            first = None if predictor.num_workers else min(predictor.batch_size, chunk)
+            chunks = chunked(items, chunk, first)
             scored = score_stream(predictor, chunks, summary, checked=False)
         else:
             items = read(fin, path, root, predictor.taxonomy, summary)
