@@ -38,7 +38,7 @@ from mmdetect.outputs import (
 )
 from mmdetect.policy import TIERS
 from mmdetect.review_queue import queue_path, write_review_queue
-from mmdetect.serve import REVIEW_FIELDS, Decision, Predictor
+from mmdetect.serve import REVIEW_FIELDS, Decision, Predictor, Prefetch
 
 log = logging.getLogger(__name__)
 # The GIL switch interval while scoring (None: Python's 5 ms). Each time the model returns, this
@@ -170,18 +170,24 @@ def score_chunk(
 def score_stream(
     predictor: Predictor, chunks: Iterable[Sequence[Item]], summary: RunSummary,
     checked: bool = True,
-) -> Iterator[list[Decision]]:  # fmt: skip
+) -> Prefetch:  # fmt: skip
     """The decisions of each chunk, in order: batches prepared ahead by Predictor.stream (the
-    chunk iterator runs on its thread), decided here, chunk by chunk. checked False: the chunks
-    come from read_items(check=None) (each photo opened once, in the loader)."""
-    before = sys.getswitchinterval()
-    if SWITCH_INTERVAL_S:
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
-    try:
-        for chunk, probs in predictor.stream(chunks, summary.photos, checked):
-            yield score_chunk(predictor, chunk, summary, probs)
-    finally:
-        sys.setswitchinterval(before)
+    chunk iterator runs on its thread, started now), decided here, chunk by chunk. checked
+    False: the chunks come from read_items(check=None) (each photo opened once, in the loader).
+    close() stops the reading thread."""
+    stream = predictor.stream(chunks, summary.photos, checked)
+
+    def decided() -> Iterator[list[Decision]]:
+        before = sys.getswitchinterval()
+        if SWITCH_INTERVAL_S:
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
+        try:
+            for chunk, probs in stream:
+                yield score_chunk(predictor, chunk, summary, probs)
+        finally:
+            sys.setswitchinterval(before)
+
+    return Prefetch(decided(), stream.close)
 
 
 @dataclass(frozen=True)
@@ -262,8 +268,8 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
             check_output(out.path, [args.input, args.bundle])
             out.path.parent.mkdir(parents=True, exist_ok=True)
         check_output(queue_path(args.out), [args.input, args.bundle])
-        predictor = Predictor.from_bundle(
-            args.bundle, args.device, args.batch_size, args.num_workers
+        predictor = Predictor.from_bundle(  # verified now; the model loads as reading starts
+            args.bundle, args.device, args.batch_size, args.num_workers, model=False
         )
         predictor.bucket = args.bucket
     except (OutputError, BundleError) as exc:
@@ -297,7 +303,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
                     yield chunk
 
             # closed before the input is: the reading thread stops first, also on Ctrl-C
-            with contextlib.closing(score_stream(predictor, chunks(), summary)) as scored:
+            scored = score_stream(predictor, chunks(), summary, checked=False)
+            with contextlib.closing(scored):
+                predictor.load_model()  # while the reading thread prepares the first batches
                 for decisions in scored:
                     for decision in decisions:
                         # the decisions row last: a resume redoes a listing whose row is missing
@@ -313,6 +321,12 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
             bar.update(fin.tell() - bar.n)
     except OSError as exc:  # the output (disk full, unwritable directory) or the input itself
         print(f"error: {exc}; {args.out} was not written", file=sys.stderr)
+        return 1
+    except BundleError as exc:  # the model file, loaded once reading had started
+        print(f"error: {exc}", file=sys.stderr)
+        if not args.resume:  # nothing was scored: no partial output to resume from
+            for out in outputs:
+                partial_path(out.path).unlink(missing_ok=True)
         return 1
     except KeyboardInterrupt:
         print(f"\ninterrupted: {summary.scored} listings kept in {partial_path(args.out)}; "

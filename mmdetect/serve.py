@@ -18,14 +18,14 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mmdetect.bundle import BundleError, LoadedBundle, load_bundle
+from mmdetect.bundle import BundleError, LoadedBundle, load_bundle, load_model
 from mmdetect.data.dataset import Item, ListingDataset
 from mmdetect.data.normalization import interpolation_mode
 from mmdetect.data.photos import normalize_photos
@@ -76,6 +76,24 @@ class Decision:
         }
 
 
+class Prefetch:
+    """What Predictor.stream returns: iterate it for (chunk, probabilities); close() stops the
+    prefetch thread, also when it was never iterated (a generator's own cleanup would not run)."""
+
+    def __init__(self, items: Iterator, stop: Callable[[], None]):
+        self.items, self.stop = items, stop
+
+    def __iter__(self) -> Prefetch:
+        return self
+
+    def __next__(self) -> tuple[Sequence[Item], np.ndarray | Exception]:
+        return next(self.items)
+
+    def close(self) -> None:
+        self.items.close()
+        self.stop()
+
+
 class Predictor:
     """Batched inference over a verified bundle. `predict_proba` is what evaluation calls."""
 
@@ -89,6 +107,7 @@ class Predictor:
         if not all(x > 0 for x in self.std):
             raise BundleError(f"{bundle.root / 'preprocess.json'}: std must be > 0: {self.std}")
         self.bundle, self.batch_size, self.num_workers = bundle, batch_size, num_workers
+        self.optimize: bool | None = None  # for load_model (from_bundle's)
         self.bucket = False  # group batches by photo count (see docs/BENCHMARKS.md)
         self.taxonomy: tuple[str, ...] = tuple(pre["taxonomy"])
         self.thresholds = bundle.thresholds
@@ -108,12 +127,20 @@ class Predictor:
         batch_size: int = 64,
         num_workers: int = 0,
         optimize: bool | None = None,
+        model: bool = True,
     ) -> Predictor:
         """Load and verify a bundle (BundleError names a tampered or missing file).
 
         device None: the export device if present, else CPU. optimize: see bundle.load_torchscript.
+        model False: the TorchScript model is loaded by `load_model`, before the first batch.
         """
-        return cls(load_bundle(path, device, optimize), batch_size, num_workers)
+        predictor = cls(load_bundle(path, device, optimize, model), batch_size, num_workers)
+        predictor.optimize = optimize
+        return predictor
+
+    def load_model(self) -> None:
+        """Load the model if from_bundle(model=False) left it out (BundleError if it cannot)."""
+        self.bundle = load_model(self.bundle, self.optimize)
 
     @property
     def device(self) -> torch.device:
@@ -176,7 +203,7 @@ class Predictor:
         chunks: Iterable[Sequence[Item]],
         problems: Problems | None = None,
         checked: bool = True,
-    ) -> Iterator[tuple[Sequence[Item], np.ndarray | Exception]]:
+    ) -> Prefetch:
         """(chunk, probabilities [len(chunk), C]) for each chunk of Items, in order, or (chunk,
         the exception) where preparing or scoring it failed (retry it listing by listing).
 
@@ -185,7 +212,9 @@ class Predictor:
         while this thread runs the model: TorchScript and ONNX Runtime release the GIL while
         they compute, so preparing batch i+1 overlaps scoring batch i. A chunk's photo problems
         are added to `problems` once the chunk is scored. An exception raised by the chunk
-        iterator itself (reading the input) is raised here. checked: as in `batches`."""
+        iterator itself (reading the input) is raised here. checked: as in `batches`.
+        The thread starts now, before the first item is asked for (the caller may load the
+        model meanwhile, load_model); close() stops it."""
         q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
         stop = threading.Event()
 
@@ -228,33 +257,40 @@ class Predictor:
         threads = torch.get_num_threads()  # also initialises this thread's count before the other
         thread = threading.Thread(target=produce, name="mmdetect-prefetch", daemon=True)
         thread.start()
-        try:
-            chunk, out, failed, found = None, None, None, Problems()
-            while True:
-                kind, value = q.get()
-                if kind == "chunk":
-                    chunk, failed, found = value, None, Problems()
-                    out = np.zeros((len(chunk), len(self.taxonomy)), dtype=np.float32)
-                    ids = [it.listing.id for it in chunk]
-                elif kind == "batch" and failed is None:
-                    try:
-                        count_photo_problems(value, ids, found)
-                        out[value["index"].numpy()] = self.score_batch(value)
-                    except Exception as exc:  # noqa: BLE001 (the consumer retries the chunk)
-                        failed = exc
-                elif kind == "end":
-                    failed = failed or value
-                    if failed is None and problems is not None:
-                        problems.merge(found)
-                    yield chunk, out if failed is None else failed
-                elif kind == "raise":
-                    raise value
-                elif kind == "done":
-                    return
-        finally:
+
+        def stopped() -> None:
             stop.set()
             thread.join(timeout=10)
             torch.set_num_threads(threads)  # the default new threads take, as it was
+
+        def consume() -> Iterator[tuple[Sequence[Item], np.ndarray | Exception]]:
+            try:
+                chunk, out, failed, found = None, None, None, Problems()
+                while True:
+                    kind, value = q.get()
+                    if kind == "chunk":
+                        chunk, failed, found = value, None, Problems()
+                        out = np.zeros((len(chunk), len(self.taxonomy)), dtype=np.float32)
+                        ids = [it.listing.id for it in chunk]
+                    elif kind == "batch" and failed is None:
+                        try:
+                            count_photo_problems(value, ids, found)
+                            out[value["index"].numpy()] = self.score_batch(value)
+                        except Exception as exc:  # noqa: BLE001 (the caller retries the chunk)
+                            failed = exc
+                    elif kind == "end":
+                        failed = failed or value
+                        if failed is None and problems is not None:
+                            problems.merge(found)
+                        yield chunk, out if failed is None else failed
+                    elif kind == "raise":
+                        raise value
+                    elif kind == "done":
+                        return
+            finally:
+                stopped()
+
+        return Prefetch(consume(), stopped)
 
     def decisions(self, probs: np.ndarray) -> Decisions:
         """Calibrated scores, priorities and tiers under the bundle's operating point."""

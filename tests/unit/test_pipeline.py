@@ -444,3 +444,48 @@ def test_predict_reads_a_first_chunk_of_one_batch():
     assert [len(c) for c in chunked(iter(range(10)), 4, 2)] == [2, 4, 4]
     assert [len(c) for c in chunked(iter(range(10)), 4)] == [4, 4, 2]
     assert [len(c) for c in chunked(iter(range(1)), 4, 2)] == [1]
+
+
+def test_predict_cli_checks_each_photo_header_at_its_one_open(assets, tmp_path, capsys):
+    """A BMP whose header declares more bytes than the file has decodes fine, but check_header
+    refuses it: `mmdetect predict` (photos opened once, in the loader) still counts it."""
+    src = write_snapshot(tmp_path, [["images/short.bmp"], ["images/ok.jpg"]])
+    (tmp_path / "images/ok.jpg").write_bytes(jpeg_bytes())
+    bmp = tmp_path / "images/short.bmp"
+    noise((20, 10)).save(bmp, "BMP")
+    data = bytearray(bmp.read_bytes())
+    data[2:6] = (len(data) + 100).to_bytes(4, "little")
+    bmp.write_bytes(bytes(data))
+    assert load_image(bmp).size == (20, 10)  # the decoder alone would take it
+    with pytest.raises(ImageProblem, match="truncated BMP"):
+        check_header(bmp)
+    out = tmp_path / "out.jsonl"
+    argv = ["--bundle", str(assets.bundle), "--input", str(src), "--out", str(out)]
+    assert predict_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "scored: 2" in printed
+    assert "photo problems (listing still scored): all_photos_failed 1, image_corrupt 1" in printed
+
+
+def test_predict_cli_reports_a_corrupt_model_loaded_while_reading(assets, tmp_path, capsys):
+    """predict verifies the whole bundle first, then loads model.ts while the reading thread
+    starts: a model that cannot load (checksums re-written) is still one error line, exit 1,
+    and leaves no output and no partial file."""
+    import shutil
+
+    from mmdetect import bundle as B
+    from mmdetect.outputs import partial_path
+
+    root = tmp_path / "bundle"
+    shutil.copytree(assets.bundle, root)
+    data = (root / "model.ts").read_bytes()
+    (root / "model.ts").write_bytes(data[: len(data) // 2])
+    B.write_checksums(root)
+    out = tmp_path / "out" / "decisions.jsonl"
+    argv = ["--bundle", str(root), "--input", str(assets.drift / "listings.jsonl"),
+            "--out", str(out)]  # fmt: skip
+    assert predict_main(argv) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "model.ts: cannot load TorchScript" in err
+    assert not out.exists() and not partial_path(out).exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == []
