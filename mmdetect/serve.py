@@ -44,9 +44,10 @@ log = logging.getLogger(__name__)
 
 # Review metadata that scoring never reads; dropped so a bad label cannot cost a listing its score.
 REVIEW_FIELDS = ("labels", "label_source", "reviewed_at")
-# Batches prepared ahead by Predictor.stream: enough to keep the model fed, few enough that
-# float batches of a big model (64 x 4 photos at 224 px: 154 MB) do not pile up.
-PREFETCH_BATCHES = 2
+# Batches prepared ahead by Predictor.stream on its thread (float batches of a big model, 64 x 4
+# photos at 224 px, are 154 MB each). 0: no thread, each chunk prepared then scored: faster on
+# the 2-core machine, where the thread only took cores from the model (docs/BENCHMARKS.md, F).
+PREFETCH_BATCHES = 0
 # Added to the prefetch thread's nice value (Linux: per thread), so that where the cores are
 # short the model's threads run first and the thread fills the time they wait. 0: off.
 PREFETCH_NICE = 0
@@ -215,6 +216,8 @@ class Predictor:
         iterator itself (reading the input) is raised here. checked: as in `batches`.
         The thread starts now, before the first item is asked for (the caller may load the
         model meanwhile, load_model); close() stops it."""
+        if not PREFETCH_BATCHES:
+            return Prefetch(self._serial(chunks, problems, checked), lambda: None)
         q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
         stop = threading.Event()
 
@@ -291,6 +294,25 @@ class Predictor:
                 stopped()
 
         return Prefetch(consume(), stopped)
+
+    def _serial(
+        self, chunks: Iterable[Sequence[Item]], problems: Problems | None, checked: bool
+    ) -> Iterator[tuple[Sequence[Item], np.ndarray | Exception]]:
+        """stream without the thread: each chunk read, prepared and scored in turn."""
+        for chunk in chunks:
+            found = Problems()
+            try:
+                out = np.zeros((len(chunk), len(self.taxonomy)), dtype=np.float32)
+                ids = [it.listing.id for it in chunk]
+                for batch in self.batches(chunk, checked) if chunk else ():
+                    count_photo_problems(batch, ids, found)
+                    out[batch["index"].numpy()] = self.score_batch(batch)
+            except Exception as exc:  # noqa: BLE001 (the caller retries the chunk)
+                yield chunk, exc
+                continue
+            if problems is not None:
+                problems.merge(found)
+            yield chunk, out
 
     def decisions(self, probs: np.ndarray) -> Decisions:
         """Calibrated scores, priorities and tiers under the bundle's operating point."""

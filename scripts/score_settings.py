@@ -59,12 +59,12 @@ def main() -> int:
             finally:
                 S.PREFETCH_NICE = 0
 
-        def warm(switch: float | None = None, ahead: int = 2, stream: bool = True) -> None:
+        def warm(switch: float | None = None, ahead: int = 0, stream: bool = True) -> None:
             PC.SWITCH_INTERVAL_S, S.PREFETCH_BATCHES = switch, ahead
             try:
                 score_file(new, src, root, work / "warm.jsonl", stream=stream)
             finally:
-                PC.SWITCH_INTERVAL_S, S.PREFETCH_BATCHES = None, 2
+                PC.SWITCH_INTERVAL_S, S.PREFETCH_BATCHES = None, 0
 
         def model_only() -> None:
             with torch.no_grad():
