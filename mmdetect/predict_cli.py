@@ -1,9 +1,9 @@
 """`mmdetect predict --bundle`: score a listings JSONL into decisions and a review queue.
 
 The input is read and checked row by row (bad rows are counted skips), in chunks that
-`Predictor.stream` scores while the next chunk is being read, tokenized and decoded on a
-background thread; decisions are written in input order, flushed per chunk (a kill loses at most
-the chunk being scored), and the outputs appear only when the run finishes (outputs.py).
+`Predictor.stream` scores (the first chunk one batch, so the model starts early; the model file
+loads while reading starts); decisions are written in input order, flushed per chunk (a kill
+loses at most the chunk being scored), and the outputs appear only when the run finishes.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ text, the eval photo ops of build_transforms as uint8 (data/photos.py) with one 
 batch, ListingDataset + collate_listings for the batch. The data path: photos are checked from
 their headers (check_header: no pixel decoded in the main process when the DataLoader has
 workers) and resolved once; each photo is decoded once and a photo that fails then is counted.
-`Predictor.stream` prepares the next batches on a background thread while the model runs.
+`Predictor.stream` scores chunk after chunk; with PREFETCH_BATCHES it prepares them on a thread.
 Only torch, transformers (the tokenizer) and torchvision (the transforms) are imported: never
 Lightning, mmdetect.lit, mmdetect.training or mmdetect.datamodule (checked in tests).
 """

@@ -393,13 +393,18 @@ def test_predict_opens_each_photo_once_with_the_same_checks_and_scores(
                                      "ok4.jpg", "trunc.jpg", "ok1.jpg"])  # fmt: skip
 
 
-def test_stream_keeps_order_threads_and_isolates_a_failing_chunk(assets, caplog):
+@pytest.mark.parametrize("ahead", [0, 2])  # no thread (the default), a prefetch thread
+def test_stream_keeps_order_threads_and_isolates_a_failing_chunk(
+    assets, caplog, monkeypatch, ahead
+):
     """Predictor.stream: chunks come back in order with predict_items' probabilities; the model
     keeps the caller's thread count while the prefetch thread runs on one; a chunk whose batch
     fails comes back as its exception and predict's fallback scores it listing by listing; an
     error of the chunk iterator itself (reading) is raised to the caller."""
+    import mmdetect.serve
     from mmdetect.predict_cli import score_chunk
 
+    monkeypatch.setattr(mmdetect.serve, "PREFETCH_BATCHES", ahead)
     predictor = Predictor.from_bundle(assets.bundle, batch_size=3)
     listings = read_snapshot(DRIFT).listings[:10]
     items = [Item(x, DRIFT) for x in listings]
