@@ -253,10 +253,15 @@ class LoadedBundle:
 
 
 def load_bundle(
-    root: str | Path, device: str | torch.device | None = None, optimize: bool | None = None
+    root: str | Path,
+    device: str | torch.device | None = None,
+    optimize: bool | None = None,
+    model: bool = True,
 ) -> LoadedBundle:
     """Verify SHA256SUMS, read the JSON files, load model.ts or model.onnx on the resolved
-    device (an ONNX bundle on CUDA without ORT's CUDA provider runs on CPU: see .device)."""
+    device (an ONNX bundle on CUDA without ORT's CUDA provider runs on CPU: see .device).
+    model False: a TorchScript model is left to load_model (module None until then), so that
+    the caller can start reading meanwhile; everything is verified here all the same."""
     from mmdetect import bundle_check as C  # it imports this module's names
 
     root = Path(root)
@@ -280,9 +285,20 @@ def load_bundle(
     if fmt == "onnx":
         module = load_onnx_model(root / MODEL_FILES[fmt], target, sums)
         target = module.device
+    elif not model:
+        module = None
     else:
         module = load_torchscript(root / MODEL_FILE, target, meta, optimize)
     return LoadedBundle(root, module, target, preprocess, thresholds, meta)
+
+
+def load_model(bundle: LoadedBundle, optimize: bool | None = None) -> LoadedBundle:
+    """The bundle with its model loaded (load_bundle(model=False) left it out); as it is if
+    loaded. The files were verified by load_bundle."""
+    if bundle.module is not None:
+        return bundle
+    module = load_torchscript(bundle.root / MODEL_FILE, bundle.device, bundle.meta, optimize)
+    return dataclasses.replace(bundle, module=module)
 
 
 def jsonable(obj: Any) -> Any:

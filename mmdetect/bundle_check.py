@@ -25,6 +25,7 @@ from mmdetect.bundle import (
     TOKENIZER_DIR,
     BundleError,
 )
+from mmdetect.data.normalization import interpolation_mode
 
 # preprocess.json: key -> (accepted types, what it must be)
 _INT = (int,)
@@ -72,8 +73,10 @@ def check_preprocess(doc: Any, where: Path) -> None:
             raise BundleError(f"{where}: {key} must be 3 finite numbers, got {v!r}")
     if min(doc["std"]) <= 0:
         raise BundleError(f"{where}: std must be positive, got {doc['std']!r}")
-    if doc.get("interpolation", "bilinear") not in ("nearest", "bilinear", "bicubic"):
-        raise BundleError(f"{where}: interpolation must be nearest, bilinear or bicubic")
+    try:
+        interpolation_mode(doc.get("interpolation", "bilinear"))
+    except ValueError as exc:
+        raise BundleError(f"{where}: {exc}") from None
     if not math.isfinite(doc["price_mean"]) or not math.isfinite(doc["price_std"]):
         raise BundleError(f"{where}: price_mean and price_std must be finite")
     tax = doc["taxonomy"]

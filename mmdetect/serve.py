@@ -1,35 +1,34 @@
-"""Serving an exported bundle: `Predictor` and `mmdetect predict --bundle`.
+"""Serving an exported bundle: `Predictor` (`mmdetect predict` itself is mmdetect/predict_cli.py).
 
 Preprocessing is the training preprocessing, reused, not re-implemented: encode_batch for the
 text, the eval photo ops of build_transforms as uint8 (data/photos.py) with one normalisation per
 batch, ListingDataset + collate_listings for the batch. The data path: photos are checked from
-their headers in the main process (check_header: no pixel decoded there) and resolved once; the
-DataLoader workers decode each photo once and count a photo that fails then. Only torch,
-transformers (the tokenizer) and torchvision (the transforms) are imported: never Lightning,
-mmdetect.lit, mmdetect.training or mmdetect.datamodule (checked in tests).
+their headers (check_header: no pixel decoded in the main process when the DataLoader has
+workers) and resolved once; each photo is decoded once and a photo that fails then is counted.
+`Predictor.stream` scores chunk after chunk; with PREFETCH_BATCHES it prepares them on a thread.
+Only torch, transformers (the tokenizer) and torchvision (the transforms) are imported: never
+Lightning, mmdetect.lit, mmdetect.training or mmdetect.datamodule (checked in tests).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import contextlib
 import logging
+import os
+import queue
 import sys
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence, Set
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from mmdetect.bundle import BundleError, LoadedBundle, load_bundle
-from mmdetect.cliutil import non_negative_int, positive_int
+from mmdetect.bundle import BundleError, LoadedBundle, load_bundle, load_model
 from mmdetect.data.dataset import Item, ListingDataset
-from mmdetect.data.images import check_header
-from mmdetect.data.jsonl import decode_line
-from mmdetect.data.photos import interpolation_mode, normalize_photos
+from mmdetect.data.normalization import interpolation_mode
+from mmdetect.data.photos import normalize_photos
 from mmdetect.data.pipeline import (  # build_dataset, build_loader: also imported from here
     build_dataset,
     build_items_dataset,
@@ -37,24 +36,21 @@ from mmdetect.data.pipeline import (  # build_dataset, build_loader: also import
     count_photo_problems,
     photo_settings,
 )
-from mmdetect.data.reader import RowProblem, checked_photos, parse_row
 from mmdetect.data.records import Listing, Problems
 from mmdetect.data.tokenize import load_tokenizer
-from mmdetect.outputs import (
-    OutputError,
-    atomic_outputs,
-    check_output,
-    partial_path,
-    resume_jsonl,
-    stale_partials,
-)
-from mmdetect.policy import TIERS, Decisions, decide
-from mmdetect.review_queue import queue_path, write_review_queue
+from mmdetect.policy import Decisions, decide
 
 log = logging.getLogger(__name__)
 
 # Review metadata that scoring never reads; dropped so a bad label cannot cost a listing its score.
 REVIEW_FIELDS = ("labels", "label_source", "reviewed_at")
+# Batches prepared ahead by Predictor.stream on its thread (float batches of a big model, 64 x 4
+# photos at 224 px, are 154 MB each). 0: no thread, each chunk prepared then scored: faster on
+# the 2-core machine, where the thread only took cores from the model (docs/BENCHMARKS.md, F).
+PREFETCH_BATCHES = 0
+# Added to the prefetch thread's nice value (Linux: per thread), so that where the cores are
+# short the model's threads run first and the thread fills the time they wait. 0: off.
+PREFETCH_NICE = 0
 
 
 @dataclass(frozen=True)
@@ -81,6 +77,24 @@ class Decision:
         }
 
 
+class Prefetch:
+    """What Predictor.stream returns: iterate it for (chunk, probabilities); close() stops the
+    prefetch thread, also when it was never iterated (a generator's own cleanup would not run)."""
+
+    def __init__(self, items: Iterator, stop: Callable[[], None]):
+        self.items, self.stop = items, stop
+
+    def __iter__(self) -> Prefetch:
+        return self
+
+    def __next__(self) -> tuple[Sequence[Item], np.ndarray | Exception]:
+        return next(self.items)
+
+    def close(self) -> None:
+        self.items.close()
+        self.stop()
+
+
 class Predictor:
     """Batched inference over a verified bundle. `predict_proba` is what evaluation calls."""
 
@@ -94,6 +108,7 @@ class Predictor:
         if not all(x > 0 for x in self.std):
             raise BundleError(f"{bundle.root / 'preprocess.json'}: std must be > 0: {self.std}")
         self.bundle, self.batch_size, self.num_workers = bundle, batch_size, num_workers
+        self.optimize: bool | None = None  # for load_model (from_bundle's)
         self.bucket = False  # group batches by photo count (see docs/BENCHMARKS.md)
         self.taxonomy: tuple[str, ...] = tuple(pre["taxonomy"])
         self.thresholds = bundle.thresholds
@@ -113,12 +128,20 @@ class Predictor:
         batch_size: int = 64,
         num_workers: int = 0,
         optimize: bool | None = None,
+        model: bool = True,
     ) -> Predictor:
         """Load and verify a bundle (BundleError names a tampered or missing file).
 
         device None: the export device if present, else CPU. optimize: see bundle.load_torchscript.
+        model False: the TorchScript model is loaded by `load_model`, before the first batch.
         """
-        return cls(load_bundle(path, device, optimize), batch_size, num_workers)
+        predictor = cls(load_bundle(path, device, optimize, model), batch_size, num_workers)
+        predictor.optimize = optimize
+        return predictor
+
+    def load_model(self) -> None:
+        """Load the model if from_bundle(model=False) left it out (BundleError if it cannot)."""
+        self.bundle = load_model(self.bundle, self.optimize)
 
     @property
     def device(self) -> torch.device:
@@ -126,6 +149,36 @@ class Predictor:
 
     def dataset(self, listings: Sequence[Listing], root: Path) -> ListingDataset:
         return build_dataset(listings, root, self.tokenizer, self.bundle.preprocess)
+
+    def batches(self, items: Sequence[Item], checked: bool = True) -> Iterator[dict]:
+        """Collated batches of Items (text tokenized here, photos decoded by the loader); on
+        CPU with photos normalised, on CUDA still uint8 (normalised on the device). checked
+        False: the photos were resolved but not opened (read_items(check=None)); the loader
+        checks each at the one open that also decodes it (pipeline.OpenOnceDataset)."""
+        pre, pin = self.bundle.preprocess, self.device.type == "cuda"
+        # In order and without workers, each batch is tokenized just before its photos are
+        # decoded: the first batch is ready after one batch's work, not the whole chunk's.
+        step = self.batch_size if not (self.num_workers or self.bucket) else len(items)
+        for start in range(0, len(items), max(step, 1)):
+            part = items[start : start + step]
+            dataset = build_items_dataset(part, self.tokenizer, pre, checked)
+            loader = build_loader(dataset, pre, self.batch_size, self.num_workers, pin,
+                                  normalize=not pin, bucket=self.bucket)  # fmt: skip
+            for batch in loader:
+                batch["index"] = batch["index"] + start  # rows of `items`
+                yield batch
+
+    def score_batch(self, batch: dict) -> np.ndarray:
+        """The module's probabilities [B, C] float32 for one batch (rows as batch["index"])."""
+        names = self.bundle.preprocess["inputs"]
+        inputs = {name: batch[name].to(self.device, non_blocking=True) for name in names}
+        # uint8 photos crossed to the device: normalised there, once per batch (float: as is)
+        inputs["images"] = normalize_photos(
+            inputs["images"], inputs["image_mask"], self.mean, self.std
+        )
+        with torch.no_grad():
+            probs = self.bundle.module(*(inputs[name] for name in names))
+        return probs.float().cpu().numpy()
 
     def predict_proba(
         self, listings: Sequence[Listing], root: Path, problems: Problems | None = None
@@ -139,24 +192,127 @@ class Predictor:
         out = np.zeros((len(items), len(self.taxonomy)), dtype=np.float32)
         if not items:
             return out
-        pre, ids = self.bundle.preprocess, [it.listing.id for it in items]
-        with torch.no_grad():
-            dataset = build_items_dataset(items, self.tokenizer, pre)
-            pin = self.device.type == "cuda"
-            loader = build_loader(dataset, pre, self.batch_size, self.num_workers, pin,
-                                  normalize=False, bucket=self.bucket)  # fmt: skip
-            for batch in loader:
-                if problems is not None:
-                    count_photo_problems(batch, ids, problems)
-                inputs = {name: batch[name].to(self.device, non_blocking=True)
-                          for name in pre["inputs"]}  # fmt: skip
-                # uint8 photos cross to the device; normalised there, once per batch
-                inputs["images"] = normalize_photos(
-                    inputs["images"], inputs["image_mask"], self.mean, self.std
-                )
-                probs = self.bundle.module(*(inputs[name] for name in pre["inputs"]))
-                out[batch["index"].numpy()] = probs.float().cpu().numpy()
+        ids = [it.listing.id for it in items]
+        for batch in self.batches(items):
+            if problems is not None:
+                count_photo_problems(batch, ids, problems)
+            out[batch["index"].numpy()] = self.score_batch(batch)
         return out
+
+    def stream(
+        self,
+        chunks: Iterable[Sequence[Item]],
+        problems: Problems | None = None,
+        checked: bool = True,
+    ) -> Prefetch:
+        """(chunk, probabilities [len(chunk), C]) for each chunk of Items, in order, or (chunk,
+        the exception) where preparing or scoring it failed (retry it listing by listing).
+
+        A background thread pulls the chunks (so reading and header checks run there too),
+        tokenizes them and decodes their photos into batches, up to PREFETCH_BATCHES ahead,
+        while this thread runs the model: TorchScript and ONNX Runtime release the GIL while
+        they compute, so preparing batch i+1 overlaps scoring batch i. A chunk's photo problems
+        are added to `problems` once the chunk is scored. An exception raised by the chunk
+        iterator itself (reading the input) is raised here. checked: as in `batches`.
+        The thread starts now, before the first item is asked for (the caller may load the
+        model meanwhile, load_model); close() stops it."""
+        if not PREFETCH_BATCHES:
+            return Prefetch(self._serial(chunks, problems, checked), lambda: None)
+        q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
+        stop = threading.Event()
+
+        def put(message: tuple) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(message, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            # Its own torch ops (resize, collate, normalise) on one intra-op thread, so that they
+            # do not start a second OpenMP team against the model's. OpenMP's thread count is
+            # per thread; the main thread's was fixed (lazily) by get_num_threads below.
+            torch.set_num_threads(1)
+            if PREFETCH_NICE and sys.platform == "linux":  # elsewhere it is the whole process's
+                tid = threading.get_native_id()
+                with contextlib.suppress(OSError):
+                    nice = os.getpriority(os.PRIO_PROCESS, tid) + PREFETCH_NICE
+                    os.setpriority(os.PRIO_PROCESS, tid, min(19, nice))
+            try:
+                for chunk in chunks:
+                    if not put(("chunk", chunk)):
+                        return
+                    try:
+                        for batch in self.batches(chunk, checked) if chunk else ():
+                            if not put(("batch", batch)):
+                                return
+                    except Exception as exc:  # noqa: BLE001 (the consumer retries the chunk)
+                        put(("end", exc))
+                        continue
+                    put(("end", None))
+            except BaseException as exc:  # noqa: BLE001 (reading failed: raised in the consumer)
+                put(("raise", exc))
+                return
+            put(("done", None))
+
+        threads = torch.get_num_threads()  # also initialises this thread's count before the other
+        thread = threading.Thread(target=produce, name="mmdetect-prefetch", daemon=True)
+        thread.start()
+
+        def stopped() -> None:
+            stop.set()
+            thread.join(timeout=10)
+            torch.set_num_threads(threads)  # the default new threads take, as it was
+
+        def consume() -> Iterator[tuple[Sequence[Item], np.ndarray | Exception]]:
+            try:
+                chunk, out, failed, found = None, None, None, Problems()
+                while True:
+                    kind, value = q.get()
+                    if kind == "chunk":
+                        chunk, failed, found = value, None, Problems()
+                        out = np.zeros((len(chunk), len(self.taxonomy)), dtype=np.float32)
+                        ids = [it.listing.id for it in chunk]
+                    elif kind == "batch" and failed is None:
+                        try:
+                            count_photo_problems(value, ids, found)
+                            out[value["index"].numpy()] = self.score_batch(value)
+                        except Exception as exc:  # noqa: BLE001 (the caller retries the chunk)
+                            failed = exc
+                    elif kind == "end":
+                        failed = failed or value
+                        if failed is None and problems is not None:
+                            problems.merge(found)
+                        yield chunk, out if failed is None else failed
+                    elif kind == "raise":
+                        raise value
+                    elif kind == "done":
+                        return
+            finally:
+                stopped()
+
+        return Prefetch(consume(), stopped)
+
+    def _serial(
+        self, chunks: Iterable[Sequence[Item]], problems: Problems | None, checked: bool
+    ) -> Iterator[tuple[Sequence[Item], np.ndarray | Exception]]:
+        """stream without the thread: each chunk read, prepared and scored in turn."""
+        for chunk in chunks:
+            found = Problems()
+            try:
+                out = np.zeros((len(chunk), len(self.taxonomy)), dtype=np.float32)
+                ids = [it.listing.id for it in chunk]
+                for batch in self.batches(chunk, checked) if chunk else ():
+                    count_photo_problems(batch, ids, found)
+                    out[batch["index"].numpy()] = self.score_batch(batch)
+            except Exception as exc:  # noqa: BLE001 (the caller retries the chunk)
+                yield chunk, exc
+                continue
+            if problems is not None:
+                problems.merge(found)
+            yield chunk, out
 
     def decisions(self, probs: np.ndarray) -> Decisions:
         """Calibrated scores, priorities and tiers under the bundle's operating point."""
@@ -190,240 +346,15 @@ class Predictor:
         return self.decide([it.listing.id for it in items], probs)
 
 
-# ---- mmdetect predict --bundle ------------------------------------------------------------
+# `mmdetect predict` moved to mmdetect/predict_cli.py; its names stay importable from here
+# (scripts and other modules import them), loaded on first use: predict_cli imports this module.
+_PREDICT_CLI_NAMES = ("RunSummary", "chunked", "parse_line", "predict_main", "predict_parser",
+                      "read_items", "read_listings", "score_chunk")  # fmt: skip
 
 
-@dataclass
-class RunSummary:
-    """What `mmdetect predict` did: rows read, scored, resumed, skipped (by reason), decisions."""
+def __getattr__(name: str):
+    if name in _PREDICT_CLI_NAMES:
+        from mmdetect import predict_cli
 
-    rows: int = 0
-    scored: int = 0
-    resumed: int = 0  # already in the partial output a --resume continued from
-    skipped: Counter = field(default_factory=Counter)
-    photos: Problems = field(default_factory=Problems)
-    decisions: Counter = field(default_factory=Counter)
-
-    def format(self) -> str:
-        def counts(c: Counter) -> str:
-            return ", ".join(f"{k} {n}" for k, n in sorted(c.items())) or "none"
-
-        overall = ", ".join(f"{t} {self.decisions[t]}" for t in reversed(TIERS))
-        lines = [f"rows read: {self.rows}", f"scored: {self.scored}"]
-        if self.resumed:
-            lines.append(f"resumed (already written by the interrupted run): {self.resumed}")
-        return "\n".join(
-            [
-                *lines,
-                f"skipped: {sum(self.skipped.values())} ({counts(self.skipped)})",
-                f"photo problems (listing still scored): {counts(self.photos.counts)}",
-                f"decisions: {overall}",
-            ]
-        )
-
-
-def parse_line(raw: bytes, taxonomy: Sequence[str]) -> Listing:
-    """One input line to a Listing; RowProblem (with a reason) for anything unusable."""
-    row = decode_line(raw)  # RowProblem for bad UTF-8 or JSON; a BOM is dropped
-    if isinstance(row, dict):
-        row = {k: v for k, v in row.items() if k not in REVIEW_FIELDS}
-    return parse_row(row, taxonomy)
-
-
-def read_items(
-    fh, path: Path, root: Path, taxonomy: Sequence[str], summary: RunSummary,
-    done: Set[str] = frozenset(), check: Callable[[Path], object] = check_header,
-) -> Iterator[Item]:  # fmt: skip
-    """Stream valid listings from a binary file, photos checked from their headers (no pixel is
-    decoded here) and resolved once; count every skipped row and photo. Ids in `done` (written
-    before a resume) are counted as resumed and not yielded. `check`: the photo check."""
-    seen: set[str] = set()
-    for lineno, raw in enumerate(fh, 1):
-        if not raw.strip():
-            continue
-        summary.rows += 1
-        where = f"{path}:{lineno}"
-        try:
-            listing = parse_line(raw, taxonomy)
-        except RowProblem as exc:
-            summary.skipped[exc.reason] += 1
-            log.debug("%s: %s: %s", where, exc.field, exc)
-            continue
-        if listing.id in seen:
-            summary.skipped["duplicate_id"] += 1
-            continue
-        seen.add(listing.id)
-        if listing.id in done:
-            summary.resumed += 1
-            continue
-        listing, paths = checked_photos(root, listing, where, summary.photos, check=check)
-        yield Item(listing, root, paths)
-
-
-def read_listings(
-    fh, path: Path, root: Path, taxonomy: Sequence[str], summary: RunSummary,
-    done: Set[str] = frozenset(),
-) -> Iterator[Listing]:  # fmt: skip
-    """read_items' listings (photo paths as written in the file)."""
-    return (item.listing for item in read_items(fh, path, root, taxonomy, summary, done))
-
-
-def chunked(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
-    chunk: list[Item] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def score_chunk(predictor: Predictor, chunk: list[Item], summary: RunSummary) -> list[Decision]:
-    """Decisions for a chunk; if the batch fails, listing by listing so one bad row costs one."""
-    try:
-        return predictor.predict_batch(chunk, summary.photos)
-    except Exception:  # noqa: BLE001 (isolate the culprit, keep the run going)
-        log.exception("a chunk failed; scoring its %d listings one by one", len(chunk))
-    out = []
-    for item in chunk:
-        try:
-            out.extend(predictor.predict_batch([item], summary.photos))
-        except Exception as exc:  # noqa: BLE001
-            summary.skipped["scoring_error"] += 1
-            log.error("%s: scoring failed: %s", item.listing.id, exc)
-    return out
-
-
-@dataclass(frozen=True)
-class Output:
-    """A JSONL file predict writes: `row(decision)` per scored listing (None: no row)."""
-
-    path: Path
-    row: Callable[[Decision], dict | None]
-
-
-def predict_outputs(args: argparse.Namespace) -> list[Output]:
-    """The files one run writes, committed together when it finishes. The decisions file comes
-    first: a resume takes the ids done from it. (The review queue is written afterwards, from
-    the finished decisions file, since it is ordered by priority across the whole run.)"""
-    return [Output(args.out, Decision.to_json)]
-
-
-def prepare_outputs(outputs: list[Output], resume: bool, summary: RunSummary) -> set[str]:
-    """With resume: restore each output's partial file; the ids the decisions file holds.
-    Without: say that partial files of an interrupted run are ignored (removed on success)."""
-    first, done = outputs[0].path, set()
-    if not resume:
-        for p in stale_partials(first):
-            print(f"note: {p} is left by an interrupted run; starting over "
-                  "(--resume continues from it instead)", file=sys.stderr)  # fmt: skip
-        return done
-    done, src = resume_jsonl(first, on_row=lambda r: summary.decisions.update([r.get("decision")]))
-    for out in outputs[1:]:  # rows of a listing whose decision was not written are redone
-        resume_jsonl(out.path, keep_ids=done)
-    print(f"resuming from {src}: {len(done)} listings already written" if src
-          else f"nothing to resume for {first}: starting from the first row", file=sys.stderr)  # fmt: skip
-    return done
-
-
-def predict_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="mmdetect predict",
-        description=(
-            "Score a listings JSONL with an exported bundle; bad rows are skipped and counted. "
-            "The output appears only when the run finishes (written to .NAME.partial-PID first)."
-        ),
-    )
-    p.add_argument("--bundle", type=Path, required=True, help="bundle directory (mmdetect export)")
-    p.add_argument("--input", type=Path, required=True, help="listings.jsonl (labels optional)")
-    p.add_argument(
-        "--images-root",
-        type=Path,
-        help="photo paths are relative to this (default: the input's directory)",
-    )
-    p.add_argument("--out", type=Path, required=True, help="decisions.jsonl to write")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the partial output of an interrupted run, skipping the ids it holds",
-    )
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--num-workers", type=non_negative_int, default=0,
-                   help="DataLoader workers decoding photos")  # fmt: skip
-    p.add_argument(
-        "--device", default=None, help="cpu or cuda (default: the export device if present)"
-    )
-    p.add_argument("--chunk-size", type=positive_int, default=512, help="listings read per step")
-    p.add_argument("--bucket", action="store_true",
-                   help="batch listings with equal photo counts together (less padding; "
-                        "docs/BENCHMARKS.md, Scoring pipeline)")  # fmt: skip
-    return p
-
-
-def predict_main(argv: Sequence[str] | None = None) -> int:
-    args = predict_parser().parse_args(argv)
-    if not args.input.is_file():
-        why = "not a regular file" if args.input.exists() else "no such file"
-        print(f"error: {args.input}: {why}", file=sys.stderr)
-        return 1
-    outputs = predict_outputs(args)
-    try:  # before anything is opened: an output may never be an input or inside a bundle
-        for out in outputs:
-            check_output(out.path, [args.input, args.bundle])
-            out.path.parent.mkdir(parents=True, exist_ok=True)
-        check_output(queue_path(args.out), [args.input, args.bundle])
-        predictor = Predictor.from_bundle(
-            args.bundle, args.device, args.batch_size, args.num_workers
-        )
-        predictor.bucket = args.bucket
-    except (OutputError, BundleError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"error: cannot create the output directory: {exc}", file=sys.stderr)
-        return 1
-    root = args.images_root or args.input.parent
-    summary = RunSummary()
-    done = prepare_outputs(outputs, args.resume, summary)
-    stale = [p for out in outputs for p in stale_partials(out.path)]
-    try:
-        with (
-            args.input.open("rb") as fin,
-            atomic_outputs(
-                [o.path for o in outputs], keep_partial=True, append=args.resume
-            ) as handles,
-            tqdm(total=args.input.stat().st_size, unit="B", unit_scale=True, desc="predict") as bar,
-        ):
-            items = read_items(fin, args.input, root, predictor.taxonomy, summary, done)
-            for chunk in chunked(items, args.chunk_size):
-                for decision in score_chunk(predictor, chunk, summary):
-                    # the decisions row last: a resume redoes a listing whose row is missing
-                    for out, fh in reversed(list(zip(outputs, handles, strict=True))):
-                        row = out.row(decision)
-                        if row is not None:
-                            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    summary.scored += 1
-                    summary.decisions[decision.decision] += 1
-                for fh in handles:
-                    fh.flush()  # a kill loses at most the chunk being scored
-                bar.update(fin.tell() - bar.n)  # bytes behind the scored rows
-            bar.update(fin.tell() - bar.n)
-    except OSError as exc:  # the output (disk full, unwritable directory) or the input itself
-        print(f"error: {exc}; {args.out} was not written", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {summary.scored} listings kept in {partial_path(args.out)}; "
-              f"{args.out} was not written (rerun with --resume to continue)", file=sys.stderr)  # fmt: skip
-        return 130
-    for p in stale:
-        p.unlink(missing_ok=True)  # superseded by the finished output
-    if len(done) > summary.resumed:  # kept rows whose listing is no longer in the input
-        print(f"warning: {len(done) - summary.resumed} rows resumed from the partial file are "
-              f"not in {args.input} (was the input changed?)", file=sys.stderr)  # fmt: skip
-    queue, queued = write_review_queue(
-        args.out, predictor.thresholds["severity"]
-    )  # from the finished file: complete, ordered
-    print(summary.format())
-    print(f"decisions written to {args.out}; review queue ({queued}, by priority): {queue}")
-    return 1 if summary.rows and not (summary.scored + summary.resumed) else 0
+        return getattr(predict_cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,15 +4,17 @@
 
 A diagnostic, not a benchmark: it prints absolute times (best of 3, one torch thread) of each
 step that `Predictor` runs before the model, on data_samples/incoming with the untrained tiny
-bundle that `scripts/bench.py --only score` exports: the photo check in the main process (header
-only now, full decode before), the worker's decode and transform (uint8 `eval_photo` now, the
-float `build_transforms` per photo before), and the per-batch normalisation; it checks that the
-new order of the same torchvision ops gives bit-identical tensors.
+bundle that `scripts/bench.py --only score` exports: the photo check (header only, and header
+plus decode on one open as `mmdetect predict` does now; full decode before), the decode and
+transform (uint8 `eval_photo` now, the float `build_transforms` per photo before), and the
+per-batch normalisation; it checks that the new order of the same torchvision ops gives
+bit-identical tensors.
 """
 
 import argparse
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,10 +25,64 @@ import torch  # noqa: E402
 import torchvision.transforms.v2.functional as F  # noqa: E402
 
 from mmdetect.bench.assets import export_tiny_bundle  # noqa: E402
-from mmdetect.data.images import check_header, check_image, load_image, resolve_image_path  # noqa: E402
+from mmdetect.data.dataset import Item  # noqa: E402
+from mmdetect.data.images import (  # noqa: E402
+    check_header,
+    check_image,
+    load_checked,
+    load_image,
+    resolve_image_path,
+)
 from mmdetect.data.photos import eval_photo  # noqa: E402
 from mmdetect.models.image import ImagePreprocess, build_transforms  # noqa: E402
-from mmdetect.serve import Predictor, RunSummary, read_listings  # noqa: E402
+from mmdetect.predict_cli import RunSummary, read_listings  # noqa: E402
+from mmdetect.serve import Predictor  # noqa: E402
+
+
+def load_bundle_checks(root: Path) -> None:
+    """load_bundle's work before the model file is loaded (verification and JSON checks)."""
+    from mmdetect import bundle_check as C
+    from mmdetect.bundle import (
+        META_FILE,
+        PREPROCESS_FILE,
+        THRESHOLDS_FILE,
+        check_thresholds,
+        read_json,
+        verify_checksums,
+    )  # fmt: skip
+
+    verify_checksums(root)
+    meta, pre = read_json(root / META_FILE), read_json(root / PREPROCESS_FILE)
+    C.check_meta(meta, root / META_FILE)
+    C.check_preprocess(pre, root / PREPROCESS_FILE)
+    thresholds = read_json(root / THRESHOLDS_FILE)
+    C.check_taxonomy_order(root, meta, pre, thresholds)
+    check_thresholds(thresholds, pre["taxonomy"], str(root / THRESHOLDS_FILE))
+    C.check_tokenizer(root)
+
+
+def gil_share(fn: Callable) -> float:
+    """A Python thread's counting rate while `fn` runs, over its rate while the caller sleeps:
+    near 0 when `fn` holds the GIL (no Python work could overlap it), near 1 when it lets go."""
+    count, stop = [0], threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            count[0] += 1
+
+    rates = []
+    for work in (lambda: time.sleep(0.3), fn):
+        count[0] = 0
+        stop.clear()
+        thread = threading.Thread(target=spin)
+        thread.start()
+        start = time.perf_counter()
+        work()
+        elapsed = time.perf_counter() - start
+        stop.set()
+        thread.join()
+        rates.append(count[0] / elapsed)
+    return rates[1] / rates[0]
 
 
 def best_of(fn: Callable, reps: int = 3) -> tuple[float, object]:
@@ -56,11 +112,21 @@ def main() -> int:
         dataset = predictor.dataset(listings, root)
         getitem_s, _ = best_of(lambda: [dataset[i] for i in range(n)])
         predict_s, _ = best_of(lambda: predictor.predict_proba(listings, root))
+        # what `mmdetect predict` pays before its first batch, and what optimize_for_inference
+        # buys back: the same batches through the module loaded with and without it
+        load_s, _ = best_of(lambda: Predictor.from_bundle(bundle, "cpu", 64, 0))
+        plain_s, plain = best_of(lambda: Predictor.from_bundle(bundle, "cpu", 64, 0, False))
+        checks_s, _ = best_of(lambda: load_bundle_checks(bundle))
+        gil = gil_share(lambda: Predictor.from_bundle(bundle, "cpu", 64, 0))
+        batches = [b for b in predictor.batches([Item(x, root) for x in listings])]
+        opt_s = best_of(lambda: [predictor.score_batch(b) for b in batches])[0]
+        noopt_s = best_of(lambda: [plain.score_batch(b) for b in batches])[0]
     per_photo = 1e3 / len(rels)
     resolve_s, paths = best_of(lambda: [resolve_image_path(root, r) for r in rels])
     header_s, _ = best_of(lambda: [check_header(path) for path in paths])
     full_s, _ = best_of(lambda: [check_image(path) for path in paths])
     decode_s, images = best_of(lambda: [load_image(path) for path in paths])
+    once_s, _ = best_of(lambda: [load_checked(path) for path in paths])
     fast = eval_photo(64)
     fast_s, fast_out = best_of(lambda: [fast(img) for img in images])
     pre = ImagePreprocess.from_doc(predictor.bundle.preprocess)
@@ -80,7 +146,12 @@ def main() -> int:
     identical = torch.equal(torch.stack(composed), batched)
     identical = identical and torch.equal(torch.stack(fast_out), stacked)
     print(f"{n} listings, {len(rels)} photos of {root}; one torch thread, best of 3")
-    print(f"  read + validate (serve.read_listings)  {1e3 * read_s / n:6.3f} ms/listing (one pass)")
+    print(f"  read + validate (read_listings)        {1e3 * read_s / n:6.3f} ms/listing (one pass)")
+    print(f"  bundle load (Predictor.from_bundle) {1e3 * load_s:.0f} ms, of which checksums, JSON "
+          f"and operating-point checks {1e3 * checks_s:.0f} ms; without optimize_for_inference "
+          f"{1e3 * plain_s:.0f} ms; a Python thread runs at {gil:.0%} of its rate meanwhile")  # fmt: skip
+    print(f"  model on the same {len(batches)} batches: optimized {1e3 * opt_s / n:.3f} ms/listing, "
+          f"plain {1e3 * noopt_s / n:.3f} ms/listing")  # fmt: skip
     print(f"  ListingDataset.__getitem__             {1e3 * getitem_s / n:6.3f} ms/listing")
     print(f"  Predictor.predict_proba (incl. model)  {1e3 * predict_s / n:6.3f} ms/listing")
     print(
@@ -89,6 +160,8 @@ def main() -> int:
     )
     print(f"  photo check in the main process: header {header_s * per_photo:.3f} ms/photo, "
           f"old full decode {full_s * per_photo:.3f} ms/photo")  # fmt: skip
+    print(f"  header check + decode on one open (load_checked, what predict does now) "
+          f"{once_s * per_photo:.3f} ms/photo, vs two opens {(header_s + decode_s) * per_photo:.3f}")  # fmt: skip
     print(f"  worker transform: eval_photo (uint8) {fast_s * per_photo:.3f} ms/photo")
     print(f"  lever: uint8 resize + crop {uint8_s * per_photo:.3f} ms/photo + batched ToDtype + "
           f"Normalize {norm_s * per_photo:.3f} ms/photo; bit-identical: {identical}")  # fmt: skip

@@ -2,11 +2,15 @@
 
 Contenders, alternated over the same listings:
   predict_cli     `mmdetect predict` (predict_main) as a user runs it: bundle load and
-                  verification, reading, header checks, batched TorchScript inference, writing;
-                  no DataLoader workers (the CLI default)
-  predict_cli_w   the same with `--num-workers` workers
-  warm_new        predict_main's loop with the Predictor already loaded (a long-lived server)
-  warm_bucketed   the same, batches grouped by photo count (Predictor.bucket)
+                  verification, reading, photo checks, batched TorchScript inference, writing;
+                  the CLI's default `--num-workers` (0: photos decoded on the prefetch thread)
+  predict_cli_w1  the same with one DataLoader worker process
+  predict_cli_w   the same with `num_workers` workers (2)
+  warm_new        predict_main's loop with the Predictor already loaded (a long-lived server):
+                  Predictor.stream, each photo opened once
+  warm_serial     the loop before Predictor.stream: each chunk read (header checks) and then
+                  scored, no prefetch thread, photos opened twice
+  warm_bucketed   warm_new with batches grouped by photo count (Predictor.bucket)
   warm_old        the same loop over the data path before data/photos.py (bench/legacy.py):
                   full-decode validation, paths resolved twice, float photos per photo
   naive           what a user would write: the eager checkpoint module, one listing at a time,
@@ -34,29 +38,37 @@ from mmdetect.bench.legacy import LegacyPredictor, read_legacy
 from mmdetect.data.dataset import price_features
 from mmdetect.data.tokenize import load_tokenizer, nfkc
 from mmdetect.models.image import build_transforms
-from mmdetect.serve import (
-    Predictor,
+from mmdetect.predict_cli import (
     RunSummary,
-    build_items_dataset,
-    build_loader,
     chunked,
     predict_main,
     read_items,
     score_chunk,
+    score_stream,
 )
+from mmdetect.serve import Predictor, build_items_dataset, build_loader
 
 SPEEDUP_GOAL, MODEL_SHARE_GOAL = 5.0, 0.8
 
 
 def score_file(
-    predictor: Predictor, path: Path, root: Path, out: Path, chunk: int = 512, read=read_items
-) -> int:
-    """predict_main's loop over an already loaded Predictor; returns listings scored."""
+    predictor: Predictor, path: Path, root: Path, out: Path, chunk: int = 512, read=read_items,
+    stream: bool = True,
+) -> int:  # fmt: skip
+    """predict_main's loop over an already loaded Predictor; returns listings scored.
+    stream False: each chunk read, then scored (the loop before Predictor.stream)."""
     summary, n = RunSummary(), 0
     with path.open("rb") as fin, out.open("w", encoding="utf-8") as fout:
-        items = read(fin, path, root, predictor.taxonomy, summary)
-        for part in chunked(items, chunk):
-            for d in score_chunk(predictor, part, summary):
+        if stream:  # as predict_main: photos resolved here, opened once by the loader
+            items = read(fin, path, root, predictor.taxonomy, summary, check=None)
+            first = None if predictor.num_workers else min(predictor.batch_size, chunk)
+            chunks = chunked(items, chunk, first)
+            scored = score_stream(predictor, chunks, summary, checked=False)
+        else:
+            items = read(fin, path, root, predictor.taxonomy, summary)
+            scored = (score_chunk(predictor, part, summary) for part in chunked(items, chunk))
+        for decisions in scored:
+            for d in decisions:
                 fout.write(json.dumps(d.to_json(), ensure_ascii=False) + "\n")
                 n += 1
     return n
@@ -125,7 +137,7 @@ def bench_scoring(
         lines = (root / "listings.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
         src = work / "listings.jsonl"
         src.write_text("".join(lines[:limit]), encoding="utf-8")
-        names = ("cli", "cli_w", "new", "bucketed", "old", "naive")
+        names = ("cli", "cli_w1", "cli_w", "new", "serial", "bucketed", "old", "naive")
         outs = {name: work / f"{name}.jsonl" for name in names}
         cli_args = ["--bundle", str(bundle), "--input", str(src), "--images-root", str(root),
                     "--batch-size", str(batch_size)]  # fmt: skip
@@ -142,13 +154,13 @@ def bench_scoring(
         slots = sum(b["image_mask"].numel() for b in collated)  # padded photo slots
         photos = sum(int(b["image_mask"].sum()) for b in collated)
 
-        def cli(workers: int, out: Path) -> None:
+        def cli(workers: int | None, out: Path) -> None:
             with (
                 contextlib.redirect_stdout(io.StringIO()),
                 contextlib.redirect_stderr(io.StringIO()),
             ):
-                argv = [*cli_args, "--num-workers", str(workers), "--out", str(out)]
-                assert predict_main(argv) == 0
+                flags = [] if workers is None else ["--num-workers", str(workers)]
+                assert predict_main([*cli_args, *flags, "--out", str(out)]) == 0
 
         def model_only() -> None:
             with torch.no_grad():
@@ -161,11 +173,15 @@ def bench_scoring(
 
         times = alternate(
             {
-                "predict_cli": lambda: cli(0, outs["cli"]),
+                "predict_cli": lambda: cli(None, outs["cli"]),
+                "predict_cli_w1": lambda: cli(1, outs["cli_w1"]),
                 "predict_cli_w": lambda: cli(num_workers, outs["cli_w"]),
                 "warm_new": lambda: score_file(new, src, root, outs["new"]),
+                "warm_serial": lambda: score_file(new, src, root, outs["serial"], stream=False),
                 "warm_bucketed": lambda: score_file(bucketed, src, root, outs["bucketed"]),
-                "warm_old": lambda: score_file(old, src, root, outs["old"], read=read_legacy),
+                "warm_old": lambda: score_file(
+                    old, src, root, outs["old"], read=read_legacy, stream=False
+                ),
                 "naive": lambda: naive_score(ckpt, src, root, outs["naive"]),
                 "model_only": model_only,
                 "read_validate": lambda: read(read_items),
@@ -179,7 +195,7 @@ def bench_scoring(
         same = sum(ref[i][1] == naive[i][1] for i in ref)
         assert dp < 1e-3, f"naive and project probabilities differ by {dp:.3g}"
         dp_paths = {}
-        for name in ("cli_w", "new", "bucketed", "old"):
+        for name in ("cli_w1", "cli_w", "new", "serial", "bucketed", "old"):
             other = _read_scores(outs[name])
             assert other.keys() == ref.keys(), f"{name} scored other listings"
             dp_paths[name] = max(float(np.abs(np.subtract(ref[i][0], other[i][0])).max())
@@ -201,6 +217,7 @@ def bench_scoring(
             "model_share_cli": share["predict_cli"],
             "model_share_warm": share["warm_new"],
             "new_vs_old_warm": speedup(times, "warm_new", "warm_old"),
+            "stream_vs_serial_warm": speedup(times, "warm_new", "warm_serial"),
             "photo_slots": slots,
             "real_photos": photos,
             "naive_vs_project_max_abs_dp": dp,
@@ -227,12 +244,13 @@ def format_scoring(r: dict) -> list[str]:
             f"{share.get(name, float('nan')):8.0%}"
             for name, v in rate.items()
         ),
-        f"  predict_cli (mmdetect predict, 0 workers) / naive: {cli:.2f}x, goal "
+        f"  predict_cli (mmdetect predict, default flags) / naive: {cli:.2f}x, goal "
         f"{SPEEDUP_GOAL:g}x {'met' if cli >= SPEEDUP_GOAL else 'NOT met'}; share of model-only "
         f"throughput {met:.0%}, goal {MODEL_SHARE_GOAL:.0%} "
         f"{'met' if met >= MODEL_SHARE_GOAL else 'NOT met'} (predict_cli_w: "
         f"{r['num_workers']} workers)",
-        f"  new data path / old, Predictor loaded: {r['new_vs_old_warm']:.2f}x",
+        f"  new data path / old, Predictor loaded: {r['new_vs_old_warm']:.2f}x; "
+        f"Predictor.stream / the serial loop: {r['stream_vs_serial_warm']:.2f}x",
         f"  batches carry {r['photo_slots']} photo slots for {r['real_photos']} real photos "
         "(padded to each batch's most photos); the CNN runs on the real ones only",
     ]

@@ -50,6 +50,7 @@ class ImageProblem(Exception):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+        self.header_passed = False  # set by load_checked: the header was fine, the body not
 
 
 def resolve_image_path(root: Path, rel: str, resolved_root: Path | None = None) -> Path:
@@ -132,25 +133,46 @@ def _shrink_factor(w: int, h: int) -> int:
     return math.ceil(math.sqrt(w * h / DECODE_MAX_PIXELS)) if w * h > DECODE_MAX_PIXELS else 1
 
 
+def _decode(img: Image.Image, min_side: int | None) -> Image.Image:
+    """An opened photo's pixels as RGB, at most DECODE_MAX_PIXELS (load_image's decode)."""
+    factor = _shrink_factor(*img.size)
+    if img.format in ("JPEG", "MPO"):
+        if min_side:
+            img.draft(img.mode, (min_side, min_side))
+        elif factor > 1:
+            img.draft(img.mode, (img.size[0] // factor, img.size[1] // factor))
+    img.load()
+    rgb = to_rgb(img)
+    factor = _shrink_factor(*rgb.size)
+    return rgb.reduce(factor) if factor > 1 else rgb
+
+
 def load_image(path: Path, min_side: int | None = None) -> Image.Image:
     """Decode a photo into RGB, shrunk to at most DECODE_MAX_PIXELS. Raises ImageProblem with a
     reason on any failure. With `min_side`, a JPEG is decoded at the smallest DCT scale (1/2,
     1/4, 1/8) that keeps both sides at least `min_side` (PIL draft mode: less work, other pixels
     than a full decode, so every consumer of one model must pass the same value)."""
+    return _open(path, lambda img: _decode(img, min_side))
 
-    def decode(img: Image.Image) -> Image.Image:
-        factor = _shrink_factor(*img.size)
-        if img.format in ("JPEG", "MPO"):
-            if min_side:
-                img.draft(img.mode, (min_side, min_side))
-            elif factor > 1:
-                img.draft(img.mode, (img.size[0] // factor, img.size[1] // factor))
-        img.load()
-        rgb = to_rgb(img)
-        factor = _shrink_factor(*rgb.size)
-        return rgb.reduce(factor) if factor > 1 else rgb
 
-    return _open(path, decode)
+def load_checked(
+    path: Path, min_side: int | None = None, decode: bool = True
+) -> Image.Image | None:
+    """check_header, then (with `decode`) load_image's decode, on one open of the file: what a
+    photo that was only resolved so far goes through. Raises ImageProblem like both; its
+    `header_passed` says whether the failure came after the header check (in the decode)."""
+    passed = []
+
+    def use(img: Image.Image) -> Image.Image | None:
+        _check_complete(img, path)
+        passed.append(True)
+        return _decode(img, min_side) if decode else None
+
+    try:
+        return _open(path, use)
+    except ImageProblem as exc:
+        exc.header_passed = bool(passed)
+        raise
 
 
 def check_image(path: Path) -> tuple[int, int]:

@@ -17,11 +17,10 @@ import torch
 import torchvision.transforms.v2.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Sampler
-from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms import v2
 
-from mmdetect.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+from mmdetect.data.normalization import IMAGENET_MEAN, IMAGENET_STD, interpolation_mode
 
-INTERPOLATIONS = ("bilinear", "bicubic")  # what an eval Resize with antialias supports on uint8
 # A JPEG at least this many times the model's side is decoded at a DCT scale (1/2 to 1/8) that
 # keeps it above that: a 4000 px photo for a 224 px model decodes at 1000 px, 16x fewer pixels.
 # Smaller photos decode fully, so they give exactly the pixels they always gave.
@@ -31,13 +30,6 @@ DRAFT_FACTOR = 4
 def draft_side(image_size: int) -> int:
     """The `min_side` ListingDataset passes to load_image for a model of this photo side."""
     return DRAFT_FACTOR * image_size
-
-
-def interpolation_mode(name: str) -> InterpolationMode:
-    """A preprocess.json `interpolation` value to torchvision's enum; ValueError if unsupported."""
-    if name not in INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {name!r}")
-    return InterpolationMode(name)
 
 
 def eval_photo(size: int, interpolation: str = "bilinear") -> Callable[[Image.Image], torch.Tensor]:

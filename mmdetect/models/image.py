@@ -17,20 +17,15 @@ from typing import Any
 import torch
 import torchvision
 from torch import nn
-from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms import v2
 
-from mmdetect.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+from mmdetect.data.normalization import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS
 from mmdetect.models.speed import bucketed_features
 
 # The from-scratch default only: a backbone with weights or a timm config states its own.
 IMAGENET_SIZE = 224
 HEAD_NAMES = ("fc", "classifier", "heads", "head")
 SOURCES = ("torchvision", "timm")
-INTERPOLATIONS = {
-    "nearest": InterpolationMode.NEAREST,
-    "bilinear": InterpolationMode.BILINEAR,
-    "bicubic": InterpolationMode.BICUBIC,
-}
 TIMM_HUB = "pretrained"  # ImageConfig.weights for timm: the hub cache (pretrained=True)
 
 

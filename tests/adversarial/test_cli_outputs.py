@@ -144,7 +144,7 @@ def test_predict_out_inside_a_bundle_or_a_registry(assets, incoming, tmp_path, c
 def test_an_interrupted_predict_leaves_no_complete_looking_output(
     assets, incoming, reference, tmp_path, monkeypatch, capsys
 ):
-    import mmdetect.serve as serve
+    import mmdetect.predict_cli as serve
 
     out = tmp_path / "out" / "decisions.jsonl"
     out.parent.mkdir()

@@ -311,3 +311,186 @@ def test_predict_cli_bucketed_writes_the_same_rows_in_input_order(assets, tmp_pa
         assert a["decision"] == b["decision"]
         np.testing.assert_allclose(list(a["scores"].values()), list(b["scores"].values()),
                                    atol=1e-6)  # fmt: skip
+
+
+def test_one_interpolation_map_for_training_export_and_serving(assets, tmp_path):
+    """models/image, bundle_check and the uint8 serving transform read the same map: a model
+    trained with `nearest` is exported, verified and served, and the served photo is the
+    training eval transform's, bit for bit."""
+    from mmdetect import bundle_check
+    from mmdetect.data import normalization
+    from mmdetect.models import image
+
+    assert image.INTERPOLATIONS is normalization.INTERPOLATIONS
+    assert set(normalization.INTERPOLATIONS) == {"nearest", "bilinear", "bicubic"}
+    bundle = Predictor.from_bundle(assets.bundle).bundle
+    pre = {**bundle.preprocess, "interpolation": "nearest"}
+    bundle_check.check_preprocess(pre, tmp_path / "preprocess.json")  # accepted when loading
+    nearest = Predictor(dataclasses.replace(bundle, preprocess=pre))  # and when serving
+    assert nearest.mean == tuple(pre["mean"])
+    img = noise((50, 37), seed=5)
+    for name in normalization.INTERPOLATIONS:
+        steps, mean, std = uint8_steps(
+            build_transforms(ImagePreprocess(24, interpolation=name), False)
+        )
+        assert torch.equal(eval_photo(24, name)(img), steps(img)), name
+    ref = build_transforms(ImagePreprocess(24, interpolation="nearest"), train=False)(img)
+    small = eval_photo(24, "nearest")(img)
+    out = normalize_photos(small[None, None], torch.ones(1, 1, dtype=torch.bool), mean, std)
+    assert torch.equal(out[0, 0], ref)
+    assert not torch.equal(small, eval_photo(24, "bilinear")(img))
+    for bad in ("lanczos", None, 3):
+        with pytest.raises(BundleError, match="interpolation must be one of nearest, bilinear"):
+            bundle_check.check_preprocess({**pre, "interpolation": bad}, tmp_path / "p.json")
+        with pytest.raises(ValueError, match="interpolation must be one of"):
+            eval_photo(24, bad)
+
+
+def test_predict_opens_each_photo_once_with_the_same_checks_and_scores(
+    assets, tmp_path, monkeypatch
+):
+    """`mmdetect predict` resolves photos while reading and opens each once, in the loader, for
+    the header check and the decode (OpenOnceDataset): same photos kept (the first max_photos
+    that pass the header), same problems counted, same probabilities as checking every header
+    while reading (read_items + predict_items, the path before)."""
+    from mmdetect.predict_cli import score_stream
+
+    ok = [f"images/ok{k}.jpg" for k in range(5)]
+    rows = [["images/trunc.jpg", *ok],  # header fails: ok0..ok2 are kept (max_photos 3)
+            ["images/bad.jpg", "images/ok4.jpg"],  # body fails after the header: slot taken
+            ["images/trunc.jpg"],  # all failed: a no-photo listing, noted
+            ["images/gone.jpg", "images/ok1.jpg", "images/ok1.jpg"],  # missing, duplicate
+            []]  # fmt: skip
+    src = write_snapshot(tmp_path, rows)
+    for k, rel in enumerate(ok):
+        (tmp_path / rel).write_bytes(jpeg_bytes((60 + 7 * k, 45), seed=k))
+    (tmp_path / "images/bad.jpg").write_bytes(body_corrupt_jpeg())
+    (tmp_path / "images/trunc.jpg").write_bytes(jpeg_bytes()[:300])
+    predictor = Predictor.from_bundle(assets.bundle, batch_size=2)
+    before = RunSummary()
+    with src.open("rb") as fh:
+        items = list(read_items(fh, src, tmp_path, predictor.taxonomy, before))
+    ref = predictor.predict_items(items, before.photos)
+
+    opened: list[str] = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(Path(fp).name)
+                        or real_open(fp, *a, **k))  # fmt: skip
+    after = RunSummary()
+    with src.open("rb") as fh:
+        once = list(read_items(fh, src, tmp_path, predictor.taxonomy, after, check=None))
+        assert not opened  # reading resolves paths only
+        chunks = [once[:2], once[2:]]
+        decisions = [d for part in score_stream(predictor, chunks, after, False) for d in part]
+    assert dict(after.photos.counts) == dict(before.photos.counts) == {
+        "image_corrupt": 3, "image_missing": 1, "duplicate_photo": 1, "all_photos_failed": 1}  # fmt: skip
+    got = np.array([list(d.model_scores.values()) for d in decisions], dtype=np.float32)
+    np.testing.assert_allclose(got, ref, atol=1e-6, rtol=0)
+    assert [d.id for d in decisions] == [f"L{i}" for i in range(5)]
+    # one open per photo occurrence; ok3 and ok4 of the first listing are past max_photos but
+    # still header-checked, as read_items checks every photo it keeps
+    assert sorted(opened) == sorted(["trunc.jpg", *[p.split("/")[1] for p in ok], "bad.jpg",
+                                     "ok4.jpg", "trunc.jpg", "ok1.jpg"])  # fmt: skip
+
+
+@pytest.mark.parametrize("ahead", [0, 2])  # no thread (the default), a prefetch thread
+def test_stream_keeps_order_threads_and_isolates_a_failing_chunk(
+    assets, caplog, monkeypatch, ahead
+):
+    """Predictor.stream: chunks come back in order with predict_items' probabilities; the model
+    keeps the caller's thread count while the prefetch thread runs on one; a chunk whose batch
+    fails comes back as its exception and predict's fallback scores it listing by listing; an
+    error of the chunk iterator itself (reading) is raised to the caller."""
+    import mmdetect.serve
+    from mmdetect.predict_cli import score_chunk
+
+    monkeypatch.setattr(mmdetect.serve, "PREFETCH_BATCHES", ahead)
+    predictor = Predictor.from_bundle(assets.bundle, batch_size=3)
+    listings = read_snapshot(DRIFT).listings[:10]
+    items = [Item(x, DRIFT) for x in listings]
+    ref = predictor.predict_items(items)
+    real, seen = predictor.bundle.module, []
+
+    def module(*inputs):
+        seen.append(torch.get_num_threads())
+        if inputs[0].shape[0] == 1 and not seen.count(-1):  # the lone listing of chunk 3
+            seen.append(-1)
+            raise RuntimeError("boom")
+        return real(*inputs)
+
+    predictor.bundle = dataclasses.replace(predictor.bundle, module=module)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        chunks = [items[:3], items[3:9], items[9:]]  # batches of 3, 3 + 3, 1
+        out = list(predictor.stream(iter(chunks)))
+        assert set(seen) - {-1} == {2} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert [len(c) for c, _ in out] == [3, 6, 1]
+    np.testing.assert_array_equal(np.concatenate([p for _, p in out[:2]]), ref[:9])
+    assert isinstance(out[2][1], RuntimeError)
+    summary = RunSummary()
+    decisions = score_chunk(predictor, out[2][0], summary, out[2][1])  # retried alone: works
+    assert [d.id for d in decisions] == [listings[9].id] and not summary.skipped
+    assert "a chunk failed (RuntimeError: boom)" in caplog.text
+
+    def broken():
+        yield items[:2]
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(predictor.stream(broken()))
+
+
+def test_predict_reads_a_first_chunk_of_one_batch():
+    from mmdetect.predict_cli import chunked
+
+    assert [len(c) for c in chunked(iter(range(10)), 4, 2)] == [2, 4, 4]
+    assert [len(c) for c in chunked(iter(range(10)), 4)] == [4, 4, 2]
+    assert [len(c) for c in chunked(iter(range(1)), 4, 2)] == [1]
+
+
+def test_predict_cli_checks_each_photo_header_at_its_one_open(assets, tmp_path, capsys):
+    """A BMP whose header declares more bytes than the file has decodes fine, but check_header
+    refuses it: `mmdetect predict` (photos opened once, in the loader) still counts it."""
+    src = write_snapshot(tmp_path, [["images/short.bmp"], ["images/ok.jpg"]])
+    (tmp_path / "images/ok.jpg").write_bytes(jpeg_bytes())
+    bmp = tmp_path / "images/short.bmp"
+    noise((20, 10)).save(bmp, "BMP")
+    data = bytearray(bmp.read_bytes())
+    data[2:6] = (len(data) + 100).to_bytes(4, "little")
+    bmp.write_bytes(bytes(data))
+    assert load_image(bmp).size == (20, 10)  # the decoder alone would take it
+    with pytest.raises(ImageProblem, match="truncated BMP"):
+        check_header(bmp)
+    out = tmp_path / "out.jsonl"
+    argv = ["--bundle", str(assets.bundle), "--input", str(src), "--out", str(out)]
+    assert predict_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "scored: 2" in printed
+    assert "photo problems (listing still scored): all_photos_failed 1, image_corrupt 1" in printed
+
+
+def test_predict_cli_reports_a_corrupt_model_loaded_while_reading(assets, tmp_path, capsys):
+    """predict verifies the whole bundle first, then loads model.ts while the reading thread
+    starts: a model that cannot load (checksums re-written) is still one error line, exit 1,
+    and leaves no output and no partial file."""
+    import shutil
+
+    from mmdetect import bundle as B
+    from mmdetect.outputs import partial_path
+
+    root = tmp_path / "bundle"
+    shutil.copytree(assets.bundle, root)
+    data = (root / "model.ts").read_bytes()
+    (root / "model.ts").write_bytes(data[: len(data) // 2])
+    B.write_checksums(root)
+    out = tmp_path / "out" / "decisions.jsonl"
+    argv = ["--bundle", str(root), "--input", str(assets.drift / "listings.jsonl"),
+            "--out", str(out)]  # fmt: skip
+    assert predict_main(argv) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "model.ts: cannot load TorchScript" in err
+    assert not out.exists() and not partial_path(out).exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == []
