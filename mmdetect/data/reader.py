@@ -234,6 +234,21 @@ def checked_photos(
     return listing, tuple(paths)
 
 
+def open_snapshot(root: Path) -> tuple[Path, dict | None, tuple[str, ...], dict]:
+    """(listings.jsonl, the manifest, its taxonomy or the default, its sampling subsets) of a
+    snapshot directory; SnapshotError when it is not one or its manifest is bad."""
+    listings_path = root / LISTINGS_FILE
+    if not listings_path.is_file():
+        raise SnapshotError(f"{root}: no {LISTINGS_FILE} (is this a snapshot directory?)")
+    manifest = read_manifest(root)
+    try:
+        subsets = parse_sampling(manifest, root / MANIFEST_FILE)
+    except SamplingError as exc:
+        raise SnapshotError(str(exc)) from exc
+    taxonomy = tuple((manifest or {}).get("taxonomy") or DEFAULT_TAXONOMY)
+    return listings_path, manifest, taxonomy, subsets
+
+
 def read_snapshot(
     path: str | Path,
     strict: bool = False,
@@ -247,16 +262,8 @@ def read_snapshot(
     is False; strict mode does not stop at duplicate or surplus photo paths, it counts them.
     """
     root = Path(path)
-    listings_path = root / LISTINGS_FILE
-    if not listings_path.is_file():
-        raise SnapshotError(f"{root}: no {LISTINGS_FILE} (is this a snapshot directory?)")
-    manifest = read_manifest(root)
-    try:
-        subsets = parse_sampling(manifest, root / MANIFEST_FILE)
-    except SamplingError as exc:
-        raise SnapshotError(str(exc)) from exc
-    if taxonomy is None:
-        taxonomy = tuple((manifest or {}).get("taxonomy") or DEFAULT_TAXONOMY)
+    listings_path, manifest, own_taxonomy, subsets = open_snapshot(root)
+    taxonomy = own_taxonomy if taxonomy is None else taxonomy
     problems, listings, seen = Problems(), [], set()
 
     def fail(reason: str, where: str, message: str) -> None:

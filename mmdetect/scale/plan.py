@@ -19,15 +19,13 @@ from typing import IO
 
 from mmdetect.data.jsonl import RowProblem, iter_jsonl
 from mmdetect.data.reader import (
-    LISTINGS_FILE,
     MANIFEST_FILE,
     SnapshotError,
+    open_snapshot,
     parse_row,
-    read_manifest,
 )
 from mmdetect.data.records import Listing, Problems, in_period
-from mmdetect.data.sampling import SamplingError, parse_sampling, undescribed
-from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
+from mmdetect.data.sampling import undescribed
 
 SPLITS = ("none", "time", "hash")
 
@@ -142,15 +140,7 @@ def plan_sources(
     counts: dict[str, SubsetCounts] = {}
     prices: list[float] = []
     for snap in snapshots:
-        listings_path = snap / LISTINGS_FILE
-        if not listings_path.is_file():
-            raise SnapshotError(f"{snap}: no {LISTINGS_FILE} (is this a snapshot directory?)")
-        manifest = read_manifest(snap)
-        try:
-            subsets = parse_sampling(manifest, snap / MANIFEST_FILE)
-        except SamplingError as exc:
-            raise SnapshotError(str(exc)) from exc
-        own = tuple((manifest or {}).get("taxonomy") or DEFAULT_TAXONOMY)
+        listings_path, _, own, subsets = open_snapshot(snap)
         if taxonomy is not None and own != taxonomy:
             raise SnapshotError(f"{snap}: taxonomy {list(own)} differs from {list(taxonomy)}")
         taxonomy, ids_here, rows = own, set(), 0

@@ -97,17 +97,8 @@ def test_card_anchor_names_kind_class_and_listing():
 def test_the_http_explanation_reaches_no_training_code():
     """Static, as test_serve's check: mmdetect.explain.service (imported by the HTTP app) never
     imports Lightning or the training modules, even lazily (checkpoints load in loading.py)."""
-    from tests.unit.test_serve import FORBIDDEN, _imports, _source
+    from tests.unit.test_serve import reachable_imports
 
-    todo, seen, found = ["mmdetect.explain.service"], set(), []
-    while todo:
-        name = todo.pop()
-        if name in seen or _source(name) is None:
-            continue
-        seen.add(name)
-        for imported in _imports(_source(name)):
-            if imported.startswith(FORBIDDEN):
-                found.append(f"{name} imports {imported}")
-            todo.append(imported)
+    seen, found = reachable_imports("mmdetect.explain.service")
     assert {"mmdetect.explain.core", "mmdetect.explain.model"} <= seen
     assert "mmdetect.explain.loading" not in seen and found == []

@@ -162,10 +162,9 @@ def _imports(path: Path) -> list[str]:
     return out
 
 
-def test_serve_reaches_no_lightning_import():
-    """Static: nothing mmdetect.serve can import, even lazily, names a forbidden module.
-    tests/integration/test_bundle_subprocess.py checks sys.modules in a real process."""
-    todo, seen, found = ["mmdetect.serve"], set(), []
+def reachable_imports(start: str) -> tuple[set[str], list[str]]:
+    """(our modules `start` can import, even lazily; one line per import of a FORBIDDEN one)."""
+    todo, seen, found = [start], set(), []
     while todo:
         name = todo.pop()
         if name in seen or _source(name) is None:
@@ -175,6 +174,13 @@ def test_serve_reaches_no_lightning_import():
             if imported.startswith(FORBIDDEN):
                 found.append(f"{name} imports {imported}")
             todo.append(imported)
+    return seen, found
+
+
+def test_serve_reaches_no_lightning_import():
+    """Static: nothing mmdetect.serve can import, even lazily, names a forbidden module.
+    tests/integration/test_bundle_subprocess.py checks sys.modules in a real process."""
+    seen, found = reachable_imports("mmdetect.serve")
     assert {"mmdetect.bundle", "mmdetect.data.dataset", "mmdetect.data.tokenize"} <= seen
     assert found == []
 
