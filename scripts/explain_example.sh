@@ -5,7 +5,7 @@ set -euo pipefail
 RUN=${1:-runs/demo}
 OUT=${2:-runs/explain}
 PY=${PY:-.venv/bin/python}
-CKPT=$(ls "$RUN"/checkpoints/best-*.ckpt | head -1)
+CKPT=$(ls "$RUN"/train/checkpoints/best-*.ckpt | head -1)  # make demo: RUN/train/checkpoints
 ID=L0002769  # a counterfeit listing of data_samples/drift with two photos
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "flags: $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2 | tr ' ' '\n' | grep -E '^(avx|avx2|avx512f|avx512_bf16|amx_tile|fma|sse4_2)$' | xargs)"
