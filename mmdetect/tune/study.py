@@ -34,36 +34,39 @@ class StudyError(ValueError):
     """A storage or study that cannot be used; one line."""
 
 
-def make_sampler(spec: dict[str, Any], source: str = "space") -> optuna.samplers.BaseSampler:
-    """The sampler a space file's `sampler:` section names (other fields are its arguments);
-    StudyError naming `source` (the space file) when Optuna refuses the arguments."""
+# The names a space file may give (tune/space.py SAMPLERS, PRUNERS; a test keeps them equal).
+SAMPLER_CLASSES = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "nsga2": optuna.samplers.NSGAIISampler,
+}
+PRUNER_CLASSES = {
+    "median": optuna.pruners.MedianPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "none": optuna.pruners.NopPruner,
+}
+
+
+def _build(kind: str, classes: dict[str, type], spec: dict[str, Any], source: str):
+    """classes[spec["name"]] called with the section's other fields; StudyError naming `source`
+    (the space file) when Optuna refuses the arguments."""
     kw = {k: v for k, v in spec.items() if k != "name"}
-    samplers = {
-        "tpe": optuna.samplers.TPESampler,
-        "random": optuna.samplers.RandomSampler,
-        "nsga2": optuna.samplers.NSGAIISampler,
-    }
     try:
-        return samplers[spec["name"]](**kw)
+        return classes[spec["name"]](**kw)
     except (TypeError, ValueError) as exc:
-        raise StudyError(f"{source}: sampler {spec['name']}: {exc}") from None
+        raise StudyError(f"{source}: {kind} {spec['name']}: {exc}") from None
+
+
+def make_sampler(spec: dict[str, Any], source: str = "space") -> optuna.samplers.BaseSampler:
+    """The sampler a space file's `sampler:` section names (other fields are its arguments)."""
+    return _build("sampler", SAMPLER_CLASSES, spec, source)
 
 
 def make_pruner(spec: dict[str, Any], source: str = "space") -> optuna.pruners.BasePruner:
-    """The pruner a space file's `pruner:` section names (its other fields are its arguments);
-    StudyError naming `source` (the space file) when Optuna refuses the arguments."""
-    kw = {k: v for k, v in spec.items() if k != "name"}
-    pruners = {
-        "median": optuna.pruners.MedianPruner,
-        "percentile": optuna.pruners.PercentilePruner,
-        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-        "hyperband": optuna.pruners.HyperbandPruner,
-        "none": optuna.pruners.NopPruner,
-    }
-    try:
-        return pruners[spec["name"]](**kw)
-    except (TypeError, ValueError) as exc:
-        raise StudyError(f"{source}: pruner {spec['name']}: {exc}") from None
+    """The pruner a space file's `pruner:` section names (other fields are its arguments)."""
+    return _build("pruner", PRUNER_CLASSES, spec, source)
 
 
 def storage_for(url: str) -> optuna.storages.RDBStorage:

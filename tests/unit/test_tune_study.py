@@ -199,3 +199,14 @@ def test_bad_pruner_or_sampler_arguments_are_a_study_error_naming_the_space(tmp_
     bad = {**SPACE, "sampler": {"name": "random", "seeed": 1}}
     with pytest.raises(StudyError, match=r"space.yaml: sampler random: .*seeed"):
         tune(make_run(tmp_path, space=bad), 1, None, fake_values)
+
+
+def test_every_sampler_and_pruner_a_space_may_name_is_built() -> None:
+    """space.py validates the names before any trial; study.py builds them: the lists agree."""
+    from mmdetect.tune import space, study
+
+    assert set(space.SAMPLERS) == set(study.SAMPLER_CLASSES)
+    assert set(space.PRUNERS) == set(study.PRUNER_CLASSES)
+    assert isinstance(study.make_pruner({"name": "none"}), optuna.pruners.NopPruner)
+    with pytest.raises(study.StudyError, match="space.yaml: sampler tpe: "):
+        study.make_sampler({"name": "tpe", "n_startup_trial": 3}, "space.yaml")
