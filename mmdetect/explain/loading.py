@@ -43,9 +43,9 @@ def load_explainable(path: str | Path, thresholds: str | Path | None = None) -> 
 
 
 def _from_checkpoint(path: Path) -> Explainable:
-    from mmdetect.checkpoint import CheckpointError
+    from mmdetect.checkpoint import CheckpointError, load_checkpoint
     from mmdetect.data.tokenize import load_tokenizer
-    from mmdetect.export import load_checkpoint, preprocess_doc
+    from mmdetect.export import preprocess_doc
 
     try:
         module, data = load_checkpoint(path)
