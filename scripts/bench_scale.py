@@ -2,6 +2,7 @@
 
     python scripts/bench_scale.py --bundle runs/demo/bundle --sizes 2000,10000 --json runs/bench_scale.json
     python scripts/bench_scale.py --bundle runs/demo/bundle --sizes 10000,200000   # issue #16's pair
+    python scripts/bench_scale.py --sizes 10000 --photo-size 640 --no-score  # training, large photos
 
 Each size's synthetic data (listings + photos) is deleted after it is measured (--keep keeps it).
 `--phase train --data DIR --steps N` is the child process that times training steps.
@@ -25,14 +26,17 @@ PY = sys.executable
 
 
 def one_size(n: int, work: Path, bundle: Path, steps: int, resume: bool, repeats: int = 1,
-             score: bool = True) -> dict:  # fmt: skip
+             score: bool = True, photo_size: int = 128, big: bool = False) -> dict:  # fmt: skip
+    """Measure one size; `big`: only what the memory goal needs (shard, one training run from
+    each source, Ray scoring), since `predict` and the resume test do not depend on the size."""
     from mmdetect.data.samples import generate_samples
 
     t = time.perf_counter()
-    generate_samples(work / "samples", seed=0, n_train=n, n_drift=10, n_incoming=10)
+    generate_samples(work / "samples", seed=0, n_train=n, n_drift=10, n_incoming=10,
+                     image_size=photo_size)  # fmt: skip
     snap = work / "samples" / "train"
     listings = snap / "listings.jsonl"
-    out: dict = {"listings": n, "generate_s": time.perf_counter() - t,
+    out: dict = {"listings": n, "photo_px": photo_size, "big": big, "generate_s": time.perf_counter() - t,
                  "snapshot_mib": sum(f.stat().st_size for f in snap.rglob("*") if f.is_file()) / 2**20}  # fmt: skip
     shards = work / "shards"
     out["shard"] = measured([PY, "-m", "mmdetect.cli", "shard", str(snap), "--out", str(shards),
@@ -40,20 +44,22 @@ def one_size(n: int, work: Path, bundle: Path, steps: int, resume: bool, repeats
                              "--workers", "2"])  # fmt: skip
     out["shards_mib"] = sum(f.stat().st_size for f in shards.rglob("*") if f.is_file()) / 2**20
     pair = [("train_jsonl", snap), ("train_shards", shards)]
-    for rep in range(repeats):  # alternating order: a load swing hits both sides
+    for rep in range(1 if big else repeats):  # alternating order: a load swing hits both sides
         for name, data in pair if rep % 2 == 0 else pair[::-1]:
             r = measured([PY, __file__, "--phase", "train", "--data", str(data), "--steps",
                           str(steps)])  # fmt: skip
             out.setdefault(name, []).append({**r, **json.loads(r.pop("last_line"))})
     if not score:
         return out
-    out["predict"] = measured([PY, "-m", "mmdetect.cli", "predict", "--bundle", str(bundle),
-                               "--input", str(listings), "--out", str(work / "pred.jsonl")])  # fmt: skip
+    if not big:
+        out["predict"] = measured([PY, "-m", "mmdetect.cli", "predict", "--bundle", str(bundle),
+                                   "--input", str(listings), "--out", str(work / "pred.jsonl")])  # fmt: skip
     out["score_ray"] = measured([PY, "-m", "mmdetect.cli", "score", "--engine", "ray",
                                  "--num-cpus", "2", "--bundle", str(bundle), "--input",
                                  str(listings), "--out", str(work / "ray")])  # fmt: skip
     for k in ("predict", "score_ray"):
-        out[k]["listings_per_s"] = n / out[k]["wall_s"]
+        if k in out:
+            out[k]["listings_per_s"] = n / out[k]["wall_s"]
     if resume:
         (work / "resume").mkdir()
         out["kill_resume"] = kill_resume(shards, work / "resume")
@@ -69,6 +75,13 @@ def main() -> int:
     p.add_argument("--keep", action="store_true")
     p.add_argument("--train-repeats", type=int, default=1, help="JSONL/shards runs, alternated")
     p.add_argument("--no-score", action="store_true", help="skip predict, score and resume")
+    p.add_argument("--photo-size", type=int, default=128, help="side of the generated photos")
+    p.add_argument(
+        "--big-from",
+        type=int,
+        default=100_000,
+        help="sizes from this on: shard, one training run per source, Ray scoring only",
+    )
     p.add_argument("--json", type=Path)
     p.add_argument("--phase", choices=("train",), help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
@@ -84,7 +97,8 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         r = one_size(n, work, args.bundle, args.steps, resume=i == 0 and not args.no_score,
-                     repeats=args.train_repeats, score=not args.no_score)  # fmt: skip
+                     repeats=args.train_repeats, score=not args.no_score,
+                     photo_size=args.photo_size, big=n >= args.big_from)  # fmt: skip
         results["sizes"].append(r)
         print(json.dumps(r, indent=1), flush=True)
         if not args.keep:
