@@ -44,20 +44,27 @@ def read_log(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.endswith("}")]
 
 
+def _children(pid: int) -> list[int]:
+    """Direct children of `pid`, from /proc/PID/task/*/children (no scan of all of /proc)."""
+    kids: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return kids
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                kids += [int(x) for x in fh.read().split()]
+        except (OSError, ValueError):
+            continue
+    return kids
+
+
 def tree_rss(pid: int) -> int:
     """Resident bytes of `pid` and every descendant (Linux /proc)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    parents[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
     tree, frontier = {pid}, [pid]
     while frontier:
-        p = frontier.pop()
-        kids = [c for c, pp in parents.items() if pp == p and c not in tree]
+        kids = [c for c in _children(frontier.pop()) if c not in tree]
         tree.update(kids)
         frontier.extend(kids)
     total = 0
@@ -92,11 +99,13 @@ def measured(cmd: list[str], timeout: float = 3600) -> dict:
             "last_line": lines[-1] if lines else ""}  # fmt: skip
 
 
-def train_phase(data: str, steps: int) -> dict:
-    """`steps` optimizer steps of tiny.yaml from a snapshot directory or a shards directory."""
+def train_phase(data: str, steps: int, val_from: str = "2026-09-01") -> dict:
+    """`steps` optimizer steps of tiny.yaml from a snapshot directory (listings created from
+    `val_from` on held out, as `mmdetect shard --val-from` does) or a shards directory."""
     from mmdetect.bench.train import summarize, train_steps
 
-    kind = {"shards": data} if (Path(data) / "manifest.json").is_file() else {"snapshots": [data]}
+    shards = (Path(data) / "manifest.json").is_file()
+    kind = {"shards": data} if shards else {"snapshots": [data], "val_from": val_from}
     timer = train_steps(steps, **kind)
     timer.skip = 3
     out = summarize(timer)
