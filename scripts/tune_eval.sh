@@ -12,6 +12,9 @@
 # the runs with them), MMDETECT (the command, default .venv/bin/mmdetect). The smoke version:
 #   N_TRIALS=2 SEEDS=0 FIT_ARGS="--trainer.max_epochs=1 --trainer.limit_train_batches=4" \
 #     bash scripts/tune_eval.sh runs/tune_eval_smoke
+# Resumable: run it again on the same RUN_DIR after a kill and it tunes only the trials still
+# missing from the study (the killed trial is marked FAIL and does not count) and retrains only
+# the seeds without October figures.
 set -euo pipefail
 RUN=${1:-runs/tune_eval}
 N_TRIALS=${N_TRIALS:-12}
@@ -19,6 +22,7 @@ SEEDS=${SEEDS:-0 1 2}
 SPACE=${SPACE:-configs/tune/tiny.yaml}
 read -r -a MM <<<"${MMDETECT:-.venv/bin/mmdetect}"
 read -r -a EXTRA <<<"${FIT_ARGS:-}"
+PYTHON=${PYTHON:-.venv/bin/python}
 export HF_HUB_OFFLINE=1
 mkdir -p "$RUN"
 lscpu | grep -E '^(Model name|CPU\(s\)):' || true
@@ -26,17 +30,40 @@ grep -o -w -E 'avx2|avx512f|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '
 
 fit_args=()
 for a in "${EXTRA[@]}"; do fit_args+=("--fit-arg=$a"); done
-start=$(date +%s)
-"${MM[@]}" tune --config configs/train/tiny.yaml --space "$SPACE" \
-  --storage "sqlite:///$RUN/study.db" --study tune_eval --n-trials "$N_TRIALS" \
-  --out "$RUN/tune" "${fit_args[@]}" >"$RUN/tune.log" 2>&1
-echo "tune: $N_TRIALS trials in $(($(date +%s) - start)) s (trials.csv, summary.html in $RUN/tune)"
+# trials the study already holds (COMPLETE or PRUNED), from an earlier, killed run of this script
+done_trials=$("$PYTHON" - "$RUN/study.db" <<'PY'
+import sys
+from pathlib import Path
+import optuna
+if not Path(sys.argv[1]).exists():
+    print(0)
+    sys.exit()
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+try:
+    study = optuna.load_study(study_name="tune_eval", storage=f"sqlite:///{sys.argv[1]}")
+except KeyError:
+    print(0)
+else:
+    print(sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials))
+PY
+)
+todo=$((N_TRIALS - done_trials))
+if [ "$todo" -gt 0 ] || [ ! -f "$RUN/tune/best.yaml" ]; then
+  [ "$todo" -gt 0 ] || todo=1 # the outputs are written by a tune process: run one more trial
+  start=$(date +%s)
+  "${MM[@]}" tune --config configs/train/tiny.yaml --space "$SPACE" \
+    --storage "sqlite:///$RUN/study.db" --study tune_eval --n-trials "$todo" \
+    --out "$RUN/tune" "${fit_args[@]}" >>"$RUN/tune.log" 2>&1
+  echo "tune: $todo trials in $(($(date +%s) - start)) s after $done_trials earlier ones" \
+    "(trials.csv, summary.html in $RUN/tune)"
+fi
 
 for variant in default tuned; do
   overlay=()
   [ "$variant" = tuned ] && overlay=(--config "$RUN/tune/best.yaml")
   for seed in $SEEDS; do
     dir="$RUN/$variant/seed$seed"
+    [ -f "$dir/eval_oct/metrics.json" ] && continue # done by an earlier run
     rm -rf "$dir"
     mkdir -p "$dir"
     start=$(date +%s)
