@@ -19,6 +19,7 @@ from mmdetect.data.images import PHOTO_REASONS, ImageProblem, check_header, load
 from mmdetect.data.photos import (
     PhotoCountBatches,
     PhotoLoader,
+    draft_side,
     eval_photo,
     normalize_photos,
     uint8_steps,
@@ -217,7 +218,9 @@ def drift_listings():
 
 def test_predict_unchanged_against_the_old_path_on_drift(assets, drift_listings):
     """data_samples/drift through the tiny bundle: new path (in order, and bucketed by photo
-    count) == the old float-per-photo path (bench/legacy.py) within 1e-5, rows in input order."""
+    count) == the old float-per-photo path (bench/legacy.py) within 1e-5, rows in input order.
+    The old path decoded each photo fully, the new one at a DCT scale (draft_side: a few levels
+    of 255 apart, test above); this untrained tiny model's probabilities barely see that."""
     from mmdetect.bench.legacy import LegacyPredictor
 
     old = LegacyPredictor.from_bundle(assets.bundle, batch_size=16)
@@ -230,11 +233,47 @@ def test_predict_unchanged_against_the_old_path_on_drift(assets, drift_listings)
     np.testing.assert_allclose(new.predict_proba(drift_listings, DRIFT), got, atol=1e-6, rtol=0)
 
 
-def test_bundle_photo_settings_are_read_not_refused(assets, drift_listings):
+def test_training_and_serving_decode_photos_to_the_same_pixels(assets, drift_listings):
+    """One decode for every consumer (draft_side): the datamodule's eval dataset and the serving
+    dataset give identical uint8 photos. At the model's side a 128 px sample JPEG is decoded at a
+    DCT scale, close to a full decode + antialiased resize (JPEG-level differences, mean a few
+    levels of 255), with the resize left nothing to do."""
+    from mmdetect.data.dataset import Item
+    from mmdetect.data.pipeline import build_items_dataset
+    from mmdetect.datamodule import DetectorDataModule
+
+    pre = Predictor.from_bundle(assets.bundle).bundle.preprocess
+    size = pre["image_size"]
+    listings = [x for x in drift_listings if x.images][:8]
+    items = [Item(x, DRIFT) for x in listings]
+    dm = DetectorDataModule(tokenizer=str(assets.tokenizer), image_size=size, num_workers=0)
+    train_side = dm.build_dataset(items, train=False)
+    serve_side = build_items_dataset(items, Predictor.from_bundle(assets.bundle).tokenizer, pre)
+    full = eval_photo(size)
+    diffs = []
+    for i, x in enumerate(listings):
+        a, b = train_side[i]["photos"], serve_side[i]["photos"]
+        assert len(a) == len(b) >= 1
+        for k, (p, q) in enumerate(zip(a, b, strict=True)):
+            assert p.dtype == q.dtype == torch.uint8 and torch.equal(p, q)
+            drafted = load_image(DRIFT / x.images[k], draft_side(size))
+            assert drafted.size == (size, size)  # 128 px at a 1/4 scale: no resize left to do
+            diffs.append((p.float() - full(load_image(DRIFT / x.images[k])).float()).abs())
+    diff = torch.stack(diffs)
+    assert 0 < diff.mean() < 6 and diff.max() <= 128  # JPEG-level, not a different photo
+
+
+def test_bundle_photo_settings_are_read_not_refused(assets, tmp_path):
     """mean, std and interpolation come from preprocess.json (ImageNet bilinear when absent):
-    the photos the module receives are normalised with them, on uint8 resized with them."""
+    the photos the module receives are normalised with them, on uint8 resized with them.
+    Photos of sizes no DCT scale brings to the model's side, so that the resize has work."""
     bundle = Predictor.from_bundle(assets.bundle).bundle
-    listings = [x for x in drift_listings if x.images][:4]
+    sizes = [(75, 60), (90, 47), (50, 71), (101, 64)]
+    src = write_snapshot(tmp_path, [[f"images/p{k}.jpg"] for k in range(len(sizes))])
+    for k, wh in enumerate(sizes):
+        (tmp_path / f"images/p{k}.jpg").write_bytes(jpeg_bytes(wh, seed=k))
+    listings = read_snapshot(tmp_path).listings
+    assert src.is_file() and len(listings) == len(sizes)
     seen: list[torch.Tensor] = []
 
     def record(*inputs):
@@ -245,7 +284,7 @@ def test_bundle_photo_settings_are_read_not_refused(assets, drift_listings):
         pre = {**bundle.preprocess, **changes}
         seen.clear()
         Predictor(dataclasses.replace(bundle, preprocess=pre, module=record)).predict_proba(
-            listings, DRIFT
+            listings, tmp_path
         )
         return torch.cat(seen)
 
@@ -253,14 +292,17 @@ def test_bundle_photo_settings_are_read_not_refused(assets, drift_listings):
     base = images()
     assert torch.equal(images(interpolation="bilinear"), base)
     size = bundle.preprocess["image_size"]
-    raw = torch.stack([eval_photo(size)(load_image(DRIFT / x.images[0])) for x in listings])
+    side = draft_side(size)  # the decode every consumer uses
+    raw = torch.stack(
+        [eval_photo(size)(load_image(tmp_path / x.images[0], side)) for x in listings]
+    )
     mean, std = torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0.5, 0.25, 2.0])
     other = images(mean=mean.tolist(), std=std.tolist())
     expected = (raw.float() / 255 - mean[:, None, None]) / std[:, None, None]
     torch.testing.assert_close(other[:, 0], expected, atol=1e-6, rtol=0)
     bicubic = images(interpolation="bicubic")
     assert not torch.equal(bicubic, base)
-    ref = eval_photo(size, "bicubic")(load_image(DRIFT / listings[0].images[0]))
+    ref = eval_photo(size, "bicubic")(load_image(tmp_path / listings[0].images[0], side))
     torch.testing.assert_close(
         bicubic[0, 0],
         normalize_photos(
