@@ -104,6 +104,67 @@ def test_header_check_refuses_oversized_and_unknown_without_decoding(tmp_path, m
         assert err.value.reason == "image_corrupt"
 
 
+@pytest.mark.parametrize("whole", [True, False])  # read into memory at the open, or mapped
+def test_header_and_decode_verdicts_do_not_depend_on_reading_the_file_whole(
+    tmp_path, monkeypatch, whole
+):
+    """A photo up to READ_WHOLE_BYTES is parsed and scanned from the bytes of its one open, a
+    larger one from the file (mmap): the same sizes, pixels and refusals either way."""
+    from mmdetect.data import images as images_module
+
+    good, trunc, bad = tmp_path / "ok.jpg", tmp_path / "trunc.jpg", tmp_path / "bad.jpg"
+    good.write_bytes(jpeg_bytes((90, 70)))
+    trunc.write_bytes(jpeg_bytes((90, 70))[:-300])  # header and part of the scan kept
+    bad.write_bytes(body_corrupt_jpeg())
+    for fmt in ("PNG", "WEBP", "BMP"):
+        noise((40, 30)).save(tmp_path / f"a.{fmt.lower()}", fmt)
+        data = (tmp_path / f"a.{fmt.lower()}").read_bytes()
+        (tmp_path / f"t.{fmt.lower()}").write_bytes(data[: len(data) // 2])
+    expected = np.array(Image.open(good).convert("RGB"))
+    if not whole:
+        monkeypatch.setattr(images_module, "READ_WHOLE_BYTES", 0)
+    assert np.array_equal(np.array(load_image(good)), expected)
+    assert images_module.load_checked(good).size == (90, 70) and check_header(good) == (90, 70)
+    for fmt in ("png", "webp", "bmp"):
+        assert check_header(tmp_path / f"a.{fmt}") == (40, 30)
+        with pytest.raises(ImageProblem) as err:  # WebP: its decoder already refuses to open
+            check_header(tmp_path / f"t.{fmt}")
+        assert err.value.reason == "image_corrupt"
+    with pytest.raises(ImageProblem, match="truncated JPEG"):
+        images_module.load_checked(trunc)
+    with pytest.raises(ImageProblem) as err:
+        images_module.load_checked(bad)
+    assert err.value.reason == "image_corrupt" and err.value.header_passed
+    with pytest.raises(ImageProblem, match="not found") as err:
+        load_image(tmp_path / "gone.jpg")
+    assert err.value.reason == "image_missing"
+
+
+def test_resolving_a_plain_path_is_what_path_resolve_gives(tmp_path):
+    """resolve_image_path takes a short way for a regular file reached without `..` or
+    symlinks; the same path as Path.resolve, and the long way (with its reasons) otherwise."""
+    from mmdetect.data.images import resolve_image_path
+
+    root, outside = tmp_path / "snap", tmp_path / "outside.jpg"
+    (root / "images/sub").mkdir(parents=True)
+    for rel in ("images/a.jpg", "images/sub/b.jpg"):
+        (root / rel).write_bytes(jpeg_bytes())
+    outside.write_bytes(jpeg_bytes())
+    (root / "images/in.jpg").symlink_to(root / "images/a.jpg")
+    (root / "images/out.jpg").symlink_to(outside)
+    (root / "linkdir").symlink_to(root / "images/sub")
+    resolved = root.resolve()
+    for rel in ("images/a.jpg", "./images/a.jpg", "images//sub/b.jpg", "images/sub/../a.jpg",
+                "images/in.jpg", "linkdir/b.jpg"):  # fmt: skip
+        assert resolve_image_path(root, rel, resolved) == (root / rel).resolve(), rel
+    for rel, reason in (("images/out.jpg", "image_path_escapes"), ("../outside.jpg",
+                        "image_path_escapes"), ("images/sub", "image_missing"),
+                        ("images/a.jpg/x", "image_missing"), ("images/none.jpg", "image_missing")):  # fmt: skip
+        with pytest.raises(ImageProblem) as err:
+            resolve_image_path(root, rel, resolved)
+        assert err.value.reason == reason, rel
+
+
 def test_body_corrupt_jpeg_passes_the_header_and_fails_the_decode(tmp_path):
     path = tmp_path / "bad.jpg"
     path.write_bytes(body_corrupt_jpeg())
@@ -414,14 +475,21 @@ def test_predict_opens_each_photo_once_with_the_same_checks_and_scores(
         items = list(read_items(fh, src, tmp_path, predictor.taxonomy, before))
     ref = predictor.predict_items(items, before.photos)
 
-    opened: list[str] = []
-    real_open = Image.open
-    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(Path(fp).name)
-                        or real_open(fp, *a, **k))  # fmt: skip
+    import builtins
+
+    from mmdetect.data import images as images_module
+
+    # every open of a photo file, and every decoder opened on a file or on its bytes
+    opened, decoders = [], []
+    real_open, real_image_open = builtins.open, Image.open
+    monkeypatch.setattr(images_module, "open", lambda fp, *a, **k: opened.append(Path(fp).name)
+                        or real_open(fp, *a, **k), raising=False)  # fmt: skip
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: decoders.append(fp)
+                        or real_image_open(fp, *a, **k))  # fmt: skip
     after = RunSummary()
     with src.open("rb") as fh:
         once = list(read_items(fh, src, tmp_path, predictor.taxonomy, after, check=None))
-        assert not opened  # reading resolves paths only
+        assert not opened and not decoders  # reading resolves paths only
         chunks = [once[:2], once[2:]]
         decisions = [d for part in score_stream(predictor, chunks, after, False) for d in part]
     assert dict(after.photos.counts) == dict(before.photos.counts) == {
@@ -433,6 +501,7 @@ def test_predict_opens_each_photo_once_with_the_same_checks_and_scores(
     # still header-checked, as read_items checks every photo it keeps
     assert sorted(opened) == sorted(["trunc.jpg", *[p.split("/")[1] for p in ok], "bad.jpg",
                                      "ok4.jpg", "trunc.jpg", "ok1.jpg"])  # fmt: skip
+    assert len(decoders) == len(opened)  # the decoder parses the bytes of that one open
 
 
 @pytest.mark.parametrize("ahead", [0, 2])  # no thread (the default), a prefetch thread
