@@ -1,6 +1,6 @@
 """Where scoring's preprocessing time goes, per photo and per listing (docs/BENCHMARKS.md).
 
-    HF_HUB_OFFLINE=1 python scripts/profile_scoring.py [--limit 300]
+    HF_HUB_OFFLINE=1 python scripts/profile_scoring.py [--limit 300] [--without-model-only]
 
 A diagnostic, not a benchmark: it prints absolute times (best of 3, one torch thread) of each
 step that `Predictor` runs before the model, on data_samples/incoming with the untrained tiny
@@ -13,6 +13,9 @@ decode's.
 """
 
 import argparse
+import contextlib
+import dataclasses
+import io
 import sys
 import tempfile
 import threading
@@ -36,7 +39,7 @@ from mmdetect.data.images import (  # noqa: E402
 )
 from mmdetect.data.photos import draft_side, eval_photo  # noqa: E402
 from mmdetect.models.image import ImagePreprocess, build_transforms  # noqa: E402
-from mmdetect.predict_cli import RunSummary, read_listings  # noqa: E402
+from mmdetect.predict_cli import RunSummary, predict_main, read_listings  # noqa: E402
 from mmdetect.serve import Predictor  # noqa: E402
 
 
@@ -86,6 +89,28 @@ def gil_share(fn: Callable) -> float:
     return rates[1] / rates[0]
 
 
+def predict_without_model(bundle: Path, src: Path, root: Path, out: Path) -> float:
+    """Best of 3 seconds of `mmdetect predict` over all of `src` with the model replaced by a
+    constant after it loads: everything the CLI does that is not the model (bundle load and
+    verification included)."""
+    real_load = Predictor.load_model
+
+    def load_then_stub(self: Predictor) -> None:
+        real_load(self)
+        classes = len(self.taxonomy)
+        stub = lambda *x: torch.full((x[0].shape[0], classes), 0.5)  # noqa: E731
+        self.bundle = dataclasses.replace(self.bundle, module=stub)
+
+    argv = ["--bundle", str(bundle), "--input", str(src), "--images-root", str(root), "--out",
+            str(out)]  # fmt: skip
+    Predictor.load_model = load_then_stub
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return best_of(lambda: predict_main(argv))[0]
+    finally:
+        Predictor.load_model = real_load
+
+
 def best_of(fn: Callable, reps: int = 3) -> tuple[float, object]:
     best, out = float("inf"), None
     for _ in range(reps):
@@ -99,11 +124,19 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--snapshot", type=Path, default=Path("data_samples/incoming"))
     p.add_argument("--limit", type=int, default=300)
+    p.add_argument("--without-model-only", action="store_true",
+                   help="only time mmdetect predict with the model replaced by a constant")  # fmt: skip
     args = p.parse_args()
     torch.set_num_threads(1)
     root, src = args.snapshot, args.snapshot / "listings.jsonl"
     with tempfile.TemporaryDirectory() as tmp:
         _, bundle = export_tiny_bundle(Path(tmp), "data_samples/tokenizer", "data_samples/drift")
+        if args.without_model_only:
+            seconds = predict_without_model(bundle, src, root, Path(tmp) / "out.jsonl")
+            print(
+                f"mmdetect predict on all of {src}, model replaced by a constant: {seconds:.3f} s"
+            )
+            return 0
         predictor = Predictor.from_bundle(bundle, "cpu", 64, 0)
         start = time.perf_counter()
         listings = list(read_listings(src.open("rb"), src, root, predictor.taxonomy, RunSummary()))
@@ -120,6 +153,7 @@ def main() -> int:
         checks_s, _ = best_of(lambda: load_bundle_checks(bundle))
         gil = gil_share(lambda: Predictor.from_bundle(bundle, "cpu", 64, 0))
         batches = [b for b in predictor.batches([Item(x, root) for x in listings])]
+        stubbed_s = predict_without_model(bundle, src, root, Path(tmp) / "out.jsonl")
         opt_s = best_of(lambda: [predictor.score_batch(b) for b in batches])[0]
         noopt_s = best_of(lambda: [plain.score_batch(b) for b in batches])[0]
     per_photo = 1e3 / len(rels)
@@ -158,6 +192,8 @@ def main() -> int:
     print(f"  model on the same {len(batches)} batches: optimized {1e3 * opt_s / n:.3f} ms/listing, "
           f"plain {1e3 * noopt_s / n:.3f} ms/listing")  # fmt: skip
     print(f"  ListingDataset.__getitem__             {1e3 * getitem_s / n:6.3f} ms/listing")
+    print(f"  mmdetect predict on all of {src} with the model replaced by a constant (the rest "
+          f"of the run, bundle load included): {stubbed_s:.3f} s")  # fmt: skip
     print(f"  Predictor.predict_proba (incl. model)  {1e3 * predict_s / n:6.3f} ms/listing")
     print(
         f"  per photo: resolve path {resolve_s * per_photo:.3f} ms, PIL decode "
