@@ -35,7 +35,7 @@ SUMS_FILE = "SHA256SUMS"
 INPUT_NAMES = MODEL_INPUTS
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # export's `quantize`; int8 kernels are CPU-only. static_int8: ONNX only (ORT, calibrated)
-QUANTIZE = ("none", "dynamic_int8", "static_int8")
+QUANTIZE = ("none", "dynamic_int8", "static_int8", "hybrid_int8")  # hybrid: ONNX only, as static
 
 
 class BundleError(RuntimeError):

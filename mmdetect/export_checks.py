@@ -38,7 +38,8 @@ class ExportConfig:
     # "dynamic_int8" (quantize_linear; CPU fp32 only): 1.65x eager fp32 at batch 32 for
     # BERT-base + ResNet-50 on our AVX2 CPUs, no better than fp32 for the tiny model, whose time
     # is in the convolutions (docs/BENCHMARKS.md). Parity-gated like bf16. ONNX: ORT's
-    # dynamic_int8 (MatMul/Gemm) or static_int8 (QDQ, calibrated on the parity batches).
+    # dynamic_int8 (MatMul/Gemm), static_int8 (QDQ, calibrated on the parity batches) or
+    # hybrid_int8 (Conv as static_int8, MatMul/Gemm as dynamic_int8).
     quantize: str = "none"
     parity_listings: int = 256  # first N listings of the parity snapshot
     batch_size: int = 32

@@ -10,12 +10,13 @@ Every variant wraps the same seeded MultimodalClassifier as export does (probabi
   ts_int8_ofi         export.trace_model with quantize=dynamic_int8 + optimize_for_inference
                       (what configs/export/cpu_int8.yaml serves)
   compiled            torch.compile (inductor), optional: minutes of compilation here
-  ort_fp32, ort_int8_dynamic, ort_int8_static, aoti: mmdetect/bench/onnx_variants.py
+  ort_fp32, ort_int8_dynamic, ort_int8_static, ort_int8_hybrid, aoti:
+                      mmdetect/bench/onnx_variants.py
 Variants are timed in alternating order within each repetition. Flips: decisions (p >= 0.5)
 that differ from eager_fp32 on the same batch.
 
 The default comparison (FORMATS) is what a user picks between at export: eager fp32, the two
-TorchScript bundles (cpu.yaml, cpu_int8.yaml), ONNX Runtime fp32 / int8 dynamic / int8 static,
+TorchScript bundles (cpu.yaml, cpu_int8.yaml), ONNX Runtime fp32 / int8 dynamic / static / hybrid,
 TorchScript bf16 only on CPUs with native bf16 (emulated it is 10-20x slower), AOTInductor
 only when asked for (`--aoti`: minutes of C++ compilation per model on 2 cores).
 """

@@ -2,8 +2,10 @@
 exactly as `mmdetect export --format onnx` builds them, and torch.export + AOTInductor (.pt2).
 
   ort_fp32          export_onnx.to_onnx (dynamo, dynamic B/L/K) run by ONNX Runtime, CPU
-  ort_int8_dynamic  + quantize_dynamic: int8 MatMul/Gemm weights (configs/export/onnx_int8.yaml)
+  ort_int8_dynamic  + quantize_dynamic: int8 MatMul/Gemm weights (--quantize dynamic_int8)
   ort_int8_static   + quantize_static: QDQ Conv/MatMul/Gemm, calibrated on 2 random batches
+  ort_int8_hybrid   static Conv (calibrated as static), dynamic MatMul/Gemm (hybrid_int8:
+                    configs/export/onnx_int8.yaml)
   aoti              torch.export with the same dynamic shapes, AOTInductor-compiled (minutes)
 """
 
@@ -23,7 +25,7 @@ from mmdetect.bench.assets import random_batch
 from mmdetect.models.classifier import ModelConfig
 from mmdetect.onnx_model import OnnxModule, make_session
 
-ORT_VARIANTS = ("ort_fp32", "ort_int8_dynamic", "ort_int8_static")
+ORT_VARIANTS = ("ort_fp32", "ort_int8_dynamic", "ort_int8_static", "ort_int8_hybrid")
 
 
 def _pre(cfg: ModelConfig) -> dict:

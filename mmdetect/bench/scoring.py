@@ -3,7 +3,7 @@
 Contenders, alternated over the same listings:
   predict_cli     `mmdetect predict` (predict_main) as a user runs it: bundle load and
                   verification, reading, photo checks, batched TorchScript inference, writing;
-                  the CLI's default `--num-workers` (0: photos decoded on the prefetch thread)
+                  the CLI's default `--num-workers` (0: photos decoded in the main process)
   predict_cli_w1  the same with one DataLoader worker process
   predict_cli_w   the same with `num_workers` workers (2)
   warm_new        predict_main's loop with the Predictor already loaded (a long-lived server):
@@ -14,7 +14,7 @@ Contenders, alternated over the same listings:
   warm_old        the same loop over the data path before data/photos.py (bench/legacy.py):
                   full-decode validation, paths resolved twice, float photos per photo
   naive           what a user would write: the eager checkpoint module, one listing at a time,
-                  the HF tokenizer call and PIL + transforms inline, then json.dumps
+                  the HF tokenizer call and PIL (full decode) + transforms inline, then json.dumps
   model_only      pre-collated batches through the bundle's TorchScript module, nothing else
   read_validate   serve.read_items alone: JSON parsing and the photo header checks
   read_validate_old  the same with the old full-decode photo check
@@ -193,7 +193,10 @@ def bench_scoring(
         assert ref.keys() == naive.keys(), "the two paths scored different listings"
         dp = max(float(np.abs(np.subtract(ref[i][0], naive[i][0])).max()) for i in ref)
         same = sum(ref[i][1] == naive[i][1] for i in ref)
-        assert dp < 1e-3, f"naive and project probabilities differ by {dp:.3g}"
+        # The naive loop decodes every JPEG fully; the project at a DCT scale (photos.draft_side),
+        # a few levels of 255 apart: held to the reduced-precision export gate, not to 1e-3.
+        assert dp <= 0.02, f"naive and project probabilities differ by {dp:.3g}"
+        assert same >= 0.995 * len(ref), f"naive and project decisions agree on {same}/{len(ref)}"
         dp_paths = {}
         for name in ("cli_w1", "cli_w", "new", "serial", "bucketed", "old"):
             other = _read_scores(outs[name])

@@ -6,9 +6,12 @@ photo costs that photo, never the listing or the run.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import mmap
 import os
+import stat
 import struct
 import warnings
 from collections.abc import Callable
@@ -34,6 +37,10 @@ FULL_CHECK_PIXELS = 4_000_000
 # at most this size before the transforms see it: the model resizes to a few hundred pixels
 # anyway, and resizing 40 Mpx costs 0.45 s and 400 MB per photo, 10 Mpx a quarter of that.
 DECODE_MAX_PIXELS = 16_000_000
+# A photo file up to this size is read into memory at its one open: the decoder parses the bytes
+# (no system call per marker) and the structure check scans them (no second open, no mmap).
+# Larger files (far above any marketplace photo) stay on disk and are mapped, as before.
+READ_WHOLE_BYTES = 16 << 20
 # Decoders that are built into Pillow and read untrusted files without external programs (EPS
 # would run Ghostscript). The JPEG decoder also opens MPO, as many phones save their JPEGs.
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
@@ -65,6 +72,9 @@ def resolve_image_path(root: Path, rel: str, resolved_root: Path | None = None) 
         raise ImageProblem("image_bad_path", f"a path component is over {NAME_MAX} bytes: {rel!r}")
     try:
         root_resolved = resolved_root or root.resolve()
+        plain = _plain_file(root_resolved, rel)
+        if plain is not None:
+            return plain
         resolved = (root_resolved / rel).resolve()
         if not resolved.is_relative_to(root_resolved):
             raise ImageProblem("image_path_escapes", f"image path leaves the snapshot: {rel!r}")
@@ -74,6 +84,26 @@ def resolve_image_path(root: Path, rel: str, resolved_root: Path | None = None) 
     if not is_file:
         raise ImageProblem("image_missing", f"image file not found (or not a file): {rel!r}")
     return resolved
+
+
+def _plain_file(root_resolved: Path, rel: str) -> Path | None:
+    """root_resolved / rel when that is a regular file reached without `..` or any symlink: then
+    it is what Path.resolve returns, found at one lstat per component of `rel` instead of a walk
+    from /. None for anything else (missing, a symlink, `..`): the caller resolves it in full,
+    with its reasons."""
+    parts = Path(rel).parts
+    if not parts or ".." in parts:
+        return None
+    path = str(root_resolved)
+    try:
+        for part in parts:
+            path = os.path.join(path, part)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                return None
+    except (OSError, ValueError):
+        return None
+    return Path(path) if stat.S_ISREG(mode) else None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -108,16 +138,20 @@ def _check_size(img: Image.Image, path: Path) -> None:
         raise ImageProblem("image_bad_shape", f"{path.name}: {w}x{h}: aspect over {MAX_ASPECT}:1")
 
 
-def _open(path: Path, use: Callable[[Image.Image], T]) -> T:
-    """Open with the allowed decoders, check the header's size, run `use(img)`; ImageProblem for
-    anything that goes wrong (hostile bytes reach decoder code paths that raise odd types)."""
+def _open(path: Path, use: Callable[[Image.Image, bytes | None], T]) -> T:
+    """Open with the allowed decoders, check the header's size, run `use(img, data)` (data: the
+    file's bytes when it was read whole, READ_WHOLE_BYTES; else None); ImageProblem for anything
+    that goes wrong (hostile bytes reach decoder code paths that raise odd types)."""
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=FORMATS) as img:
+            with open(path, "rb") as fh:
+                small = os.fstat(fh.fileno()).st_size <= READ_WHOLE_BYTES
+                data = fh.read() if small else None
+            with Image.open(io.BytesIO(data) if small else path, formats=FORMATS) as img:
                 _check_size(img, path)
-                return use(img)
+                return use(img, data)
     except ImageProblem:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -152,7 +186,7 @@ def load_image(path: Path, min_side: int | None = None) -> Image.Image:
     reason on any failure. With `min_side`, a JPEG is decoded at the smallest DCT scale (1/2,
     1/4, 1/8) that keeps both sides at least `min_side` (PIL draft mode: less work, other pixels
     than a full decode, so every consumer of one model must pass the same value)."""
-    return _open(path, lambda img: _decode(img, min_side))
+    return _open(path, lambda img, _: _decode(img, min_side))
 
 
 def load_checked(
@@ -163,8 +197,8 @@ def load_checked(
     `header_passed` says whether the failure came after the header check (in the decode)."""
     passed = []
 
-    def use(img: Image.Image) -> Image.Image | None:
-        _check_complete(img, path)
+    def use(img: Image.Image, data: bytes | None) -> Image.Image | None:
+        _check_complete(img, path, data)
         passed.append(True)
         return _decode(img, min_side) if decode else None
 
@@ -183,7 +217,7 @@ def check_image(path: Path) -> tuple[int, int]:
     without inflating, other formats are checked by header only.
     """
 
-    def check(img: Image.Image) -> tuple[int, int]:
+    def check(img: Image.Image, _: bytes | None) -> tuple[int, int]:
         w, h = img.size
         if w * h <= FULL_CHECK_PIXELS:
             img.load()
@@ -206,21 +240,30 @@ def check_header(path: Path) -> tuple[int, int]:
     WebP: the RIFF length; BMP: the declared file size; TIFF: every strip or tile inside the
     file). A body that is corrupt anyway is found by the data loader, which drops that photo and
     counts it (ListingDataset)."""
-    return _open(path, lambda img: _check_complete(img, path))
+    return _open(path, lambda img, data: _check_complete(img, path, data))
 
 
-def _check_complete(img: Image.Image, path: Path) -> tuple[int, int]:
-    size, fmt, ok = os.path.getsize(path), img.format, True
+def _check_complete(img: Image.Image, path: Path, data: bytes | None = None) -> tuple[int, int]:
+    """The structure look of check_header, on the file's bytes when `_open` read them whole."""
+    size = len(data) if data is not None else os.path.getsize(path)
+    fmt, ok = img.format, True
     if fmt in ("JPEG", "MPO", "PNG"):
-        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        with contextlib.ExitStack() as stack:
+            buf = data
+            if buf is None:
+                fh = stack.enter_context(open(path, "rb"))
+                buf = stack.enter_context(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
             if fmt == "PNG":
-                ok = mm.rfind(b"IEND") >= 0
+                ok = buf.rfind(b"IEND") >= 0
             else:  # FF D9 cannot occur inside entropy-coded data (an FF byte there is FF 00)
-                sos = mm.find(b"\xff\xda")
-                ok = sos >= 0 and mm.find(b"\xff\xd9", sos) >= 0
+                sos = buf.find(b"\xff\xda")
+                ok = sos >= 0 and buf.find(b"\xff\xd9", sos) >= 0
     elif fmt in ("WEBP", "BMP"):
-        with open(path, "rb") as fh:
-            head = fh.read(8)
+        if data is not None:
+            head = data[:8]
+        else:
+            with open(path, "rb") as fh:
+                head = fh.read(8)
         if fmt == "WEBP":
             ok = struct.unpack("<I", head[4:8])[0] + 8 <= size
         else:  # the declared file size; 0 when the writer left it unset

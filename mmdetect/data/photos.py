@@ -21,14 +21,17 @@ from torchvision.transforms import v2
 
 from mmdetect.data.normalization import IMAGENET_MEAN, IMAGENET_STD, interpolation_mode
 
-# A JPEG at least this many times the model's side is decoded at a DCT scale (1/2 to 1/8) that
-# keeps it above that: a 4000 px photo for a 224 px model decodes at 1000 px, 16x fewer pixels.
-# Smaller photos decode fully, so they give exactly the pixels they always gave.
-DRAFT_FACTOR = 4
+# A JPEG is decoded at the smallest DCT scale (1/2 to 1/8) that keeps both sides at least this
+# many times the model's side: a 4000 px photo for a 224 px model decodes at 500 px, a 128 px
+# one for a 64 px model at 64 px (its resize then does nothing). libjpeg's scaled IDCT filters
+# as it shrinks; the pixels differ a little from a full decode + antialiased resize (data_samples
+# at 64 px: mean 2.8, max 98 levels of 255, docs/BENCHMARKS.md run G). Training (datamodule),
+# serving (pipeline), shards and Ray all decode through draft_side: the same pixels everywhere.
+DRAFT_FACTOR = 1
 
 
 def draft_side(image_size: int) -> int:
-    """The `min_side` ListingDataset passes to load_image for a model of this photo side."""
+    """The `min_side` every photo consumer passes to load_image for a model of this photo side."""
     return DRAFT_FACTOR * image_size
 
 

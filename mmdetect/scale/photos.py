@@ -3,7 +3,7 @@ packed per listing into one bytes value.
 
 A photo whose shorter side is already at most the training side keeps its pixels exactly (a
 JPEG its original bytes, any other format a lossless PNG), so it gives the same tensors as the
-JSONL path. A larger one is resized as the eval transform resizes it (shorter side to the
+JSONL path. A larger one (a JPEG decoded at a DCT scale included) is resized as the eval transform resizes it (shorter side to the
 training side, antialiased) and re-encoded once as JPEG: the only difference from the JSONL path
 is that re-encoding (q95 4:4:4 on data_samples at 64 px: 0.9 levels of 255 mean absolute
 difference per photo, 1.6 at most; tests/unit/test_shard.py).
@@ -38,7 +38,9 @@ def encode_photo(path: Path, size: int, quality: int, interpolation: str = "bili
     """One checked photo as stored bytes (see the module docstring); ImageProblem on failure."""
     img = load_image(path, draft_side(size))  # exactly ListingDataset's decode
     buf = io.BytesIO()
-    if min(img.size) <= size:
+    with Image.open(path, formats=FORMATS) as head:  # a draft decode gave fewer pixels than these
+        decoded_fully = head.size == img.size
+    if min(img.size) <= size and decoded_fully:
         raw = path.read_bytes()
         if raw[:3] == b"\xff\xd8\xff":  # a JPEG: its own bytes decode to the same pixels
             return raw

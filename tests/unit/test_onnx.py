@@ -201,8 +201,8 @@ def test_evaluate_and_promote_accept_an_onnx_bundle(assets, pair: Pair, tmp_path
     assert Predictor.from_bundle(resolve_current(reg)).bundle.meta["format"] == "onnx"
 
 
-@pytest.mark.slow  # two more exports of the tiny model (about a minute on 2 shared cores)
-@pytest.mark.parametrize("mode", ["dynamic_int8", "static_int8"])
+@pytest.mark.slow  # three more exports of the tiny model (about a minute on 2 shared cores)
+@pytest.mark.parametrize("mode", ["dynamic_int8", "static_int8", "hybrid_int8"])
 def test_onnx_int8_exports_pass_the_reduced_precision_gate(assets, tmp_path, mode, capsys):
     out = tmp_path / mode
     cfg = small_config(format="onnx", quantize=mode)
@@ -213,8 +213,14 @@ def test_onnx_int8_exports_pass_the_reduced_precision_gate(assets, tmp_path, mod
         assert 0 < fig["max_abs_diff"] <= 0.02 and fig["class_agreement"] >= 0.995
     model = onnx.load(str(out / ONNX_FILE))
     ops = {node.op_type for node in model.graph.node}
-    want = "DynamicQuantizeLinear" if mode == "dynamic_int8" else "QuantizeLinear"
-    assert want in ops, sorted(ops)
+    want = {"dynamic_int8": {"DynamicQuantizeLinear"}, "static_int8": {"QuantizeLinear"},
+            "hybrid_int8": {"DynamicQuantizeLinear", "QuantizeLinear"}}[mode]  # fmt: skip
+    assert want <= ops, sorted(ops)
+    if mode == "hybrid_int8":  # static around the convolutions; MatMul/Gemm stay dynamic
+        quantized = {n.output[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+        dq = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+        users = {n.op_type for n in model.graph.node for i in n.input if dq.get(i) in quantized}
+        assert "Conv" in users and not users & {"MatMul", "Gemm", "MatMulInteger"}, users
     meta = json.loads((out / "meta.json").read_text())
     assert (meta["format"], meta["quantize"]) == ("onnx", mode)
     assert B.load_bundle(out).device.type == "cpu"

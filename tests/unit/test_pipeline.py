@@ -19,6 +19,7 @@ from mmdetect.data.images import PHOTO_REASONS, ImageProblem, check_header, load
 from mmdetect.data.photos import (
     PhotoCountBatches,
     PhotoLoader,
+    draft_side,
     eval_photo,
     normalize_photos,
     uint8_steps,
@@ -101,6 +102,67 @@ def test_header_check_refuses_oversized_and_unknown_without_decoding(tmp_path, m
         with pytest.raises(ImageProblem) as err:
             check_header(path)
         assert err.value.reason == "image_corrupt"
+
+
+@pytest.mark.parametrize("whole", [True, False])  # read into memory at the open, or mapped
+def test_header_and_decode_verdicts_do_not_depend_on_reading_the_file_whole(
+    tmp_path, monkeypatch, whole
+):
+    """A photo up to READ_WHOLE_BYTES is parsed and scanned from the bytes of its one open, a
+    larger one from the file (mmap): the same sizes, pixels and refusals either way."""
+    from mmdetect.data import images as images_module
+
+    good, trunc, bad = tmp_path / "ok.jpg", tmp_path / "trunc.jpg", tmp_path / "bad.jpg"
+    good.write_bytes(jpeg_bytes((90, 70)))
+    trunc.write_bytes(jpeg_bytes((90, 70))[:-300])  # header and part of the scan kept
+    bad.write_bytes(body_corrupt_jpeg())
+    for fmt in ("PNG", "WEBP", "BMP"):
+        noise((40, 30)).save(tmp_path / f"a.{fmt.lower()}", fmt)
+        data = (tmp_path / f"a.{fmt.lower()}").read_bytes()
+        (tmp_path / f"t.{fmt.lower()}").write_bytes(data[: len(data) // 2])
+    expected = np.array(Image.open(good).convert("RGB"))
+    if not whole:
+        monkeypatch.setattr(images_module, "READ_WHOLE_BYTES", 0)
+    assert np.array_equal(np.array(load_image(good)), expected)
+    assert images_module.load_checked(good).size == (90, 70) and check_header(good) == (90, 70)
+    for fmt in ("png", "webp", "bmp"):
+        assert check_header(tmp_path / f"a.{fmt}") == (40, 30)
+        with pytest.raises(ImageProblem) as err:  # WebP: its decoder already refuses to open
+            check_header(tmp_path / f"t.{fmt}")
+        assert err.value.reason == "image_corrupt"
+    with pytest.raises(ImageProblem, match="truncated JPEG"):
+        images_module.load_checked(trunc)
+    with pytest.raises(ImageProblem) as err:
+        images_module.load_checked(bad)
+    assert err.value.reason == "image_corrupt" and err.value.header_passed
+    with pytest.raises(ImageProblem, match="not found") as err:
+        load_image(tmp_path / "gone.jpg")
+    assert err.value.reason == "image_missing"
+
+
+def test_resolving_a_plain_path_is_what_path_resolve_gives(tmp_path):
+    """resolve_image_path takes a short way for a regular file reached without `..` or
+    symlinks; the same path as Path.resolve, and the long way (with its reasons) otherwise."""
+    from mmdetect.data.images import resolve_image_path
+
+    root, outside = tmp_path / "snap", tmp_path / "outside.jpg"
+    (root / "images/sub").mkdir(parents=True)
+    for rel in ("images/a.jpg", "images/sub/b.jpg"):
+        (root / rel).write_bytes(jpeg_bytes())
+    outside.write_bytes(jpeg_bytes())
+    (root / "images/in.jpg").symlink_to(root / "images/a.jpg")
+    (root / "images/out.jpg").symlink_to(outside)
+    (root / "linkdir").symlink_to(root / "images/sub")
+    resolved = root.resolve()
+    for rel in ("images/a.jpg", "./images/a.jpg", "images//sub/b.jpg", "images/sub/../a.jpg",
+                "images/in.jpg", "linkdir/b.jpg"):  # fmt: skip
+        assert resolve_image_path(root, rel, resolved) == (root / rel).resolve(), rel
+    for rel, reason in (("images/out.jpg", "image_path_escapes"), ("../outside.jpg",
+                        "image_path_escapes"), ("images/sub", "image_missing"),
+                        ("images/a.jpg/x", "image_missing"), ("images/none.jpg", "image_missing")):  # fmt: skip
+        with pytest.raises(ImageProblem) as err:
+            resolve_image_path(root, rel, resolved)
+        assert err.value.reason == reason, rel
 
 
 def test_body_corrupt_jpeg_passes_the_header_and_fails_the_decode(tmp_path):
@@ -217,7 +279,9 @@ def drift_listings():
 
 def test_predict_unchanged_against_the_old_path_on_drift(assets, drift_listings):
     """data_samples/drift through the tiny bundle: new path (in order, and bucketed by photo
-    count) == the old float-per-photo path (bench/legacy.py) within 1e-5, rows in input order."""
+    count) == the old float-per-photo path (bench/legacy.py) within 1e-5, rows in input order.
+    The old path decoded each photo fully, the new one at a DCT scale (draft_side: a few levels
+    of 255 apart, test above); this untrained tiny model's probabilities barely see that."""
     from mmdetect.bench.legacy import LegacyPredictor
 
     old = LegacyPredictor.from_bundle(assets.bundle, batch_size=16)
@@ -230,11 +294,47 @@ def test_predict_unchanged_against_the_old_path_on_drift(assets, drift_listings)
     np.testing.assert_allclose(new.predict_proba(drift_listings, DRIFT), got, atol=1e-6, rtol=0)
 
 
-def test_bundle_photo_settings_are_read_not_refused(assets, drift_listings):
+def test_training_and_serving_decode_photos_to_the_same_pixels(assets, drift_listings):
+    """One decode for every consumer (draft_side): the datamodule's eval dataset and the serving
+    dataset give identical uint8 photos. At the model's side a 128 px sample JPEG is decoded at a
+    DCT scale, close to a full decode + antialiased resize (JPEG-level differences, mean a few
+    levels of 255), with the resize left nothing to do."""
+    from mmdetect.data.dataset import Item
+    from mmdetect.data.pipeline import build_items_dataset
+    from mmdetect.datamodule import DetectorDataModule
+
+    pre = Predictor.from_bundle(assets.bundle).bundle.preprocess
+    size = pre["image_size"]
+    listings = [x for x in drift_listings if x.images][:8]
+    items = [Item(x, DRIFT) for x in listings]
+    dm = DetectorDataModule(tokenizer=str(assets.tokenizer), image_size=size, num_workers=0)
+    train_side = dm.build_dataset(items, train=False)
+    serve_side = build_items_dataset(items, Predictor.from_bundle(assets.bundle).tokenizer, pre)
+    full = eval_photo(size)
+    diffs = []
+    for i, x in enumerate(listings):
+        a, b = train_side[i]["photos"], serve_side[i]["photos"]
+        assert len(a) == len(b) >= 1
+        for k, (p, q) in enumerate(zip(a, b, strict=True)):
+            assert p.dtype == q.dtype == torch.uint8 and torch.equal(p, q)
+            drafted = load_image(DRIFT / x.images[k], draft_side(size))
+            assert drafted.size == (size, size)  # 128 px at a 1/4 scale: no resize left to do
+            diffs.append((p.float() - full(load_image(DRIFT / x.images[k])).float()).abs())
+    diff = torch.stack(diffs)
+    assert 0 < diff.mean() < 6 and diff.max() <= 128  # JPEG-level, not a different photo
+
+
+def test_bundle_photo_settings_are_read_not_refused(assets, tmp_path):
     """mean, std and interpolation come from preprocess.json (ImageNet bilinear when absent):
-    the photos the module receives are normalised with them, on uint8 resized with them."""
+    the photos the module receives are normalised with them, on uint8 resized with them.
+    Photos of sizes no DCT scale brings to the model's side, so that the resize has work."""
     bundle = Predictor.from_bundle(assets.bundle).bundle
-    listings = [x for x in drift_listings if x.images][:4]
+    sizes = [(75, 60), (90, 47), (50, 71), (101, 64)]
+    src = write_snapshot(tmp_path, [[f"images/p{k}.jpg"] for k in range(len(sizes))])
+    for k, wh in enumerate(sizes):
+        (tmp_path / f"images/p{k}.jpg").write_bytes(jpeg_bytes(wh, seed=k))
+    listings = read_snapshot(tmp_path).listings
+    assert src.is_file() and len(listings) == len(sizes)
     seen: list[torch.Tensor] = []
 
     def record(*inputs):
@@ -245,7 +345,7 @@ def test_bundle_photo_settings_are_read_not_refused(assets, drift_listings):
         pre = {**bundle.preprocess, **changes}
         seen.clear()
         Predictor(dataclasses.replace(bundle, preprocess=pre, module=record)).predict_proba(
-            listings, DRIFT
+            listings, tmp_path
         )
         return torch.cat(seen)
 
@@ -253,14 +353,17 @@ def test_bundle_photo_settings_are_read_not_refused(assets, drift_listings):
     base = images()
     assert torch.equal(images(interpolation="bilinear"), base)
     size = bundle.preprocess["image_size"]
-    raw = torch.stack([eval_photo(size)(load_image(DRIFT / x.images[0])) for x in listings])
+    side = draft_side(size)  # the decode every consumer uses
+    raw = torch.stack(
+        [eval_photo(size)(load_image(tmp_path / x.images[0], side)) for x in listings]
+    )
     mean, std = torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0.5, 0.25, 2.0])
     other = images(mean=mean.tolist(), std=std.tolist())
     expected = (raw.float() / 255 - mean[:, None, None]) / std[:, None, None]
     torch.testing.assert_close(other[:, 0], expected, atol=1e-6, rtol=0)
     bicubic = images(interpolation="bicubic")
     assert not torch.equal(bicubic, base)
-    ref = eval_photo(size, "bicubic")(load_image(DRIFT / listings[0].images[0]))
+    ref = eval_photo(size, "bicubic")(load_image(tmp_path / listings[0].images[0], side))
     torch.testing.assert_close(
         bicubic[0, 0],
         normalize_photos(
@@ -372,14 +475,21 @@ def test_predict_opens_each_photo_once_with_the_same_checks_and_scores(
         items = list(read_items(fh, src, tmp_path, predictor.taxonomy, before))
     ref = predictor.predict_items(items, before.photos)
 
-    opened: list[str] = []
-    real_open = Image.open
-    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(Path(fp).name)
-                        or real_open(fp, *a, **k))  # fmt: skip
+    import builtins
+
+    from mmdetect.data import images as images_module
+
+    # every open of a photo file, and every decoder opened on a file or on its bytes
+    opened, decoders = [], []
+    real_open, real_image_open = builtins.open, Image.open
+    monkeypatch.setattr(images_module, "open", lambda fp, *a, **k: opened.append(Path(fp).name)
+                        or real_open(fp, *a, **k), raising=False)  # fmt: skip
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: decoders.append(fp)
+                        or real_image_open(fp, *a, **k))  # fmt: skip
     after = RunSummary()
     with src.open("rb") as fh:
         once = list(read_items(fh, src, tmp_path, predictor.taxonomy, after, check=None))
-        assert not opened  # reading resolves paths only
+        assert not opened and not decoders  # reading resolves paths only
         chunks = [once[:2], once[2:]]
         decisions = [d for part in score_stream(predictor, chunks, after, False) for d in part]
     assert dict(after.photos.counts) == dict(before.photos.counts) == {
@@ -391,6 +501,7 @@ def test_predict_opens_each_photo_once_with_the_same_checks_and_scores(
     # still header-checked, as read_items checks every photo it keeps
     assert sorted(opened) == sorted(["trunc.jpg", *[p.split("/")[1] for p in ok], "bad.jpg",
                                      "ok4.jpg", "trunc.jpg", "ok1.jpg"])  # fmt: skip
+    assert len(decoders) == len(opened)  # the decoder parses the bytes of that one open
 
 
 @pytest.mark.parametrize("ahead", [0, 2])  # no thread (the default), a prefetch thread
