@@ -1,11 +1,11 @@
 """Photos in shards: decoded once with the training path's decode, shrunk to the training side,
 packed per listing into one bytes value.
 
-A photo whose shorter side is already at most the training side keeps its pixels exactly (a
-JPEG its original bytes, any other format a lossless PNG), so it gives the same tensors as the
-JSONL path. A larger one (a JPEG decoded at a DCT scale included) is resized as the eval transform resizes it (shorter side to the
-training side, antialiased) and re-encoded once as JPEG: the only difference from the JSONL path
-is that re-encoding (q95 4:4:4 on data_samples at 64 px: 0.9 levels of 255 mean absolute
+A photo decoded fully whose shorter side is already at most the training side keeps its pixels
+exactly (a JPEG its original bytes, any other format a lossless PNG), so it gives the same
+tensors as the JSONL path. A larger one, or a JPEG decoded at a DCT scale, is resized as the
+eval transform resizes it (shorter side to the training side, antialiased) and re-encoded once
+as JPEG: the only difference from the JSONL path is that re-encoding (q95 4:4:4 on data_samples at 64 px: 0.9 levels of 255 mean absolute
 difference per photo, 1.6 at most; tests/unit/test_shard.py).
 """
 
