@@ -6,8 +6,8 @@ ONNX Runtime int8: `dynamic_int8` (quantize_dynamic: int8 weights of every MatMu
 activations quantized per call, as torch's dynamic quantization of nn.Linear), `static_int8`
 (quantize_static, QDQ, activation ranges calibrated on the export's parity batches) or
 `hybrid_int8` (the convolutions static as in static_int8, the MatMul/Gemm dynamic as in
-dynamic_int8: fp32 convolutions were ~40 % of a dynamic_int8 BERT-base + ResNet-50 call). export.py
-then gates the result exactly as it gates TorchScript.
+dynamic_int8: fp32 convolutions were ~35 % of a dynamic_int8 BERT-base + ResNet-50 call,
+docs/BENCHMARKS.md run G). export.py then gates the result exactly as it gates TorchScript.
 """
 
 from __future__ import annotations

@@ -189,6 +189,18 @@ def load_image(path: Path, min_side: int | None = None) -> Image.Image:
     return _open(path, lambda img, _: _decode(img, min_side))
 
 
+def load_image_full(path: Path, min_side: int | None = None) -> tuple[Image.Image, bool]:
+    """load_image, and whether those are all the pixels the file declares (False when decoded at
+    a DCT scale or shrunk to DECODE_MAX_PIXELS), from the same open."""
+
+    def use(img: Image.Image, _: bytes | None) -> tuple[Image.Image, bool]:
+        declared = img.size  # draft() changes img.size
+        rgb = _decode(img, min_side)
+        return rgb, rgb.size == declared
+
+    return _open(path, use)
+
+
 def load_checked(
     path: Path, min_side: int | None = None, decode: bool = True
 ) -> Image.Image | None:

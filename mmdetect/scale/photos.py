@@ -20,7 +20,7 @@ import torch
 import torchvision.transforms.v2.functional as F
 from PIL import Image
 
-from mmdetect.data.images import FORMATS, ImageProblem, load_image, to_rgb
+from mmdetect.data.images import FORMATS, ImageProblem, load_image_full, to_rgb
 from mmdetect.data.photos import draft_side, interpolation_mode
 
 MAGIC = b"MMP1"
@@ -36,10 +36,8 @@ def shrink(img: Image.Image, size: int, interpolation: str) -> Image.Image:
 
 def encode_photo(path: Path, size: int, quality: int, interpolation: str = "bilinear") -> bytes:
     """One checked photo as stored bytes (see the module docstring); ImageProblem on failure."""
-    img = load_image(path, draft_side(size))  # exactly ListingDataset's decode
+    img, decoded_fully = load_image_full(path, draft_side(size))  # exactly ListingDataset's decode
     buf = io.BytesIO()
-    with Image.open(path, formats=FORMATS) as head:  # a draft decode gave fewer pixels than these
-        decoded_fully = head.size == img.size
     if min(img.size) <= size and decoded_fully:
         raw = path.read_bytes()
         if raw[:3] == b"\xff\xd8\xff":  # a JPEG: its own bytes decode to the same pixels

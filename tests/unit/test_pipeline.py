@@ -15,7 +15,13 @@ from PIL import Image, ImageFile
 
 from mmdetect.bundle import BundleError
 from mmdetect.data.dataset import Item, ListingDataset, collate_listings
-from mmdetect.data.images import PHOTO_REASONS, ImageProblem, check_header, load_image
+from mmdetect.data.images import (
+    PHOTO_REASONS,
+    ImageProblem,
+    check_header,
+    load_image,
+    load_image_full,
+)
 from mmdetect.data.photos import (
     PhotoCountBatches,
     PhotoLoader,
@@ -605,3 +611,16 @@ def test_predict_cli_reports_a_corrupt_model_loaded_while_reading(assets, tmp_pa
     assert "error:" in err and "model.ts: cannot load TorchScript" in err
     assert not out.exists() and not partial_path(out).exists()
     assert sorted(p.name for p in out.parent.iterdir()) == []
+
+
+def test_load_image_full_says_whether_the_file_gave_all_its_pixels(tmp_path):
+    """The shard writer keeps a photo's own bytes only when it was decoded fully: a JPEG decoded
+    at a DCT scale is not, even when the scaled size equals the model's side."""
+    path = tmp_path / "p.jpg"
+    path.write_bytes(jpeg_bytes((128, 128)))
+    scaled, full = load_image_full(path, 64)
+    assert (scaled.size, full) == ((64, 64), False)
+    whole, full = load_image_full(path, 128)
+    assert (whole.size, full) == ((128, 128), True)
+    assert np.array_equal(np.asarray(whole), np.asarray(load_image(path)))
+    assert np.array_equal(np.asarray(scaled), np.asarray(load_image(path, 64)))
