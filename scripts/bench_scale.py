@@ -7,7 +7,7 @@
 `--source traffic` (default): the sample generator's traffic snapshot (September and October at
 marketplace prevalence; photos without a cue come from a shared pool, so disk stays bounded and
 200k listings generate in minutes); validation from 2026-10-01. `--source train`: the labeled
-train/ snapshot (every photo drawn for its listing, ~15 ms a listing), validation from 2026-09-01.
+train/ snapshot (every photo drawn for its listing: minutes per 10k), validation from 2026-09-01.
 Each size's synthetic data (listings + photos) is deleted after it is measured (--keep keeps it).
 `--phase train --data DIR --steps N` is the child process that times training steps.
 """
