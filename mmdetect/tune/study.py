@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -101,6 +102,7 @@ def open_study(url: str, name: str, space: Space, pruner: Any = None) -> optuna.
         storage=storage, study_name=name, load_if_exists=True, directions=space.directions,
         sampler=make_sampler(space.sampler, str(space.path)), pruner=pruner,
     )  # fmt: skip
+    resume_seed(study, space)
     have = [d.name.lower() for d in study.directions]
     if have != space.directions:
         raise StudyError(
@@ -115,6 +117,18 @@ def open_study(url: str, name: str, space: Space, pruner: Any = None) -> optuna.
             f"{list(space.objectives)}: use another --study"
         )
     return study
+
+
+def resume_seed(study: optuna.Study, space: Space) -> None:
+    """A seeded sampler restarts its random stream in every process: a run that resumes (or
+    joins) a study already holding N trials would draw the same first configurations again (a
+    killed 12-trial run resumed after 5 repeated trials 0-4 exactly). Seeded by (seed, N)
+    instead, it continues with new draws and stays reproducible for the same study state."""
+    seed, done = space.sampler.get("seed"), len(study.trials)
+    if seed is None or not done:
+        return
+    derived = int(np.random.SeedSequence([int(seed), done]).generate_state(1)[0])
+    study.sampler = make_sampler({**space.sampler, "seed": derived}, str(space.path))
 
 
 def is_trial_child(pid: int, run_dir: str) -> bool:

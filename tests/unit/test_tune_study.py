@@ -210,3 +210,18 @@ def test_every_sampler_and_pruner_a_space_may_name_is_built() -> None:
     assert isinstance(study.make_pruner({"name": "none"}), optuna.pruners.NopPruner)
     with pytest.raises(study.StudyError, match="space.yaml: sampler tpe: "):
         study.make_sampler({"name": "tpe", "n_startup_trial": 3}, "space.yaml")
+
+
+def test_a_resumed_seeded_study_draws_new_configurations_reproducibly(tmp_path) -> None:
+    """TPE's first draws are random: a second `tune` on the same study must not repeat them."""
+
+    def lrs(study: optuna.Study) -> list[float]:
+        return [t.params["model.lr"] for t in study.get_trials()]
+
+    first = lrs(tune(make_run(tmp_path), 3, None, fake_values))
+    again = lrs(tune(make_run(tmp_path), 3, None, fake_values))[3:]  # a second process, resumed
+    assert len(set(first + again)) == 6  # not the first three again
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    assert lrs(tune(make_run(twin), 3, None, fake_values)) == first  # seed 0, empty study
+    assert lrs(tune(make_run(twin), 3, None, fake_values))[3:] == again  # same state, same draws
