@@ -14,7 +14,8 @@
 #     bash scripts/tune_eval.sh runs/tune_eval_smoke
 # Resumable: run it again on the same RUN_DIR after a kill and it tunes only the trials still
 # missing from the study (the killed trial is marked FAIL and does not count) and retrains only
-# the seeds without October figures.
+# the seeds without October figures. A larger N_TRIALS on the same RUN_DIR extends the study; if
+# that changes best.yaml, the tuned seeds are retrained (RUN/tuned/best.yaml is what they used).
 set -euo pipefail
 RUN=${1:-runs/tune_eval}
 N_TRIALS=${N_TRIALS:-12}
@@ -60,7 +61,13 @@ fi
 
 for variant in default tuned; do
   overlay=()
-  [ "$variant" = tuned ] && overlay=(--config "$RUN/tune/best.yaml")
+  if [ "$variant" = tuned ]; then
+    overlay=(--config "$RUN/tune/best.yaml")
+    # retrained from an older best.yaml (the study has grown since): retrain from the new one
+    cmp -s "$RUN/tune/best.yaml" "$RUN/tuned/best.yaml" || rm -rf "$RUN/tuned"
+    mkdir -p "$RUN/tuned"
+    cp "$RUN/tune/best.yaml" "$RUN/tuned/best.yaml"
+  fi
   for seed in $SEEDS; do
     dir="$RUN/$variant/seed$seed"
     [ -f "$dir/eval_oct/metrics.json" ] && continue # done by an earlier run
