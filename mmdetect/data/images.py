@@ -189,14 +189,17 @@ def load_image(path: Path, min_side: int | None = None) -> Image.Image:
     return _open(path, lambda img, _: _decode(img, min_side))
 
 
-def load_image_full(path: Path, min_side: int | None = None) -> tuple[Image.Image, bool]:
-    """load_image, and whether those are all the pixels the file declares (False when decoded at
-    a DCT scale or shrunk to DECODE_MAX_PIXELS), from the same open."""
+def load_image_full(path: Path, min_side: int | None = None) -> tuple[Image.Image, bytes | None]:
+    """load_image, and the file's bytes when those are all the pixels it declares (None when
+    decoded at a DCT scale or shrunk to DECODE_MAX_PIXELS): the bytes of the same open, read
+    again only for a file over READ_WHOLE_BYTES."""
 
-    def use(img: Image.Image, _: bytes | None) -> tuple[Image.Image, bool]:
+    def use(img: Image.Image, data: bytes | None) -> tuple[Image.Image, bytes | None]:
         declared = img.size  # draft() changes img.size
         rgb = _decode(img, min_side)
-        return rgb, rgb.size == declared
+        if rgb.size != declared:
+            return rgb, None
+        return rgb, data if data is not None else path.read_bytes()
 
     return _open(path, use)
 

@@ -5,8 +5,9 @@ A photo decoded fully whose shorter side is already at most the training side ke
 exactly (a JPEG its original bytes, any other format a lossless PNG), so it gives the same
 tensors as the JSONL path. A larger one, or a JPEG decoded at a DCT scale, is resized as the
 eval transform resizes it (shorter side to the training side, antialiased) and re-encoded once
-as JPEG: the only difference from the JSONL path is that re-encoding (q95 4:4:4 on data_samples at 64 px: 0.9 levels of 255 mean absolute
-difference per photo, 1.6 at most; tests/unit/test_shard.py).
+as JPEG: the only difference from the JSONL path is that re-encoding (q95 4:4:4 on data_samples
+at 64 px: 0.9 levels of 255 mean absolute difference per photo, 1.6 at most;
+tests/unit/test_shard.py).
 """
 
 from __future__ import annotations
@@ -36,10 +37,9 @@ def shrink(img: Image.Image, size: int, interpolation: str) -> Image.Image:
 
 def encode_photo(path: Path, size: int, quality: int, interpolation: str = "bilinear") -> bytes:
     """One checked photo as stored bytes (see the module docstring); ImageProblem on failure."""
-    img, decoded_fully = load_image_full(path, draft_side(size))  # exactly ListingDataset's decode
+    img, raw = load_image_full(path, draft_side(size))  # exactly ListingDataset's decode
     buf = io.BytesIO()
-    if min(img.size) <= size and decoded_fully:
-        raw = path.read_bytes()
+    if min(img.size) <= size and raw is not None:  # decoded fully: these bytes give its pixels
         if raw[:3] == b"\xff\xd8\xff":  # a JPEG: its own bytes decode to the same pixels
             return raw
         img.save(buf, format="PNG", compress_level=1)

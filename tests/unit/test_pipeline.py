@@ -613,14 +613,18 @@ def test_predict_cli_reports_a_corrupt_model_loaded_while_reading(assets, tmp_pa
     assert sorted(p.name for p in out.parent.iterdir()) == []
 
 
-def test_load_image_full_says_whether_the_file_gave_all_its_pixels(tmp_path):
+def test_load_image_full_gives_the_bytes_only_when_the_file_gave_all_its_pixels(
+    tmp_path, monkeypatch
+):
     """The shard writer keeps a photo's own bytes only when it was decoded fully: a JPEG decoded
     at a DCT scale is not, even when the scaled size equals the model's side."""
     path = tmp_path / "p.jpg"
     path.write_bytes(jpeg_bytes((128, 128)))
-    scaled, full = load_image_full(path, 64)
-    assert (scaled.size, full) == ((64, 64), False)
-    whole, full = load_image_full(path, 128)
-    assert (whole.size, full) == ((128, 128), True)
+    scaled, raw = load_image_full(path, 64)
+    assert (scaled.size, raw) == ((64, 64), None)
+    whole, raw = load_image_full(path, 128)
+    assert (whole.size, raw) == ((128, 128), path.read_bytes())
+    monkeypatch.setattr("mmdetect.data.images.READ_WHOLE_BYTES", 0)  # mapped, not read at open
+    assert load_image_full(path, 128)[1] == path.read_bytes()
     assert np.array_equal(np.asarray(whole), np.asarray(load_image(path)))
     assert np.array_equal(np.asarray(scaled), np.asarray(load_image(path, 64)))
