@@ -124,7 +124,7 @@ def resume_seed(study: optuna.Study, space: Space) -> None:
     joins) a study already holding N trials would draw the same first configurations again (a
     killed 12-trial run resumed after 5 repeated trials 0-4 exactly). Seeded by (seed, N)
     instead, it continues with new draws and stays reproducible for the same study state."""
-    seed, done = space.sampler.get("seed"), len(study.trials)
+    seed, done = space.sampler.get("seed"), len(study.get_trials(deepcopy=False))
     if seed is None or not done:
         return
     derived = int(np.random.SeedSequence([int(seed), done]).generate_state(1)[0])
