@@ -93,6 +93,7 @@ class MLMModule(L.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.01,
         warmup_fraction: float = 0.06,
+        init_vectors: dict | None = None,  # as model.text.init_vectors: {source, mode, seed}
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -104,6 +105,23 @@ class MLMModule(L.LightningModule):
             pad_token_id=self.tokenizer.pad_token_id,
         )  # fmt: skip
         self.mlm = BertForMaskedLM(config)
+
+    def setup(self, stage: str) -> None:
+        """Word vectors into the input (and tied output) embedding rows, before a resumed
+        run's checkpoint overwrites them."""
+        if stage != "fit" or not self.hparams.init_vectors:
+            return
+        from mmdetect.data.vectors import embedding_init
+        from mmdetect.models.wordvec import init_embedding_rows
+
+        embedding = self.mlm.get_input_embeddings()
+        ids, values, info = embedding_init(
+            self.hparams.init_vectors, self.tokenizer.get_vocab(), embedding.embedding_dim
+        )
+        init_embedding_rows(
+            embedding, torch.as_tensor(ids), torch.as_tensor(values), info["mode"], info["seed"]
+        )
+        log.info("init_vectors: %s", info)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.mlm(**batch).loss

@@ -130,7 +130,9 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(small_sample
     cmd = [sys.executable, "-c", "import sys; from mmdetect.cli import main; sys.exit(main())",
            "pretrain", *args]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     last = tmp_path / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     step = 0
@@ -153,3 +155,26 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(small_sample
     steps_per_epoch = 8  # 128 train texts / 16
     assert final["global_step"] == 32 * steps_per_epoch > killed_at
     assert (tmp_path / "encoder" / "model.safetensors").is_file()
+
+
+def test_pretraining_can_start_from_word_vectors(small_samples, tmp_path):
+    """model.init_vectors: the MLM's embedding (tied to its output layer) starts from them."""
+    from mmdetect.data.tokenize import load_tokenizer
+    from mmdetect.models.wordvec import project_vectors
+
+    vocab = load_tokenizer(str(small_samples / "tokenizer")).get_vocab()
+    words = [t for t in vocab if not t.startswith(("##", "[")) and len(t) > 1][:50]
+    g = torch.Generator().manual_seed(0)
+    values = torch.randn(len(words), 20, generator=g)
+    path = tmp_path / "v.txt"
+    path.write_text("".join(f"{w} " + " ".join(f"{x:.6f}" for x in v) + "\n"
+                            for w, v in zip(words, values.tolist(), strict=True)), "utf-8")  # fmt: skip
+    spec = json.dumps({"source": str(path), "mode": "pca"})
+    cli = build_pretrain_cli(pretrain_args(small_samples, tmp_path, f"--model.init_vectors={spec}"),
+                             run=False)  # fmt: skip
+    cli.model.setup("fit")
+    emb = cli.model.mlm.get_input_embeddings().weight.detach()
+    rows = emb[[vocab[w] for w in words]]
+    expected = project_vectors(values, 16, "pca")
+    torch.testing.assert_close(rows / rows.std(), expected / expected.std(), atol=1e-4, rtol=0)
+    assert cli.model.mlm.get_output_embeddings().weight.data_ptr() == emb.data_ptr()  # tied
