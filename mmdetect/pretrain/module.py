@@ -156,19 +156,25 @@ class MLMModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         corpus = getattr(self.trainer.datamodule, "hparams", {}).get("corpus", [])
-        check_output(self.hparams.out_dir, [*corpus, self.hparams.tokenizer], kind="dir")
+        out = check_output(self.hparams.out_dir, [*corpus, self.hparams.tokenizer], kind="dir")
+        check_replaceable(out)  # now, not after the training
 
     def on_train_end(self) -> None:
         if self.trainer.is_global_zero:
             save_encoder(self.mlm, self.tokenizer, Path(self.hparams.out_dir))
 
 
+def check_replaceable(out: Path) -> None:
+    """FileExistsError unless `out` is absent or holds an encoder (config.json, safetensors)."""
+    if out.exists() and not all((out / f).is_file() for f in ENCODER_FILES):
+        raise FileExistsError(f"{out}: exists and is not an encoder directory; not replacing it")
+
+
 def save_encoder(mlm: BertForMaskedLM, tokenizer, out: Path) -> None:
     """save_pretrained of the model and its tokenizer, into a partial directory renamed over
     `out` at the end (a killed run never leaves a half-written encoder). An existing `out`
     is replaced only when it holds an encoder (config.json and model.safetensors)."""
-    if out.exists() and not all((out / f).is_file() for f in ENCODER_FILES):
-        raise FileExistsError(f"{out}: exists and is not an encoder directory; not replacing it")
+    check_replaceable(out)
     part = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(part, ignore_errors=True)
     mlm.save_pretrained(str(part))

@@ -178,3 +178,17 @@ def test_pretraining_can_start_from_word_vectors(small_samples, tmp_path):
     expected = project_vectors(values, 16, "pca")
     torch.testing.assert_close(rows / rows.std(), expected / expected.std(), atol=1e-4, rtol=0)
     assert cli.model.mlm.get_output_embeddings().weight.data_ptr() == emb.data_ptr()  # tied
+
+
+def test_an_output_that_is_not_an_encoder_is_refused_before_training(
+    small_samples, tmp_path, capsys
+):
+    (tmp_path / "encoder").mkdir()
+    (tmp_path / "encoder" / "notes.txt").write_text("mine", encoding="utf-8")
+    code = main(["pretrain", *pretrain_args(small_samples, tmp_path)])
+    assert code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'encoder'}: exists and is not an encoder directory; not replacing it"
+    )
+    assert not (tmp_path / "checkpoints").exists()  # refused before the first step
+    assert (tmp_path / "encoder" / "notes.txt").read_text(encoding="utf-8") == "mine"

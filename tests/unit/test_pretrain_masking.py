@@ -73,6 +73,10 @@ def test_corpus_reads_titles_and_descriptions_and_counts_the_rest(tmp_path, capl
         fh.write("{broken\n")
     assert read_texts(path) == [("偽物", "です"), ("", "説明だけ")]
     assert "skipped 3 rows" in caplog.text
+    snapshot = tmp_path / "snap"
+    snapshot.mkdir()
+    write_jsonl(snapshot / "listings.jsonl", [{"title": "本物", "description": ""}])
+    assert read_texts(snapshot) == [("本物", "")]  # a snapshot directory: its listings.jsonl
 
 
 @pytest.mark.parametrize("rows", [[], [{"title": "", "description": " "}, {"id": 1}]])
