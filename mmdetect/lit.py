@@ -153,7 +153,8 @@ class DetectorModule(L.LightningModule):
         log.info("warm start from %s", ckpt_path)
 
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.net.cfg.text.init_vectors and not self.hparams.init_from:
+        vectors = self.net.text is not None and self.net.cfg.text.init_vectors
+        if stage == "fit" and vectors and not self.hparams.init_from:
             self._init_vectors()  # a resumed run's checkpoint state overwrites it afterwards
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if stage == "fit" and datamodule is not None and hasattr(datamodule, "pos_weight"):
