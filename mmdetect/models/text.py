@@ -98,7 +98,8 @@ class TextTower(nn.Module):
             raise ValueError(f"text pooling must be one of {list(POOLINGS)}, got {cfg.pooling!r}")
         self.pooling = cfg.pooling
         if cfg.pretrained:
-            self.encoder = load_encoder(cfg.pretrained)
+            # from_pretrained returns eval mode; Lightning keeps modes, so dropout would stay off
+            self.encoder = load_encoder(cfg.pretrained).train()
             if getattr(self.encoder.config, "is_encoder_decoder", False):
                 raise ValueError(
                     f"text encoder {cfg.pretrained} is an encoder-decoder "

@@ -192,3 +192,12 @@ def test_an_output_that_is_not_an_encoder_is_refused_before_training(
     )
     assert not (tmp_path / "checkpoints").exists()  # refused before the first step
     assert (tmp_path / "encoder" / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_a_pretrained_encoder_fine_tunes_in_train_mode(pretrained):
+    """from_pretrained returns the encoder in eval mode; Lightning keeps each module's mode, so
+    without TextTower's .train() the encoder's dropout would stay off during fine-tuning."""
+    from mmdetect.models.text import TextConfig, TextTower
+
+    tower = TextTower(TextConfig(pretrained=str(pretrained / "encoder"), max_length=48))
+    assert all(m.training for m in tower.modules())
