@@ -121,7 +121,6 @@ def test_a_checkpoint_fusion_class_path_outside_the_allow_list_imports_nothing(
     _payload(tmp_path, "evil_fusion", marker)
     raw = torch.load(assets.ckpt, weights_only=True)
     raw["hyper_parameters"]["fusion"] = {"class_path": f"{module}.Fusion", "init_args": {}}
-    raw["hyper_parameters"]["allow_modules"] = [module]  # a checkpoint cannot widen the list
     ckpt = tmp_path / "fusion.ckpt"
     torch.save(raw, ckpt)
     code = f"from mmdetect.checkpoint import load_checkpoint; load_checkpoint({str(ckpt)!r})"
@@ -142,6 +141,10 @@ def test_the_user_may_allow_a_fusion_package_by_environment(assets, tmp_path, mo
     spec = {"class_path": "tests.custom_fusion.TokenPhotoSumFusion", "init_args": {"scale": 0.5}}
     raw["hyper_parameters"]["fusion"] = spec
     ckpt = tmp_path / "plugin.ckpt"
+    torch.save(raw, ckpt)
+    with pytest.raises(CheckpointError, match="'tests.custom_fusion' is not allowed"):
+        load_checkpoint(ckpt)
+    raw["hyper_parameters"]["allow_modules"] = ["tests"]  # a checkpoint cannot widen the list
     torch.save(raw, ckpt)
     with pytest.raises(CheckpointError, match="'tests.custom_fusion' is not allowed"):
         load_checkpoint(ckpt)
