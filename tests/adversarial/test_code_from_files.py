@@ -172,6 +172,8 @@ def test_a_bundle_may_not_choose_mecab_options(assets, tmp_path, name):
     B.write_checksums(root)  # re-written, as anyone editing a bundle can
     with pytest.raises(B.BundleError, match=rf"tokenizer_config.json: key '{key}'") as info:
         Predictor.from_bundle(root)
+    with pytest.raises(B.BundleError, match=rf"tokenizer_config.json: key '{key}'"):
+        B.load_bundle(root, model=False)  # the bundle check itself, before any tokenizer loads
     assert len(str(info.value).splitlines()) == 1
 
 
