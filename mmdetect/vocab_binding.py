@@ -85,7 +85,4 @@ def embedding_key(net: nn.Module) -> str | None:
 def without_embeddings(state: Mapping[str, Any], net: nn.Module) -> dict[str, Any]:
     """`state` with the word embeddings replaced by `net`'s own (re-initialised) rows."""
     key = embedding_key(net)
-    own = net.state_dict()
-    return {k: (own[k] if k == key else v) for k, v in state.items()} | (
-        {key: own[key]} if key else {}
-    )
+    return dict(state) if key is None else {**state, key: net.state_dict()[key]}

@@ -54,7 +54,8 @@ def evil_tokenizer(tmp_path: Path) -> tuple[Path, Path]:
     shutil.copytree(TOKENIZER, root)
     marker = tmp_path / "marker-tokenizer"
     _payload(root, "evil_tok", marker)
-    _edit_json(root / "tokenizer_config.json",
+    # no local class of that name: transformers would have to run the bundle's module
+    _edit_json(root / "tokenizer_config.json", tokenizer_class="EvilTokenizer",
                auto_map={"AutoTokenizer": ["evil_tok.EvilTokenizer", None]})  # fmt: skip
     return root, marker
 
@@ -79,9 +80,8 @@ def test_auto_map_in_an_encoder_config_is_refused_and_never_runs(tmp_path):
                          intermediate_size=8)).save_pretrained(enc)  # fmt: skip
     marker = tmp_path / "marker-encoder"
     _payload(enc, "evil_model", marker)
-    _edit_json(
-        enc / "config.json", auto_map={"AutoConfig": "evil_model.C", "AutoModel": "evil_model.M"}
-    )
+    auto_map = {"AutoConfig": "evil_model.C", "AutoModel": "evil_model.M"}
+    _edit_json(enc / "config.json", model_type="evil_bert", auto_map=auto_map)  # not built in
     code = (
         "from mmdetect.models.text import TextConfig, TextTower; "
         f"TextTower(TextConfig(pretrained={str(enc)!r}, max_length=16))"
@@ -101,7 +101,8 @@ def test_auto_map_in_an_encoder_config_is_refused_and_never_runs(tmp_path):
 def test_a_checkpoint_naming_an_encoder_with_custom_code_is_one_line(assets, tmp_path):
     enc = tmp_path / "enc"
     enc.mkdir()
-    _edit_json(enc / "config.json", model_type="bert", auto_map={"AutoModel": "evil_model.M"})
+    auto_map = {"AutoConfig": "evil_model.C", "AutoModel": "evil_model.M"}
+    _edit_json(enc / "config.json", model_type="evil_bert", auto_map=auto_map)
     marker = tmp_path / "marker-ckpt-encoder"
     _payload(enc, "evil_model", marker)
     raw = torch.load(assets.ckpt, weights_only=True)
