@@ -114,28 +114,44 @@ def test_a_checkpoint_naming_an_encoder_with_custom_code_is_one_line(assets, tmp
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("module", ["venv.__main__", "evil_fusion", "os"])
-def test_a_checkpoint_fusion_class_path_outside_the_allow_list_imports_nothing(
-    assets, tmp_path, module
-):
-    marker = tmp_path / "marker-fusion"
-    _payload(tmp_path, "evil_fusion", marker)
+def _fusion_checkpoint(assets, tmp_path: Path, module: str) -> Path:
     raw = torch.load(assets.ckpt, weights_only=True)
     raw["hyper_parameters"]["fusion"] = {"class_path": f"{module}.Fusion", "init_args": {}}
     ckpt = tmp_path / "fusion.ckpt"
     torch.save(raw, ckpt)
+    return ckpt
+
+
+def test_a_checkpoint_naming_venv_main_as_fusion_runs_nothing(assets, tmp_path):
+    """In a subprocess: on import, venv.__main__ parses the command line and exits (it did)."""
+    ckpt = _fusion_checkpoint(assets, tmp_path, "venv.__main__")
     code = (
         "import sys\nfrom mmdetect.checkpoint import load_checkpoint\n"
         f"try:\n    load_checkpoint({str(ckpt)!r})\n"
         "except Exception as exc:\n    print(exc, file=sys.stderr)\n"
-        f"print(sorted(m for m in sys.modules if m.startswith({module!r})))"
+        "print(sorted(m for m in sys.modules if m.startswith('venv')))"
     )
-    done = _run(code, tmp_path)  # tmp_path is on sys.path there: evil_fusion is importable
-    assert not marker.exists(), "the checkpoint's module was imported"
-    assert f"module '{module}' is not allowed" in done.stderr, done.stderr[-2000:]
+    done = _run(code, tmp_path)
+    assert "module 'venv.__main__' is not allowed" in done.stderr, done.stderr[-2000:]
     assert "usage: venv" not in done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout  # never imported
+
+
+@pytest.mark.parametrize("module", ["evil_fusion", "evil_pkg.sub", "os"])
+def test_a_checkpoint_fusion_class_path_outside_the_allow_list_imports_nothing(
+    assets, tmp_path, module, monkeypatch
+):
+    marker = tmp_path / "marker-fusion"
+    _payload(tmp_path, "evil_fusion", marker)
+    (tmp_path / "evil_pkg").mkdir()
+    _payload(tmp_path / "evil_pkg", "__init__", marker)
+    monkeypatch.syspath_prepend(str(tmp_path))  # importable, were anything imported
+    ckpt = _fusion_checkpoint(assets, tmp_path, module)
+    with pytest.raises(CheckpointError, match=f"module '{module}' is not allowed"):
+        load_checkpoint(ckpt)
+    assert not marker.exists(), "the checkpoint's module was imported"
     if module != "os":  # os is imported by Python itself
-        assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout  # never imported
+        assert not [m for m in sys.modules if m.startswith(module.split(".")[0])]
 
 
 def test_the_user_may_allow_a_fusion_package_by_environment(assets, tmp_path, monkeypatch):
