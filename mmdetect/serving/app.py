@@ -155,17 +155,22 @@ async def read_body(request: Request, limit: int, seconds: float = 3600.0) -> by
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BodyError(413, f"body: {declared} bytes over the limit of {limit}")
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(max(seconds, 0.001)):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise BodyError(413, f"body: over the limit of {limit} bytes")
-                chunks.append(chunk)
-    except TimeoutError:
+    chunks: list[bytes] = []
+
+    async def read() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyError(413, f"body: over the limit of {limit} bytes")
+            chunks.append(chunk)
+
+    try:  # wait_for, not asyncio.timeout: Python 3.10 is supported
+        await asyncio.wait_for(read(), max(seconds, 0.001))
+    except asyncio.TimeoutError:
+        got = sum(map(len, chunks))
         raise BodyError(
-            408, f"body: not received within {seconds:.3g} s ({size} bytes in)"
+            408, f"body: not received within {seconds:.3g} s ({got} bytes in)"
         ) from None
     except ClientDisconnect:
         raise Disconnected() from None

@@ -145,11 +145,11 @@ def stage_photos(
     kept: list[str] = []
     problems: list[dict[str, str]] = []
     seen: set[str] = set()
-    entries_seen: set[str] = set()
+    entries_seen: set[tuple[str, str]] = set()
     for n, entry in enumerate(entries):
         _check_deadline(deadline)
         where = f"images[{n}]"
-        text = entry if isinstance(entry, str) else "b64:" + entry["b64"]
+        text = ("path", entry) if isinstance(entry, str) else ("b64", entry["b64"])
         if text in entries_seen:
             problems.append({"field": where, "reason": "duplicate_photo", "message": "repeated"})
             continue
