@@ -47,26 +47,30 @@ class DuplicateKeys(dict):
     duplicates: tuple[str, ...] = ()
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict:
-    obj = dict(pairs)
-    if len(obj) == len(pairs):
-        return obj
-    seen: set[str] = set()
-    dupes = [k for k, _ in pairs if k in seen or seen.add(k)]
-    obj = DuplicateKeys(obj)
-    obj.duplicates = tuple(dict.fromkeys(dupes))
-    return obj
+def loads(text: str) -> tuple[Any, bool]:
+    """(value, suspect): json.loads that keeps what a row may not hold for check_decoded to
+    refuse by field: duplicated keys (DuplicateKeys) and integers too long to convert
+    (LongNumber); `suspect` says whether there is any (else the walk can be skipped). The
+    snapshot reader (decode_line) and the HTTP service both parse with this, so they agree."""
+    found: list[bool] = []
 
+    def obj(pairs: list[tuple[str, Any]]) -> dict:
+        d = dict(pairs)
+        if len(d) == len(pairs):
+            return d
+        seen: set[str] = set()
+        d = DuplicateKeys(d)
+        d.duplicates = tuple(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))
+        found.append(True)
+        return d
 
-def _int(literal: str) -> int | LongNumber:
-    return LongNumber(literal) if len(literal) > MAX_INT_DIGITS else int(literal)
+    def num(literal: str) -> int | LongNumber:
+        if len(literal) <= MAX_INT_DIGITS:
+            return int(literal)
+        found.append(True)
+        return LongNumber(literal)
 
-
-def loads(text: str) -> Any:
-    """json.loads that keeps what a row may not hold for check_decoded to refuse by field:
-    duplicated keys (DuplicateKeys) and integers too long to convert (LongNumber). The snapshot
-    reader (decode_line) and the HTTP service both parse with this, so they agree."""
-    return json.loads(text, object_pairs_hook=_object, parse_int=_int)
+    return json.loads(text, object_pairs_hook=obj, parse_int=num), bool(found)
 
 
 def check_decoded(value: Any) -> None:
@@ -120,12 +124,13 @@ def decode_line(raw: bytes | None) -> Any:
     if not text.strip():
         return ...
     try:
-        value = loads(text)
+        value, suspect = loads(text)
     except RecursionError:
         raise RowProblem("invalid_json", "-", "invalid JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError
         raise RowProblem("invalid_json", "-", f"invalid JSON: {exc}") from None
-    check_decoded(value)
+    if suspect:
+        check_decoded(value)
     return value
 
 

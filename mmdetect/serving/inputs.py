@@ -60,10 +60,11 @@ class Parsed:
     photo_problems: list[dict[str, str]] = field(default_factory=list)
 
 
-def split_body(raw: bytes, limits: Limits) -> tuple[list[Any], bool]:
-    """(rows, batch form?) from a body: one listing object or {"listings": [...]}."""
+def split_body(raw: bytes, limits: Limits) -> tuple[list[Any], bool, bool]:
+    """(rows, batch form?, suspect: some row may hold a duplicated key or an over-long integer)
+    from a body: one listing object or {"listings": [...]}."""
     try:
-        doc = loads(raw.decode("utf-8-sig"))  # the snapshot reader's parser (duplicate keys)
+        doc, suspect = loads(raw.decode("utf-8-sig"))  # the snapshot reader's parser
     except UnicodeDecodeError as exc:
         raise BodyError(400, f"body: not UTF-8 at byte {exc.start}") from None
     except RecursionError:
@@ -75,13 +76,13 @@ def split_body(raw: bytes, limits: Limits) -> tuple[list[Any], bool]:
     if "listings" in getattr(doc, "duplicates", ()):
         raise BodyError(400, "listings: key appears more than once")
     if "listings" not in doc:
-        return [doc], False
+        return [doc], False, suspect
     rows = doc["listings"]
     if not isinstance(rows, list) or not rows:
         raise BodyError(400, "listings: expected a non-empty list of listing objects")
     if len(rows) > limits.max_listings:
         raise BodyError(413, f"listings: {len(rows)} over the limit of {limits.max_listings}")
-    return rows, True
+    return rows, True, suspect
 
 
 def _row_id(row: Any) -> str | None:
@@ -183,6 +184,7 @@ def stage_photos(
 def parse_listing(
     index: int, row: Any, taxonomy: tuple[str, ...], images_root: Path | None,
     staging: Path, request_dir: str, limits: Limits, deadline: float | None = None,
+    suspect: bool = True,
 ) -> Parsed:  # fmt: skip
     """One row to a Parsed: parse_row's checks with photos replaced by placeholders, then the
     photos staged. The error names the field and the reader's reason."""
@@ -196,7 +198,8 @@ def parse_listing(
         if isinstance(photos, list) and len(photos) > limits.max_photo_entries:
             raise RowProblem("too_many_photos", "images", f"{len(photos)} entries over the "
                              f"limit of {limits.max_photo_entries}")  # fmt: skip
-        check_decoded(row)  # duplicate keys, over-long integers: the snapshot reader's rule
+        if suspect:  # duplicate keys, over-long integers: the snapshot reader's rule
+            check_decoded(row)
         row = {k: v for k, v in row.items() if k not in REVIEW_FIELDS}
         if isinstance(photos, list):  # b64 objects are not paths: validate placeholders
             if not all(isinstance(p, str) or _is_b64(p) for p in photos):
@@ -221,13 +224,14 @@ def parse_request(
 ) -> tuple[list[Parsed], bool, str]:  # fmt: skip
     """(one Parsed per row, batch form?, request directory under staging to remove after).
     DeadlinePassed (504) once time.monotonic() passes `deadline`, checked per listing and photo."""
-    rows, batch = split_body(raw, limits)
+    rows, batch, suspect = split_body(raw, limits)
     request_dir = uuid.uuid4().hex
     parsed, seen = [], set()
     try:
         for i, row in enumerate(rows):
             _check_deadline(deadline)
-            p = parse_listing(i, row, taxonomy, images_root, staging, request_dir, limits, deadline)
+            p = parse_listing(i, row, taxonomy, images_root, staging, request_dir, limits,
+                              deadline, suspect)  # fmt: skip
             if p.listing is not None and p.listing.id in seen:
                 p.listing, p.error = None, {"field": "id", "reason": "duplicate_id",
                                             "message": f"id {p.id!r} repeated in this request"}  # fmt: skip

@@ -68,15 +68,15 @@ POST = b"POST /v1/score HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\
 def test_slowloris_is_cut_and_healthz_answers(server):
     """200 idle connections: 100 mid-headers, 100 with the headers and one body byte of 1000.
     /healthz answers meanwhile; the first are cut at the header deadline, the others at the
-    request deadline (408), all within a second of it."""
+    request deadline (408), all within 2 s of it (a loaded machine accepts late)."""
     start = time.monotonic()
     half = [connect(server.port, POST) for _ in range(100)]
     body = [connect(server.port, POST + b"Content-Length: 1000\r\n\r\n{") for _ in range(100)]
     t = time.monotonic()
-    assert server.get("/healthz")[0] == 200 and time.monotonic() - t < 1.0
-    n, last = closed_within(half, HEADER_S + 1.0 - (time.monotonic() - start))
+    assert server.get("/healthz")[0] == 200 and time.monotonic() - t < 2.0
+    n, last = closed_within(half, HEADER_S + 2.0 - (time.monotonic() - start))
     assert n == 100, f"{n} of 100 mid-header connections cut"
-    n, last = closed_within(body, TIMEOUT_S + 1.0 - (time.monotonic() - start))
+    n, last = closed_within(body, TIMEOUT_S + 2.0 - (time.monotonic() - start))
     assert n == 100, f"{n} of 100 one-byte-body connections cut"
     assert server.get("/healthz")[0] == 200
 
@@ -106,9 +106,9 @@ def test_a_connection_flood_is_bounded(server):
     header deadline; afterwards /healthz answers."""
     socks = [connect(server.port) for _ in range(MAX_CONNECTIONS + 20)]
     time.sleep(0.2)
-    extra, _ = closed_within(socks[MAX_CONNECTIONS:], 0.5)
+    extra, _ = closed_within(socks[MAX_CONNECTIONS:], 1.5)
     assert extra == 20
-    cut, _ = closed_within(socks[:MAX_CONNECTIONS], HEADER_S + 1.5)
+    cut, _ = closed_within(socks[:MAX_CONNECTIONS], HEADER_S + 2.5)
     assert cut == MAX_CONNECTIONS
     assert server.get("/healthz")[0] == 200
 
@@ -119,7 +119,13 @@ def test_a_client_leaving_mid_body_is_one_info_line(server, caplog):
         sock = connect(server.port, POST + b"Content-Length: 1000\r\n\r\n" + b"{" * 10)
         time.sleep(0.05)
         sock.close()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        lines = [r for r in caplog.records if r.getMessage() == "client disconnected mid-body"]
+        if len(lines) >= 3:
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)  # anything logged after the info lines (a traceback) is in too
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert errors == [], [r.getMessage() for r in errors]
     lines = [r for r in caplog.records if r.getMessage() == "client disconnected mid-body"]
