@@ -68,6 +68,37 @@ def resolve_current(root: str | Path) -> Path:
         raise RegistryError(f"{root}: no current bundle (nothing promoted yet?)") from exc
 
 
+def served_bundle(root: str | Path) -> Path:
+    """The bundle `current` names, by the one rule `mmdetect registry` and `mmdetect serve`
+    share: `current` is a link to `bundles/<name>` (relative, as switch_current writes it),
+    bundles/<name> is a real directory inside bundles/ (not a link out of it), and <name> was
+    promoted (history.jsonl). RegistryError with a one-line reason otherwise."""
+    root = Path(root)
+    link = root / CURRENT
+    if not link.is_symlink():
+        if link.exists():
+            raise RegistryError(f"{link} is not a symlink")
+        raise RegistryError(f"{root}: no current bundle (nothing promoted yet?)")
+    text = os.readlink(link)
+    parts = Path(text).parts
+    if (
+        Path(text).is_absolute()
+        or len(parts) != 2
+        or parts[0] != BUNDLES
+        or parts[1] in ("..", ".")
+    ):
+        raise RegistryError(f"{link} points to {text!r}, not to {BUNDLES}/<name> in the registry")
+    target = root / BUNDLES / parts[1]
+    if target.is_symlink():
+        raise RegistryError(f"{link} points to {text}, a symlink: bundles live inside {BUNDLES}/")
+    if not target.is_dir():
+        raise RegistryError(f"{link} points to {text}, which does not exist")
+    promoted = {e["bundle"] for e in scan_history(root)[0] if e.get("action") == "promote"}
+    if parts[1] not in promoted:
+        raise RegistryError(f"{link} points to {text}, never promoted (not in {HISTORY})")
+    return target.resolve()
+
+
 def current_name(root: Path) -> str | None:
     link = root / CURRENT
     return Path(os.readlink(link)).name if link.is_symlink() else None
@@ -76,11 +107,12 @@ def current_name(root: Path) -> str | None:
 def current_problem(root: Path) -> str | None:
     """Why `current` cannot be served (missing or damaged bundle, not a link); None if fine."""
     link = root / CURRENT
-    if not link.is_symlink():
-        return f"{link} is not a symlink" if link.exists() else None
-    target = root / BUNDLES / Path(os.readlink(link)).name
-    if not target.is_dir():
-        return f"{link} points to {os.readlink(link)}, which does not exist"
+    if not link.is_symlink() and not link.exists():
+        return None
+    try:
+        target = served_bundle(root)
+    except RegistryError as exc:
+        return str(exc)
     try:
         verify_checksums(target)
     except BundleError as exc:
