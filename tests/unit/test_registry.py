@@ -72,7 +72,7 @@ def pair(assets: Assets, tmp_path_factory: pytest.TempPathFactory) -> Pair:
     reviews = base / "reviews.jsonl"
     reviews.write_text("".join(
         json.dumps({"id": r.id, "labels": [c for c in taxonomy if r.id in top[c]],
-                    "reviewed_at": "2027-01-05T10:00:00+09:00"}) + "\n" for r in records
+                    "reviewed_at": "2026-11-05T10:00:00+09:00"}) + "\n" for r in records
     ), encoding="utf-8")  # fmt: skip
     snapshot = base / "relabeled"
     merge_reviews(assets.drift, reviews, snapshot)
