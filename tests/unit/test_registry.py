@@ -214,7 +214,7 @@ def test_a_better_challenger_is_promoted(pair, tmp_path) -> None:
     assert entry["action"] == "promote" and entry["metrics"]["verdict"] == "better"
     assert entry["forced"] is False and entry["decision"] == {"accepted": True, "reasons": []}
     assert resolve_current(reg).name == bundle_name(pair.good)
-    with pytest.raises(RegistryError, match="plain directory name"):
+    with pytest.raises(RegistryError, match="use 1-128 of A-Z a-z 0-9"):
         promote(reg, pair.bad, pair.snapshot, CFG, name="../elsewhere")
 
 
