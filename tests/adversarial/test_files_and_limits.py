@@ -381,6 +381,8 @@ def test_config_policy_thresholds_from_dev_zero_or_a_fifo(predictions, tmp_path)
           "/dev/zero", "--out", out], "--thresholds"),
         (["thresholds", "fit", "--model", "m.ckpt", "--snapshot", str(tmp_path / "s"), "--policy",
           "/dev/zero", "--out", out], "--policy"),
+        (["promote", "--registry", str(tmp_path / "reg"), "--bundle", "b", "--on", "s",
+          "--config", "/dev/zero"], "/dev/zero"),
     ]  # fmt: skip
     for result, (_, flag) in zip(run_cli(*(c for c, _ in cases)), cases, strict=True):
         one_line_error(result, flag, "not a regular file")
