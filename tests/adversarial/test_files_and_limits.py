@@ -244,8 +244,6 @@ def test_vocab_writes_and_replaces_its_own_output(assets, tmp_path, capsys):
 def test_samples_refuses_bundles_snapshots_and_foreign_splits(
     assets, bundle_copy, tmp_path, capsys
 ):
-    from mmdetect.data.samples_target import check_samples_out
-
     snap = tmp_path / "snap"
     shutil.copytree(assets.drift, snap)
     foreign = tmp_path / "data"
@@ -258,6 +256,8 @@ def test_samples_refuses_bundles_snapshots_and_foreign_splits(
         err = capsys.readouterr().err
         assert words in err and len(err.strip().splitlines()) == 1, err
         assert tree(out.parent) == before
+    from mmdetect.data.samples_target import check_samples_out
+
     assert check_samples_out(assets.samples) == assets.samples  # its own output: replaceable
 
 
