@@ -143,7 +143,6 @@ def explain_main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:  # a FIFO or /dev/zero: "not a regular file", never opened
         check_input_file(args.input)
-        check_input_files(("--thresholds", args.thresholds), config=True)
     except InputFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -155,6 +154,7 @@ def explain_main(argv: Sequence[str] | None = None) -> int:
     try:
         given = [args.input, Path(args.model), args.thresholds, args.images_root]
         check_output(args.out, [p for p in given if p is not None], kind="dir")
+        check_input_files(("--thresholds", args.thresholds), config=True)
         model = load_explainable(args.model, args.thresholds)
         if args.class_name is not None and args.class_name not in model.taxonomy:
             raise ExplainError(f"--class {args.class_name!r}: not in {list(model.taxonomy)}")
@@ -167,7 +167,7 @@ def explain_main(argv: Sequence[str] | None = None) -> int:
             model, items, args.class_name, args.method, budget, skipped
         )
         write_outputs(args.out, explanations, thumbs, f"mmdetect explain: {args.input.name}")
-    except (ExplainError, OutputError, OSError) as exc:
+    except (ExplainError, OutputError, InputFileError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     methods = Counter(e["text"]["method"] for e in explanations)
