@@ -46,6 +46,7 @@ from mmdetect.registry_history import (  # noqa: F401 (HISTORY, scan_history: re
     read_history,
     scan_history,
 )
+from mmdetect.registry_names import check_bundle_name, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def switch_current(root: Path, name: str) -> None:
 def bundle_name(src: Path) -> str:
     """<directory name>-<8 hex of its SHA256SUMS>: the same bundle always gets the same name."""
     digest = hashlib.sha256((src / SUMS_FILE).read_bytes()).hexdigest()[:8]
-    return f"{src.resolve().name}-{digest}"
+    return f"{safe_name(src.resolve().name)}-{digest}"
 
 
 def _verify(path: Path) -> None:
@@ -254,19 +255,24 @@ def promote(
         raise RegistryError("--force needs --reason: say why the evaluation is overridden")
     _verify(bundle)
     name = name or bundle_name(bundle)
-    if name != Path(name).name or name.startswith("."):
-        raise RegistryError(f"bundle name {name!r}: a plain directory name, not hidden")
+    try:
+        check_bundle_name(name)
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from None
     with _locked(root, create=True):
         previous, final = current_name(root), root / BUNDLES / name
         broken = current_problem(root)
         if broken:
             raise RegistryError(f"{broken}: no champion to compare with; repair the registry")
+        staged = None
+        # promoted before (e.g. rolled back from, or the current one): must be the same bundle
+        if final.exists() and (final / SUMS_FILE).read_bytes() != (bundle / SUMS_FILE).read_bytes():
+            what = " (the current bundle)" if previous == name else ""
+            raise RegistryError(f"{final}{what} exists with other content than {bundle}; "
+                                "choose another --name")  # fmt: skip
         if previous == name:
             raise RegistryError(f"{name} is already the current bundle")
-        staged = None
-        if final.exists():  # promoted before (e.g. rolled back from): must be the same bundle
-            if (final / SUMS_FILE).read_bytes() != (bundle / SUMS_FILE).read_bytes():
-                raise RegistryError(f"{final} exists with other content; choose another --name")
+        if final.exists():
             _verify(final)
         else:
             staged = stage_bundle(root, bundle, name)

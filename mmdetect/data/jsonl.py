@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 # A listing row is about 1 KB; a line over 1 MiB is not a listing, and reading it whole could
 # exhaust memory. Its bytes are skipped in 1 MiB pieces and the line is counted.
@@ -95,15 +95,23 @@ def check_decoded(value: Any) -> None:
 def iter_lines(path: Path, max_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None]]:
     """(line number, raw bytes) per non-blank line; None in place of a line over `max_bytes`."""
     with Path(path).open("rb") as fh:
-        lineno = 0
-        while raw := fh.readline(max_bytes + 1):
-            lineno += 1
-            if len(raw) > max_bytes and not raw.endswith(b"\n"):
-                while raw and not raw.endswith(b"\n"):  # skip the rest without keeping it
-                    raw = fh.readline(1 << 20)
-                yield lineno, None
-            elif raw.strip():
-                yield lineno, raw
+        yield from iter_file_lines(fh, max_bytes)
+
+
+def iter_file_lines(
+    fh: IO[bytes], max_bytes: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, bytes | None]]:
+    """`iter_lines` on an open binary file (a reader that also needs `fh.tell()`): the one
+    line limit of every JSONL reader, so what `check` skips no command scores."""
+    lineno = 0
+    while raw := fh.readline(max_bytes + 1):
+        lineno += 1
+        if len(raw) > max_bytes and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):  # skip the rest without keeping it
+                raw = fh.readline(1 << 20)
+            yield lineno, None
+        elif raw.strip():
+            yield lineno, raw
 
 
 def decode_line(raw: bytes | None) -> Any:
