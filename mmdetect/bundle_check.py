@@ -26,6 +26,7 @@ from mmdetect.bundle import (
     BundleError,
 )
 from mmdetect.data.normalization import interpolation_mode
+from mmdetect.data.safe_pretrained import UnsafePretrainedError, check_tokenizer_dir
 
 # preprocess.json: key -> (accepted types, what it must be)
 _INT = (int,)
@@ -148,6 +149,11 @@ VOCAB_FILES = (
 
 
 def check_tokenizer(root: Path) -> None:
+    """A vocabulary file is there, and no setting that would run code or steer MeCab."""
+    try:
+        check_tokenizer_dir(root / TOKENIZER_DIR)
+    except UnsafePretrainedError as exc:
+        raise BundleError(str(exc)) from None
     if not any((root / TOKENIZER_DIR / name).is_file() for name in VOCAB_FILES):
         raise BundleError(
             f"{root}: {TOKENIZER_DIR}/vocab.txt is missing (and no other vocabulary file: "

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from mmdetect.data.vocab_fingerprint import CHECKPOINT_KEY, VocabMismatchError, compare
 from mmdetect.models.image import ImageConfig
 from mmdetect.models.text import TextConfig
 
@@ -124,13 +125,17 @@ def build_module(raw: Mapping[str, Any], path: Path, tokenizer: str | None = Non
     """DetectorModule (eval, CPU) from the checkpoint's hyper-parameters and weights.
 
     `init_from` is dropped: it only seeds a fresh training run, the checkpoint's own weights
-    follow anyway, and a hostile checkpoint must not make us read a second file.
+    follow anyway, and a hostile checkpoint must not make us read a second file. Its
+    `allow_modules` is dropped too: only the user's MMDETECT_ALLOW_MODULES may widen the
+    class-path allow-list (safe_classpath). The recorded vocabulary fingerprint must match
+    the tokenizer (a moved one given by `tokenizer` included).
     """
     from mmdetect.lit import DetectorModule  # Lightning stays out of `import mmdetect.checkpoint`
 
     hp = {k: v for k, v in (raw.get("hyper_parameters") or {}).items()}
     hp = {k: v for k, v in hp.items() if not str(k).startswith(PRIVATE_PREFIX)}
     hp["init_from"] = None
+    hp.pop("allow_modules", None)
     if tokenizer:
         hp["tokenizer"] = tokenizer
     # First on the meta device: shapes without memory, so hyper-parameters that describe a
@@ -142,6 +147,11 @@ def build_module(raw: Mapping[str, Any], path: Path, tokenizer: str | None = Non
             f"{path}: weights do not fit its hyper-parameters (edited or mixed up?): {mismatch}"
         )
     module = _construct(DetectorModule, hp, path, torch.device("cpu"))
+    if module.vocab is not None:
+        try:
+            compare(raw.get(CHECKPOINT_KEY), module.vocab, str(path), str(module.hparams.tokenizer))
+        except VocabMismatchError as exc:
+            raise CheckpointError(str(exc)) from None
     module.load_state_dict(raw["state_dict"], strict=True)
     return module.eval()
 

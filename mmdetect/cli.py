@@ -49,6 +49,8 @@ def cmd_check(argv: Sequence[str]) -> int:
 
 def cmd_samples(argv: Sequence[str]) -> int:
     from mmdetect.data.samples import generate_samples
+    from mmdetect.data.samples_target import check_samples_out
+    from mmdetect.outputs import OutputError
 
     p = argparse.ArgumentParser(prog="mmdetect samples", description="Write sample snapshots.")
     p.add_argument("--out", type=Path, required=True)
@@ -61,18 +63,24 @@ def cmd_samples(argv: Sequence[str]) -> int:
     p.add_argument("--n-traffic-unlabeled", type=non_negative_int, default=2500,
                    help="traffic_unlabeled/ listings a month (0: none)")  # fmt: skip
     args = p.parse_args(argv)
-    counts = generate_samples(
-        args.out, seed=args.seed, n_train=args.n_train, n_drift=args.n_drift,
-        n_incoming=args.n_incoming, n_traffic=args.n_traffic,
-        n_traffic_unlabeled=args.n_traffic_unlabeled,
-    )  # fmt: skip
+    try:  # never into a bundle, a registry or a snapshot; it replaces only its own splits
+        check_samples_out(args.out)
+        counts = generate_samples(
+            args.out, seed=args.seed, n_train=args.n_train, n_drift=args.n_drift,
+            n_incoming=args.n_incoming, n_traffic=args.n_traffic,
+            n_traffic_unlabeled=args.n_traffic_unlabeled,
+        )  # fmt: skip
+    except (OutputError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(counts, ensure_ascii=False, indent=2))
     return 0
 
 
 def cmd_vocab(argv: Sequence[str]) -> int:
-    from mmdetect.data.reader import read_snapshot
-    from mmdetect.data.tokenize import build_vocab
+    from mmdetect.data.reader import SnapshotError, read_snapshot
+    from mmdetect.data.tokenize import ASCII_KEPT, SPECIAL_TOKENS, build_vocab
+    from mmdetect.outputs import OutputError, atomic_dir, check_generated_dir, replaceable_dir
 
     p = argparse.ArgumentParser(
         prog="mmdetect vocab", description="Build a WordPiece tokenizer directory from snapshots."
@@ -88,22 +96,29 @@ def cmd_vocab(argv: Sequence[str]) -> int:
     if args.lexicon_words and not args.vectors:
         p.error("--lexicon-words needs --vectors")
     extra: list[str] = []
-    if args.lexicon_words:
-        from mmdetect.data.tokenize import is_one_word
-        from mmdetect.data.vectors import VectorsError, lexicon_words, load_vectors
+    try:  # never into a bundle (BUNDLE/tokenizer), a registry or a snapshot
+        check_generated_dir(args.out, args.snapshots)
+        replaceable_dir(args.out, "vocab.txt")  # replaced whole: only an earlier tokenizer
+        if args.size <= (n_fixed := len(SPECIAL_TOKENS) + 2 * len(ASCII_KEPT)):  # before reading
+            raise ValueError(
+                f"--size must be > {n_fixed} (special tokens + ASCII), got {args.size}"
+            )
+        if args.lexicon_words:  # a bad vectors file (VectorsError) fails before the training
+            from mmdetect.data.tokenize import is_one_word
+            from mmdetect.data.vectors import lexicon_words, load_vectors
 
-        try:
             extra = lexicon_words(load_vectors(args.vectors), args.lexicon_words, is_one_word)
-        except VectorsError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    texts = [
-        f"{x.title}\n{x.description}"
-        for path in args.snapshots
-        for x in read_snapshot(path, check_images=False).listings
-    ]
-    out = build_vocab(texts, args.size, args.out, extra)
-    print(f"tokenizer written to {out} ({len(texts)} listings, {len(extra)} lexicon words)")
+        texts = [
+            f"{x.title}\n{x.description}"
+            for path in args.snapshots
+            for x in read_snapshot(path, check_images=False).listings
+        ]
+        with atomic_dir(args.out) as stage:
+            build_vocab(texts, args.size, stage, extra)
+    except (OutputError, SnapshotError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"tokenizer written to {args.out} ({len(texts)} listings, {len(extra)} lexicon words)")
     return 0
 
 

@@ -27,6 +27,7 @@ from mmdetect.data.dataset import (
 from mmdetect.data.photos import PhotoLoader, draft_side, uint8_steps
 from mmdetect.data.reader import read_snapshot
 from mmdetect.data.records import Problems, in_period
+from mmdetect.data.safe_pretrained import check_model_dir
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 from mmdetect.data.tokenize import (
     check_vocabulary,
@@ -112,7 +113,8 @@ class DetectorDataModule(L.LightningDataModule):
         self.problems = Problems()
         self._tokenizer = None
         if tokenizer and text_pretrained and tokenizer != text_pretrained:
-            rows = AutoConfig.from_pretrained(text_pretrained).vocab_size
+            check_model_dir(text_pretrained)  # never its custom code (safe_pretrained)
+            rows = AutoConfig.from_pretrained(text_pretrained, trust_remote_code=False).vocab_size
             check_vocabulary(self.tokenizer, tokenizer, rows, text_pretrained)
         # Fitted in setup(); the checkpoint stores them (state_dict) and a restore replaces them.
         self.price_stats: PriceStats | None = (

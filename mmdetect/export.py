@@ -31,6 +31,13 @@ from mmdetect import export_onnx as OX
 from mmdetect.checkpoint import CheckpointError, load_checkpoint
 from mmdetect.data.reader import SnapshotError, read_snapshot
 from mmdetect.data.tokenize import load_tokenizer
+from mmdetect.data.vocab_fingerprint import (
+    BUNDLE_SHA,
+    BUNDLE_SIZE,
+    VocabMismatchError,
+    compare,
+    describe,
+)
 from mmdetect.export_checks import (
     ExportConfig,
     ExportError,
@@ -119,6 +126,18 @@ def preprocess_doc(module, data: Mapping[str, Any], pad_id: int) -> dict[str, An
     }
 
 
+def bundle_vocab(module, tok, ckpt: Path, name: str) -> dict[str, Any]:
+    """preprocess.json's vocab_sha256 / vocab_size; CheckpointError when the tokenizer is not
+    the one the model was built with (data/vocab_fingerprint.py)."""
+    fp = describe(tok)
+    if module.vocab is not None:
+        try:
+            compare(module.vocab, fp, str(ckpt), name)
+        except VocabMismatchError as exc:
+            raise CheckpointError(str(exc)) from None
+    return {BUNDLE_SHA: fp["sha256"], BUNDLE_SIZE: fp["size"]}
+
+
 def trace_and_compare(
     module, listings, root: Path, tokenizer, pre: dict, cfg: ExportConfig, device
 ):
@@ -181,6 +200,7 @@ def export_bundle(
         pre = preprocess_doc(module, data, tok.pad_token_id or 0)
     except (TypeError, ValueError, OverflowError) as exc:
         raise CheckpointError(f"{ckpt}: datamodule_hyper_parameters: {exc}") from None
+    pre.update(bundle_vocab(module, tok, ckpt, data["tokenizer"]))
     try:
         snap = read_snapshot(parity_snapshot, taxonomy=taxonomy)
     except SnapshotError as exc:

@@ -18,11 +18,12 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from mmdetect.bundle import sha256_file
+from mmdetect.cliutil import non_negative_float
 from mmdetect.data.jsonl import RowProblem, decode_line, iter_lines
 from mmdetect.data.reader import (
     LISTINGS_FILE,
@@ -32,9 +33,17 @@ from mmdetect.data.reader import (
     read_manifest,
     read_snapshot,
 )
-from mmdetect.data.reviews import MAX_EXAMPLES, FeedbackError, Review, read_reviews, resolve
+from mmdetect.data.reviews import (
+    MAX_CLOCK_SKEW,
+    MAX_EXAMPLES,
+    FeedbackError,
+    Review,
+    read_reviews,
+    resolve,
+)
 from mmdetect.data.sampling import SamplingError, merged_sampling
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
+from mmdetect.inputs_check import InputFileError, check_input_file
 from mmdetect.staging import OWNER_FILE, TMP_INFIX, clean_stale_temporaries, owner
 
 LABEL_SOURCE = "review"
@@ -54,10 +63,15 @@ def _is_within(path: Path, root: Path) -> bool:
 
 
 def check_paths(snapshot: Path, reviews: Path, out: Path) -> None:
-    if not (snapshot / LISTINGS_FILE).is_file():
+    if not (snapshot / LISTINGS_FILE).exists():
         raise FeedbackError(f"{snapshot}: no {LISTINGS_FILE} (is this a snapshot directory?)")
-    if not reviews.is_file():
+    if not reviews.exists():
         raise FeedbackError(f"{reviews}: no such reviews file")
+    try:  # a FIFO or /dev/zero would block or never end
+        check_input_file(snapshot / LISTINGS_FILE)
+        check_input_file(reviews, "reviews file")
+    except InputFileError as exc:
+        raise FeedbackError(str(exc)) from None
     if out.exists() or out.is_symlink():
         raise FeedbackError(f"{out} exists; a merge writes a new snapshot, choose another --out")
     if _is_within(out.resolve(), snapshot.resolve()):
@@ -150,8 +164,10 @@ def merge_reviews(
     strict: bool = False,
     name: str | None = None,
     review_rate: float | None = None,
+    max_clock_skew: timedelta = MAX_CLOCK_SKEW,
 ) -> dict[str, Any]:
-    """Write the merged snapshot at `out`; returns its manifest plus `examples` of problems."""
+    """Write the merged snapshot at `out`; returns its manifest plus `examples` of problems.
+    Reviews dated after now + `max_clock_skew` are skipped and counted (`future_time`)."""
     snapshot, reviews, out = Path(snapshot), Path(reviews), Path(out)
     check_paths(snapshot, reviews, out)
     try:
@@ -162,7 +178,7 @@ def merge_reviews(
     except (SnapshotError, SamplingError) as exc:
         raise FeedbackError(str(exc)) from exc
     taxonomy = tuple(parent.get("taxonomy") or DEFAULT_TAXONOMY)
-    valid, skipped = read_reviews(reviews, taxonomy, strict)
+    valid, skipped = read_reviews(reviews, taxonomy, strict, max_clock_skew)
     resolution = resolve(valid)
     counts: Counter = Counter()
     lines, seen = merge_rows(snapshot / LISTINGS_FILE, resolution.winners, counts, subset)
@@ -284,10 +300,20 @@ def merge_main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--strict", action="store_true", help="stop at the first bad review row")
     m.add_argument("--review-rate", type=float, help="inclusion rate of the reviewed listings")
     m.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    m.add_argument("--max-clock-skew-min", type=non_negative_float,
+                   default=MAX_CLOCK_SKEW.total_seconds() / 60,
+                   help="skip reviews dated more than this many minutes after now "
+                        "(default %(default)s)")  # fmt: skip
     args = p.parse_args(argv)
     try:
         result = merge_reviews(
-            args.snapshot, args.reviews, args.out, args.strict, args.name, args.review_rate
+            args.snapshot,
+            args.reviews,
+            args.out,
+            args.strict,
+            args.name,
+            args.review_rate,
+            timedelta(minutes=args.max_clock_skew_min),
         )
     except (FeedbackError, SnapshotError) as exc:  # SnapshotError: the input's own rows
         print(f"error: {exc}", file=sys.stderr)

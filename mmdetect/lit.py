@@ -18,11 +18,13 @@ from mmdetect.checkpoint import CheckpointError, read_checkpoint, state_mismatch
 from mmdetect.data.dataset import DEFAULT_CATEGORIES
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 from mmdetect.data.tokenize import check_vocabulary, load_tokenizer
+from mmdetect.data.vocab_fingerprint import CHECKPOINT_KEY, VocabMismatchError, compare, describe
 from mmdetect.models.classifier import MODEL_INPUTS, ModelConfig, MultimodalClassifier
 from mmdetect.models.image import ImageConfig
 from mmdetect.models.speed import apply_speedups
 from mmdetect.models.text import TextConfig
 from mmdetect.optim import PRETRAINED, group_lambdas, group_names, param_groups
+from mmdetect.vocab_binding import bind_vocabulary, without_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class DetectorModule(L.LightningModule):
         text: TextConfig = TextConfig(),  # noqa: B008 (a frozen-by-convention default config)
         image: ImageConfig = ImageConfig(),  # noqa: B008
         fusion: str | dict = "concat",  # a name or {class_path, init_args}
+        allow_modules: Sequence[str] = (),  # packages a fusion class_path may name (safe_classpath)
         hidden: int = 128,
         dropout: float = 0.1,
         modality_dropout: float = 0.0,
@@ -107,13 +110,20 @@ class DetectorModule(L.LightningModule):
                 num_categories=len(categories),
                 category_dim=category_dim,
                 fusion=fusion,
+                allow_modules=tuple(allow_modules),
                 hidden=hidden,
                 dropout=dropout,
                 modality_dropout=modality_dropout,
             )
         )
         if tok is not None and text.pretrained and self.net.text is not None:
-            check_vocabulary(tok, tokenizer, self.net.text.vocab_rows, text.pretrained)
+            if not text.resize_embeddings:  # sizes first: the more specific message
+                check_vocabulary(tok, tokenizer, self.net.text.vocab_rows, text.pretrained)
+            enc = self.net.text.encoder
+            bind_vocabulary(tok, tokenizer, text.pretrained, enc, text.resize_embeddings)
+        # What checkpoints record and every later load compares (data/vocab_fingerprint.py).
+        self.vocab = describe(tok) if tok is not None else None
+        self.resize_embeddings = text.resize_embeddings
         if text.init_vectors and text.pretrained:
             raise ValueError(
                 "model.text.init_vectors is for a from-scratch encoder, not pretrained"
@@ -144,13 +154,37 @@ class DetectorModule(L.LightningModule):
         recorded there. Read with weights_only=True; raises CheckpointError (a ValueError).
         """
         ckpt_path = bundle_checkpoint(Path(path)) if Path(path).is_dir() else Path(path)
-        state = read_checkpoint(ckpt_path)["state_dict"]
-        state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+        raw = read_checkpoint(ckpt_path)
+        state = {k[4:]: v for k, v in raw["state_dict"].items() if k.startswith("net.")}
+        if self.vocab is not None and self._vocab_differs(raw, ckpt_path):
+            state = without_embeddings(state, self.net)  # text.resize_embeddings: fresh rows
         mismatch = state_mismatch(self.net.state_dict(), state)
         if mismatch:
             raise CheckpointError(f"{ckpt_path}: checkpoint does not match this model: {mismatch}")
         self.net.load_state_dict(state, strict=True)
         log.info("warm start from %s", ckpt_path)
+
+    def _vocab_differs(self, raw: dict, ckpt_path: Path) -> bool:
+        """True when the warm-start checkpoint was trained on another vocabulary and
+        text.resize_embeddings allows fresh embeddings; CheckpointError when it does not."""
+        try:
+            compare(raw.get(CHECKPOINT_KEY), self.vocab, str(ckpt_path), self.hparams.tokenizer)
+        except VocabMismatchError as exc:
+            if not self.resize_embeddings:
+                raise CheckpointError(
+                    f"{exc}; set text.resize_embeddings: true to re-initialise them"
+                ) from None
+            log.warning("warm start: %s; re-initialising the word embeddings", exc)
+            return True
+        return False
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record the vocabulary fingerprint next to the weights trained on it, and what
+        init_vectors wrote into them."""
+        if self.vocab is not None:
+            checkpoint[CHECKPOINT_KEY] = dict(self.vocab)
+        if self.vectors_info is not None:
+            checkpoint["init_vectors"] = self.vectors_info
 
     def setup(self, stage: str) -> None:
         vectors = self.net.text is not None and self.net.cfg.text.init_vectors
@@ -174,10 +208,6 @@ class DetectorModule(L.LightningModule):
         )
         self.vectors_info = info
         log.info("init_vectors: %s", info)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self.vectors_info is not None:
-            checkpoint["init_vectors"] = self.vectors_info
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.vectors_info = checkpoint.get("init_vectors", self.vectors_info)

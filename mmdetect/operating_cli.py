@@ -21,8 +21,10 @@ from mmdetect.evaluate import EvaluationError, format_console, load_eval_config,
 from mmdetect.evaluate.metrics import calibration_errors
 from mmdetect.evaluate.operating import apply_operating_point
 from mmdetect.evaluate.predictions import records_to_arrays
+from mmdetect.evaluate.run import write_failure
 from mmdetect.evaluate.traffic import sampling_design
-from mmdetect.outputs import OutputError, check_output
+from mmdetect.inputs_check import check_input_files
+from mmdetect.outputs import OutputError, atomic_dir, check_output, replaceable_dir
 from mmdetect.policy import PolicyError, decide, fit_operating_point, load_policy
 from mmdetect.policy.design import certification_sample
 from mmdetect.policy.io import read_operating_point, write_operating_point
@@ -55,6 +57,9 @@ def check_args(args: argparse.Namespace, *inputs: str | Path | None) -> None:
     parse_date_bound(args.created_to, "--created-to")
     given = [args.snapshot, args.model, *inputs]
     check_output(args.out, [Path(p) for p in given if p is not None], kind="dir")
+    for flag in ("thresholds", "baseline_thresholds", "config", "policy"):
+        # a FIFO or /dev/zero would block or fill memory in the YAML / JSON reader
+        check_input_files((f"--{flag.replace('_', '-')}", getattr(args, flag, None)), config=True)
 
 
 def _score(model: str, args: argparse.Namespace, traffic: bool = False):
@@ -100,6 +105,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
     args = p.parse_args(argv)
     try:
         check_args(args, args.thresholds, args.baseline, args.baseline_thresholds, args.config)
+        replaceable_dir(args.out, "metrics.json")  # the report replaces an earlier one whole
         cfg = load_eval_config(args.config)
         records, taxonomy, snap, served = _score(args.model, args)
         doc = operating_point_for(args.model, served, args.thresholds, taxonomy)
@@ -117,14 +123,18 @@ def evaluate_main(argv: Sequence[str]) -> int:
                   "thresholds": str(args.thresholds or f"{args.model}/thresholds.json"),
                   "created_from": args.created_from, "created_to": args.created_to}  # fmt: skip
         traffic = sampling_design(snap)
-        errors = None
-        if args.explain_errors:
-            from mmdetect.explain.errors import error_analysis
+        try:  # error cards and the report: staged together, renamed into place whole
+            with atomic_dir(args.out) as stage:
+                errors = None
+                if args.explain_errors:
+                    from mmdetect.explain.errors import error_analysis
 
-            errors = error_analysis(args.model, args.thresholds, records, snap, taxonomy,
-                                    args.out, args.explain_errors)  # fmt: skip
-        result = run_evaluation(records, taxonomy, cfg, args.out, doc, baseline, source, traffic,
-                                errors)  # fmt: skip
+                    errors = error_analysis(args.model, args.thresholds, records, snap,
+                                            taxonomy, stage, args.explain_errors)  # fmt: skip
+                result = run_evaluation(records, taxonomy, cfg, stage, doc, baseline, source,
+                                        traffic, errors, staged=True)  # fmt: skip
+        except OSError as exc:
+            raise EvaluationError(write_failure(args.out, exc)) from None
     except ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

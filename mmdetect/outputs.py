@@ -202,3 +202,81 @@ def resume_jsonl(
     for p in stale:
         p.unlink(missing_ok=True)
     return ids, stale[0] if stale else None
+
+
+def replaceable_dir(path: str | Path, marker: str) -> Path:
+    """An output directory a command may replace whole: absent, empty, or holding `marker` (the
+    file that command writes, e.g. an earlier report's metrics.json); OutputError otherwise,
+    so a mistyped `--out ~` is never swapped away."""
+    path = Path(path)
+    if path.is_dir() and not (path / marker).is_file() and any(path.iterdir()):
+        raise OutputError(
+            f"output {path} is a non-empty directory without {marker}: not an earlier output "
+            "of this command; choose a new or empty --out"
+        )
+    return path
+
+
+def _stale_dirs(path: Path, infix: str) -> list[Path]:
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.{infix}-(\d+)$")
+    found = []
+    if path.parent.is_dir():
+        for p in path.parent.iterdir():
+            m = pattern.match(p.name)
+            if m and p.is_dir() and not p.is_symlink() and not pid_alive(int(m.group(1))):
+                found.append(p)
+    return found
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """A fresh `.NAME.partial-<pid>` directory beside `path` to write into; when the block
+    succeeds it becomes `path` (an existing `path` is moved aside first and removed after), on
+    any exception it is removed and `path` stays as it was. Leftovers of dead runs are removed."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in _stale_dirs(path, "partial") + _stale_dirs(path, "old"):
+        shutil.rmtree(stale, ignore_errors=True)
+    stage = partial_path(path)
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        had_old = path.is_dir() and not path.is_symlink()
+        if had_old:
+            os.rename(path, old)
+        try:
+            os.rename(stage, path)
+        except BaseException:
+            if had_old:
+                os.rename(old, path)
+            raise
+        _fsync_dir(path.parent)
+        if had_old:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def enclosing_snapshot(path: str | Path) -> Path | None:
+    """The snapshot directory (one holding listings.jsonl) that `path` is or lies in, if any."""
+    out = _resolved(Path(path))
+    for anc in [out, *out.parents]:
+        if (anc / "listings.jsonl").is_file():
+            return anc
+    return None
+
+
+def check_generated_dir(path: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
+    """`check_output(kind="dir")` for a command that fills a directory with new data (samples,
+    vocab): also never a snapshot or inside one (OutputError)."""
+    given = check_output(path, inputs, kind="dir")
+    snap = enclosing_snapshot(given)
+    if snap is not None:
+        where = "is the snapshot" if snap == _resolved(given) else "is inside the snapshot"
+        raise OutputError(f"output {given} {where} {snap}: snapshots are never written to")
+    return given

@@ -25,7 +25,7 @@ from mmdetect.bundle import BundleError
 from mmdetect.cliutil import non_negative_int, positive_int
 from mmdetect.data.dataset import Item
 from mmdetect.data.images import check_header
-from mmdetect.data.jsonl import decode_line
+from mmdetect.data.jsonl import decode_line, iter_file_lines
 from mmdetect.data.reader import RowProblem, checked_photos, parse_row
 from mmdetect.data.records import Listing, Problems
 from mmdetect.outputs import (
@@ -76,7 +76,7 @@ class RunSummary:
         )
 
 
-def parse_line(raw: bytes, taxonomy: Sequence[str]) -> Listing:
+def parse_line(raw: bytes | None, taxonomy: Sequence[str]) -> Listing:
     """One input line to a Listing; RowProblem (with a reason) for anything unusable."""
     row = decode_line(raw)  # RowProblem for bad UTF-8 or JSON; a BOM is dropped
     if isinstance(row, dict):
@@ -95,9 +95,7 @@ def read_items(
     where the photo is opened to be decoded (Predictor.stream(checked=False))."""
     check = check or _path_only
     seen: set[str] = set()
-    for lineno, raw in enumerate(fh, 1):
-        if not raw.strip():
-            continue
+    for lineno, raw in iter_file_lines(fh):  # None: a line over MAX_LINE_BYTES, skipped
         summary.rows += 1
         where = f"{path}:{lineno}"
         try:

@@ -46,6 +46,7 @@ from mmdetect.registry_history import (  # noqa: F401 (HISTORY, scan_history: re
     read_history,
     scan_history,
 )
+from mmdetect.registry_names import check_bundle_name, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,37 @@ def resolve_current(root: str | Path) -> Path:
         raise RegistryError(f"{root}: no current bundle (nothing promoted yet?)") from exc
 
 
+def served_bundle(root: str | Path) -> Path:
+    """The bundle `current` names, by the one rule `mmdetect registry` and `mmdetect serve`
+    share: `current` is a link to `bundles/<name>` (relative, as switch_current writes it),
+    bundles/<name> is a real directory inside bundles/ (not a link out of it), and <name> was
+    promoted (history.jsonl). RegistryError with a one-line reason otherwise."""
+    root = Path(root)
+    link = root / CURRENT
+    if not link.is_symlink():
+        if link.exists():
+            raise RegistryError(f"{link} is not a symlink")
+        raise RegistryError(f"{root}: no current bundle (nothing promoted yet?)")
+    text = os.readlink(link)
+    parts = Path(text).parts
+    if (
+        Path(text).is_absolute()
+        or len(parts) != 2
+        or parts[0] != BUNDLES
+        or parts[1] in ("..", ".")
+    ):
+        raise RegistryError(f"{link} points to {text!r}, not to {BUNDLES}/<name> in the registry")
+    target = root / BUNDLES / parts[1]
+    if target.is_symlink():
+        raise RegistryError(f"{link} points to {text}, a symlink: bundles live inside {BUNDLES}/")
+    if not target.is_dir():
+        raise RegistryError(f"{link} points to {text}, which does not exist")
+    promoted = {e["bundle"] for e in scan_history(root)[0] if e.get("action") == "promote"}
+    if parts[1] not in promoted:
+        raise RegistryError(f"{link} points to {text}, never promoted (not in {HISTORY})")
+    return target.resolve()
+
+
 def current_name(root: Path) -> str | None:
     link = root / CURRENT
     return Path(os.readlink(link)).name if link.is_symlink() else None
@@ -76,11 +108,12 @@ def current_name(root: Path) -> str | None:
 def current_problem(root: Path) -> str | None:
     """Why `current` cannot be served (missing or damaged bundle, not a link); None if fine."""
     link = root / CURRENT
-    if not link.is_symlink():
-        return f"{link} is not a symlink" if link.exists() else None
-    target = root / BUNDLES / Path(os.readlink(link)).name
-    if not target.is_dir():
-        return f"{link} points to {os.readlink(link)}, which does not exist"
+    if not link.is_symlink() and not link.exists():
+        return None
+    try:
+        target = served_bundle(root)
+    except RegistryError as exc:
+        return str(exc)
     try:
         verify_checksums(target)
     except BundleError as exc:
@@ -156,7 +189,7 @@ def switch_current(root: Path, name: str) -> None:
 def bundle_name(src: Path) -> str:
     """<directory name>-<8 hex of its SHA256SUMS>: the same bundle always gets the same name."""
     digest = hashlib.sha256((src / SUMS_FILE).read_bytes()).hexdigest()[:8]
-    return f"{src.resolve().name}-{digest}"
+    return f"{safe_name(src.resolve().name)}-{digest}"
 
 
 def _verify(path: Path) -> None:
@@ -222,19 +255,24 @@ def promote(
         raise RegistryError("--force needs --reason: say why the evaluation is overridden")
     _verify(bundle)
     name = name or bundle_name(bundle)
-    if name != Path(name).name or name.startswith("."):
-        raise RegistryError(f"bundle name {name!r}: a plain directory name, not hidden")
+    try:
+        check_bundle_name(name)
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from None
     with _locked(root, create=True):
         previous, final = current_name(root), root / BUNDLES / name
         broken = current_problem(root)
         if broken:
             raise RegistryError(f"{broken}: no champion to compare with; repair the registry")
+        staged = None
+        # promoted before (e.g. rolled back from, or the current one): must be the same bundle
+        if final.exists() and (final / SUMS_FILE).read_bytes() != (bundle / SUMS_FILE).read_bytes():
+            what = " (the current bundle)" if previous == name else ""
+            raise RegistryError(f"{final}{what} exists with other content than {bundle}; "
+                                "choose another --name")  # fmt: skip
         if previous == name:
             raise RegistryError(f"{name} is already the current bundle")
-        staged = None
-        if final.exists():  # promoted before (e.g. rolled back from): must be the same bundle
-            if (final / SUMS_FILE).read_bytes() != (bundle / SUMS_FILE).read_bytes():
-                raise RegistryError(f"{final} exists with other content; choose another --name")
+        if final.exists():
             _verify(final)
         else:
             staged = stage_bundle(root, bundle, name)

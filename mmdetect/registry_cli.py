@@ -42,7 +42,8 @@ def promote_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bundle", type=Path, help="exported bundle directory to promote")
     p.add_argument("--on", type=Path, help="labeled snapshot to compare champion and challenger on")
     p.add_argument("--config", type=Path, help="configs/evaluate/*.yaml (default: built-in)")
-    p.add_argument("--name", help="name under bundles/ (default: <dir>-<checksum prefix>)")
+    p.add_argument("--name", type=_bundle_name,
+                   help="name under bundles/: A-Z a-z 0-9 . _ - (default: <dir>-<checksum prefix>)")  # fmt: skip
     p.add_argument("--force", action="store_true", help="promote even if the evaluation refuses")
     p.add_argument("--reason", help="why (required with --force; recorded)")
     p.add_argument("--batch-size", type=positive_int, default=64)
@@ -137,3 +138,13 @@ def format_history(root: str | Path, entries: Sequence[Mapping[str, Any]] | None
             f"{forced}{why} [{e.get('user')}]"
         )
     return "\n".join(lines)
+
+
+def _bundle_name(text: str) -> str:
+    """argparse type of --name (registry_names.check_bundle_name)."""
+    from mmdetect.registry_names import check_bundle_name
+
+    try:
+        return check_bundle_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

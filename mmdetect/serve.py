@@ -38,6 +38,7 @@ from mmdetect.data.pipeline import (  # build_dataset, build_loader: also import
 )
 from mmdetect.data.records import Listing, Problems
 from mmdetect.data.tokenize import load_tokenizer
+from mmdetect.data.vocab_fingerprint import VocabMismatchError, check_bundle_vocab
 from mmdetect.policy import Decisions, decide
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,11 @@ class Predictor:
             self.tokenizer = load_tokenizer(str(bundle.tokenizer_dir))
         except (OSError, ValueError) as exc:  # re-checksummed after an edit: say so, no traceback
             raise BundleError(f"{bundle.tokenizer_dir}: cannot load the tokenizer: {exc}") from None
+        try:  # the token -> id map the model was exported with (data/vocab_fingerprint.py)
+            check_bundle_vocab(self.tokenizer, pre, str(bundle.root / "preprocess.json"),
+                               str(bundle.tokenizer_dir))  # fmt: skip
+        except VocabMismatchError as exc:
+            raise BundleError(str(exc)) from None
         self.pad_id = self.tokenizer.pad_token_id or 0  # as DetectorDataModule.loader
         if self.pad_id != pre["pad_id"]:
             raise BundleError(f"{bundle.root}: tokenizer pad id {self.pad_id} != {pre['pad_id']}")

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 from mmdetect.data.samples import generate_samples
+from mmdetect.data.samples_target import check_samples_out
+from mmdetect.outputs import OutputError
 
 
 def main() -> None:
@@ -25,6 +27,10 @@ def main() -> None:
         "--n-traffic-unlabeled", type=int, default=2500, help="traffic_unlabeled/ a month"
     )
     a = p.parse_args()
+    try:  # the checks of `mmdetect samples --out`: never a bundle or a snapshot, own splits only
+        check_samples_out(a.out)
+    except OutputError as exc:
+        raise SystemExit(f"error: {exc}") from None
     start = time.perf_counter()
     summary = generate_samples(
         a.out, a.seed, a.n_train, a.n_drift, a.n_incoming, a.image_size,

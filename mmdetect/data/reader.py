@@ -16,6 +16,7 @@ from mmdetect.data.jsonl import CONTROL, RowProblem, check_text, iter_jsonl
 from mmdetect.data.records import Listing, Problems, Snapshot, check_datetime
 from mmdetect.data.sampling import SamplingError, parse_sampling, row_fields, undescribed
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
+from mmdetect.inputs_check import InputFileError, check_input_file
 
 log = logging.getLogger(__name__)
 
@@ -238,8 +239,14 @@ def open_snapshot(root: Path) -> tuple[Path, dict | None, tuple[str, ...], dict]
     """(listings.jsonl, the manifest, its taxonomy or the default, its sampling subsets) of a
     snapshot directory; SnapshotError when it is not one or its manifest is bad."""
     listings_path = root / LISTINGS_FILE
-    if not listings_path.is_file():
+    if root.exists() and not root.is_dir():
+        raise SnapshotError(f"{root}: not a directory (a snapshot is a directory)")
+    if not listings_path.exists():
         raise SnapshotError(f"{root}: no {LISTINGS_FILE} (is this a snapshot directory?)")
+    try:  # a FIFO blocks and /dev/zero never ends: only a regular file is read
+        check_input_file(listings_path)
+    except InputFileError as exc:
+        raise SnapshotError(str(exc)) from None
     manifest = read_manifest(root)
     try:
         subsets = parse_sampling(manifest, root / MANIFEST_FILE)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,19 @@ from mmdetect.data.reader import parse_id, parse_time
 from mmdetect.data.records import Problems
 
 MAX_EXAMPLES = 5
+# A review decided "in the future" would win every later merge of its listing (9999-12-31 beats
+# every genuine review): refused beyond this much clock difference between the reviewers'
+# machines and this one (`feedback merge --max-clock-skew-min`).
+MAX_CLOCK_SKEW = timedelta(minutes=10)
+
+
+def future_problem(when: datetime, value: str, now: datetime, skew: timedelta) -> str | None:
+    """Why a review time is refused as being in the future (None: it is not)."""
+    if when <= now + skew:
+        return None
+    limit = int(skew.total_seconds() // 60)
+    return (f"{value!r} is in the future (now {now.isoformat(timespec='seconds')}, "
+            f"{limit} min of clock skew allowed)")  # fmt: skip
 
 
 class FeedbackError(ValueError):
@@ -32,8 +45,12 @@ class Review:
     line: int
 
 
-def parse_review(row: Any, taxonomy: Sequence[str], line: int) -> Review:
-    """Validate one decoded reviews.jsonl row; raises RowProblem naming the field."""
+def parse_review(
+    row: Any, taxonomy: Sequence[str], line: int, now: datetime | None = None,
+    skew: timedelta = MAX_CLOCK_SKEW,
+) -> Review:  # fmt: skip
+    """Validate one decoded reviews.jsonl row; raises RowProblem naming the field (a
+    `reviewed_at` later than `now` + `skew` is `future_time`; `now` None: the clock)."""
     if not isinstance(row, dict):
         raise RowProblem("not_an_object", "-", f"expected a JSON object, got {type(row).__name__}")
     for name in ("id", "labels", "reviewed_at"):
@@ -50,6 +67,9 @@ def parse_review(row: Any, taxonomy: Sequence[str], line: int) -> Review:
     if unknown:
         raise RowProblem("unknown_label", "labels", f"not in the taxonomy: {unknown}"[:200])
     when = parse_time(row["reviewed_at"], "reviewed_at", require_offset=True)
+    why = future_problem(when, row["reviewed_at"], now or datetime.now(timezone.utc), skew)
+    if why is not None:
+        raise RowProblem("future_time", "reviewed_at", why)
     reviewer = row.get("reviewer")
     if reviewer is not None and not isinstance(reviewer, str):
         raise RowProblem("wrong_type", "reviewer", f"expected a string, got {reviewer!r}"[:120])
@@ -57,17 +77,19 @@ def parse_review(row: Any, taxonomy: Sequence[str], line: int) -> Review:
 
 
 def read_reviews(
-    path: Path, taxonomy: Sequence[str], strict: bool = False
+    path: Path, taxonomy: Sequence[str], strict: bool = False, skew: timedelta = MAX_CLOCK_SKEW
 ) -> tuple[list[Review], Problems]:
-    """Valid reviews in file order, and the skipped rows counted per reason (file:line)."""
+    """Valid reviews in file order, and the skipped rows counted per reason (file:line);
+    review times later than now + `skew` are skipped as `future_time`."""
     reviews, problems = [], Problems(max_examples=MAX_EXAMPLES)
+    now = datetime.now(timezone.utc)
     try:
         for lineno, row, line_problem in iter_jsonl(path):
             where = f"{path}:{lineno}"
             try:
                 if line_problem is not None:
                     raise line_problem
-                reviews.append(parse_review(row, taxonomy, lineno))
+                reviews.append(parse_review(row, taxonomy, lineno, now, skew))
             except RowProblem as exc:
                 if strict:
                     raise FeedbackError(f"{where}: {exc.field}: {exc}") from exc

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 
 from mmdetect.data.records import Snapshot
+from mmdetect.data.reviews import MAX_CLOCK_SKEW, future_problem
 from mmdetect.data.sampling import format_lines, inclusion_weights
 from mmdetect.data.sampling import summarize as sampling_summary
 
@@ -28,7 +30,20 @@ def summarize(snapshot: Snapshot) -> dict:
         "traffic_weights": inclusion_weights(snapshot) is not None,
         "problems": dict(sorted(snapshot.problems.counts.items())),
         "problem_examples": snapshot.problems.examples,
+        "future_reviews": future_reviews(snapshot),
     }
+
+
+def future_reviews(
+    snapshot: Snapshot, now: datetime | None = None, skew: timedelta = MAX_CLOCK_SKEW
+) -> dict:
+    """Listings whose `reviewed_at` lies in the future: such a label wins every later merge
+    of its listing (`feedback merge` refuses these reviews; one already stored shows here)."""
+    now = now or datetime.now(timezone.utc)
+    ids = [x.id for x in snapshot.listings
+           if x.reviewed_at is not None
+           and future_problem(x.reviewed_at, "", now, skew) is not None]  # fmt: skip
+    return {"count": len(ids), "examples": ids[:5]}
 
 
 def _table(title: str, counts: dict, total: int) -> list[str]:
@@ -57,4 +72,9 @@ def format_summary(s: dict) -> str:
             lines += [f"      e.g. {ex}" for ex in s["problem_examples"].get(reason, [])]
     else:
         lines.append("problems   none")
+    future = s.get("future_reviews") or {"count": 0}
+    if future["count"]:
+        lines.append(f"warning    {future['count']} listings reviewed in the future (reviewed_at "
+                     f"after now): their labels would outlive every later review; e.g. "
+                     f"{', '.join(map(repr, future['examples']))}")  # fmt: skip
     return "\n".join(lines)

@@ -26,6 +26,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, BertJapaneseTokenizer
 from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
+from mmdetect.data.safe_pretrained import check_tokenizer_dir
+
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 ASCII_KEPT = string.ascii_letters + string.digits
 MECAB_KWARGS = {"mecab_dic": "unidic_lite"}
@@ -65,13 +67,15 @@ def load_tokenizer(name_or_dir: str):
 
     A directory holding `vocab.txt` and no tokenizer files gets the cl-tohoku/bert-base-japanese-v3
     settings (MeCab with unidic_lite, then WordPiece); otherwise `AutoTokenizer` reads its
-    `tokenizer_config.json` / `tokenizer.json` (remote code is never run).
+    `tokenizer_config.json` / `tokenizer.json`. Remote code is never run and a directory may not
+    choose MeCab options (safe_pretrained: UnsafePretrainedError naming file and key).
     """
+    check_tokenizer_dir(name_or_dir)
     path = Path(name_or_dir)
     bare = not any((path / f).exists() for f in ("tokenizer_config.json", "tokenizer.json"))
     if path.is_dir() and bare and (path / "vocab.txt").is_file():
         return _v3_style_tokenizer(path / "vocab.txt")
-    return AutoTokenizer.from_pretrained(name_or_dir)
+    return AutoTokenizer.from_pretrained(name_or_dir, trust_remote_code=False)
 
 
 def resolve_tokenizer(tokenizer: str | None, pretrained: str | None) -> str:
@@ -142,6 +146,7 @@ def build_vocab(
     `##` prefix (so they never become [UNK]), then the learned pieces, `size` tokens in all.
     Only the `size // 4` most frequent characters enter the alphabet (with their `##` forms, up
     to half the vocab), leaving room for merges; rarer characters become [UNK].
+    `extra_words` (e.g. lexicon words, data/vectors.py) are appended after them when new.
     """
     n_fixed = len(SPECIAL_TOKENS) + 2 * len(ASCII_KEPT)
     if size <= n_fixed:

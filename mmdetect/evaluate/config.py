@@ -64,7 +64,13 @@ def load_eval_config(path: str | Path | None = None) -> EvalConfig:
     """Read a YAML config; None gives the defaults. Unknown keys are an error naming them."""
     if path is None:
         return EvalConfig()
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    from mmdetect.inputs_check import InputFileError, read_config_text
+
+    try:  # a regular file of at most MAX_CONFIG_BYTES: a FIFO or /dev/zero never reaches YAML
+        text = read_config_text(path)
+    except InputFileError as exc:
+        raise EvaluationError(str(exc)) from None
+    data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
         raise EvaluationError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     known = {f.name for f in fields(EvalConfig)}

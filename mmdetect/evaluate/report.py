@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,20 +107,42 @@ def error_section(ea: Mapping[str, Any]) -> Section:
     return Section("Errors explained", [note], [(header, rows)] if rows else [], links=links)
 
 
+# Markdown's own syntax characters; `_` only where it could open or close emphasis (an
+# underscore inside a word, as in game_account, is plain text in CommonMark).
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|#!~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
+def md_escape(text: object) -> str:
+    """Text from the data (ids, categories, words) as inert Markdown: HTML escaped as in
+    report.html, Markdown syntax backslash-escaped, `|` kept out of table structure, line
+    breaks turned to spaces (a newline would end a table row)."""
+    value = html.escape(str(text), quote=False)
+    value = re.sub(r"[\r\n\x0b\x0c\x85\u2028\u2029]+", " ", value)
+    return _MD_SPECIAL.sub(r"\\\1", value)
+
+
+def md_href(href: str) -> str:
+    """A relative link target that cannot end the link early or carry markup."""
+    return urllib.parse.quote(href, safe="/#:.-_~")
+
+
 def to_markdown(sections: Sequence[Section], image_files: Mapping[str, str]) -> str:
-    """Markdown report; figures are linked PNG files beside it."""
+    """Markdown report; figures are linked PNG files beside it. Every text is md_escape'd,
+    so a hostile id or category renders as itself and each table row keeps its columns."""
+    e = md_escape
     lines = ["# mmdetect evaluation report", ""]
     for sec in sections:
-        lines += [f"## {sec.title}", ""]
-        lines += [f"{p}  " for p in sec.paragraphs] + ([""] if sec.paragraphs else [])
+        lines += [f"## {e(sec.title)}", ""]
+        lines += [f"{e(p)}  " for p in sec.paragraphs] + ([""] if sec.paragraphs else [])
         for header, rows in sec.tables:
-            lines.append("| " + " | ".join(header) + " |")
+            lines.append("| " + " | ".join(map(e, header)) + " |")
             lines.append("|" + "---|" * len(header))
-            lines += ["| " + " | ".join(row) + " |" for row in rows]
+            lines += ["| " + " | ".join(map(e, row)) + " |" for row in rows]
             lines.append("")
         if sec.image:
-            lines += [f"![{sec.title}]({image_files[sec.image]})", ""]
-        lines += [f"- [{text}]({href})" for text, href in sec.links] + ([""] if sec.links else [])
+            lines += [f"![{e(sec.title)}]({md_href(image_files[sec.image])})", ""]
+        lines += [f"- [{e(text)}]({md_href(href)})" for text, href in sec.links]
+        lines += [""] if sec.links else []
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ Fitting is `mmdetect thresholds fit` (mmdetect/policy).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +30,8 @@ from mmdetect.evaluate.predictions import (
 from mmdetect.evaluate.report import format_console, write_report
 from mmdetect.evaluate.slices import drift_slices
 from mmdetect.evaluate.traffic import SAMPLING_FILE, read_sampling, traffic_figures, write_sampling
+from mmdetect.inputs_check import InputFileError, check_input_files
+from mmdetect.outputs import OutputError, atomic_dir, check_output, replaceable_dir
 
 # (inclusion probability per record, NaN = unknown; the design) from traffic.sampling_design
 Traffic = tuple[np.ndarray, Mapping[str, Any]]
@@ -120,21 +123,36 @@ def run_evaluation(
     source: Mapping[str, Any] | None = None,
     traffic: Traffic | None = None,
     error_analysis: Mapping[str, Any] | None = None,
+    staged: bool = False,
 ) -> dict[str, Any]:
     """`evaluate_records`, then write predictions.jsonl (+ baseline_predictions.jsonl), the
-    operating point that was applied (thresholds.json) and the report files into `out_dir`.
-    `error_analysis`: the errors explained (mmdetect.explain.errors), kept as given."""
+    operating point that was applied (thresholds.json) and the report files into `out_dir`,
+    staged beside it and renamed into place whole (outputs.atomic_dir); `staged`: `out_dir` is
+    already such a staging directory (the caller renames it). `error_analysis`: the errors
+    explained (mmdetect.explain.errors), kept as given."""
     result = evaluate_records(records, taxonomy, cfg, operating_point, baseline, source, traffic)
     if error_analysis is not None:
         result["error_analysis"] = dict(error_analysis)
     out = Path(out_dir)
-    write_predictions(out / "predictions.jsonl", records)
-    if traffic is not None:
-        write_sampling(out, records, *traffic)
-    if baseline is not None:
-        write_predictions(out / "baseline_predictions.jsonl", baseline)
-    write_report(out, result, records, operating_point, baseline)
+    try:
+        with contextlib.nullcontext(out) if staged else atomic_dir(out) as stage:
+            write_predictions(stage / "predictions.jsonl", records)
+            if traffic is not None:
+                write_sampling(stage, records, *traffic)
+            if baseline is not None:
+                write_predictions(stage / "baseline_predictions.jsonl", baseline)
+            write_report(stage, result, records, operating_point, baseline)
+    except OSError as exc:  # a full disk, an unwritable directory: one line, nothing half-written
+        if staged:
+            raise
+        raise EvaluationError(write_failure(out, exc)) from None
     return result
+
+
+def write_failure(out: Path, exc: OSError) -> str:
+    """One line for an output that could not be written (the staged directory is gone)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{out}: cannot write the report: {exc.strerror or exc}{where}; nothing was written"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -167,6 +185,13 @@ def evaluate_predictions_main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
+        check_input_files(("--predictions", args.predictions),
+                          ("--baseline-predictions", args.baseline_predictions))  # fmt: skip
+        check_input_files(("--thresholds", args.thresholds), ("--config", args.config),
+                          config=True)  # fmt: skip
+        given = [args.predictions, args.baseline_predictions, args.thresholds, args.config]
+        check_output(args.out, [p for p in given if p is not None], kind="dir")
+        replaceable_dir(args.out, "metrics.json")
         cfg = load_eval_config(args.config)
         records, taxonomy = read_predictions(args.predictions)
         baseline = None
@@ -188,7 +213,7 @@ def evaluate_predictions_main(argv: Sequence[str] | None = None) -> int:
             "thresholds": str(args.thresholds) if args.thresholds else None,
         }
         result = run_evaluation(records, taxonomy, cfg, args.out, doc, baseline, source, traffic)
-    except (EvaluationError, PolicyError, OSError) as exc:
+    except (EvaluationError, PolicyError, InputFileError, OutputError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(format_console(result))

@@ -24,6 +24,7 @@ from mmdetect.explain.core import METHODS, explain_listing
 from mmdetect.explain.loading import load_explainable
 from mmdetect.explain.model import Explainable, ExplainError
 from mmdetect.explain.output import HTML, JSONL, photo_thumbs, write_outputs
+from mmdetect.inputs_check import InputFileError, check_input_file, check_input_files
 from mmdetect.outputs import OutputError, check_output
 
 log = logging.getLogger(__name__)
@@ -95,13 +96,13 @@ def attach_labels(path: Path, items: list[Item], taxonomy: Sequence[str]) -> lis
     are left out, never fatal."""
     from dataclasses import replace
 
-    from mmdetect.data.jsonl import RowProblem, decode_line
+    from mmdetect.data.jsonl import RowProblem, decode_line, iter_file_lines
 
     wanted = {it.listing.id for it in items}
     labels: dict[str, tuple[str, ...]] = {}
     with path.open("rb") as fh:
-        for raw in fh:
-            if b'"labels"' not in raw:
+        for _, raw in iter_file_lines(fh):  # the line limit of every JSONL reader
+            if raw is None or b'"labels"' not in raw:
                 continue
             try:
                 row = decode_line(raw)
@@ -140,8 +141,10 @@ def explain_items(
 
 def explain_main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if not args.input.is_file():
-        print(f"error: {args.input}: no such file", file=sys.stderr)
+    try:  # a FIFO or /dev/zero: "not a regular file", never opened
+        check_input_file(args.input)
+    except InputFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     budget = Budget(ig_steps=args.ig_steps, ig_max_steps=max(args.ig_max_steps, args.ig_steps),
                     ig_tolerance=args.ig_tolerance, max_words=args.max_words,
@@ -151,6 +154,7 @@ def explain_main(argv: Sequence[str] | None = None) -> int:
     try:
         given = [args.input, Path(args.model), args.thresholds, args.images_root]
         check_output(args.out, [p for p in given if p is not None], kind="dir")
+        check_input_files(("--thresholds", args.thresholds), config=True)
         model = load_explainable(args.model, args.thresholds)
         if args.class_name is not None and args.class_name not in model.taxonomy:
             raise ExplainError(f"--class {args.class_name!r}: not in {list(model.taxonomy)}")
@@ -163,7 +167,7 @@ def explain_main(argv: Sequence[str] | None = None) -> int:
             model, items, args.class_name, args.method, budget, skipped
         )
         write_outputs(args.out, explanations, thumbs, f"mmdetect explain: {args.input.name}")
-    except (ExplainError, OutputError, OSError) as exc:
+    except (ExplainError, OutputError, InputFileError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     methods = Counter(e["text"]["method"] for e in explanations)

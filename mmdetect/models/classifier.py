@@ -43,6 +43,7 @@ class ModelConfig:
     category_dim: int = 16
     # "concat" | "gated" | "cross_attention" (short names), or {class_path: ..., init_args: {...}}
     fusion: str | Mapping[str, Any] = "concat"
+    allow_modules: tuple[str, ...] = ()  # packages a fusion class path may come from (besides ours)
     hidden: int = 128
     dropout: float = 0.1
     modality_dropout: float = 0.0  # training only: per-sample chance to drop text / photos
@@ -102,7 +103,9 @@ class MultimodalClassifier(nn.Module):
             text=self.text.out_dim if self.text is not None else None,
             photos=self.image.out_dim if self.image is not None else None,
         )
-        self.fusion = build_fusion(cfg.fusion, self.fusion_dims, cfg.hidden, cfg.dropout)
+        self.fusion = build_fusion(
+            cfg.fusion, self.fusion_dims, cfg.hidden, cfg.dropout, cfg.allow_modules
+        )
         self.head = nn.Linear(cfg.hidden, cfg.num_labels)
         both = self.text is not None and self.image is not None
         self.aux = (

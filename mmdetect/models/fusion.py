@@ -8,13 +8,14 @@ FUSIONS, so a researcher's own module plugs in without a package edit.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+
+from mmdetect.safe_classpath import allowed_modules, import_class
 
 
 @dataclass(frozen=True)
@@ -191,26 +192,20 @@ FUSIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def fusion_class(class_path: str) -> type[nn.Module]:
+def fusion_class(class_path: str, allowed: Sequence[str] = ()) -> type[nn.Module]:
     """The nn.Module subclass a dotted class path names (a short name of FUSIONS also works).
 
-    Checkpoints carry this path: anything that is not an nn.Module subclass is refused before
-    it is called, so a crafted checkpoint cannot name an arbitrary callable.
+    Checkpoints carry this path: its module must lie inside mmdetect, torch.nn, `allowed` or
+    MMDETECT_ALLOW_MODULES, checked before anything is imported (safe_classpath), and anything
+    that is not an nn.Module subclass is refused before it is called.
     """
     if class_path in FUSIONS:
         return FUSIONS[class_path]
-    module_name, _, name = class_path.rpartition(".")
-    if not module_name:
+    if "." not in class_path:
         raise ValueError(
             f"fusion {class_path!r}: expected one of {sorted(FUSIONS)} or a dotted class path"
         )
-    try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"fusion {class_path!r} cannot be imported: {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ValueError(f"fusion {class_path!r} is not an nn.Module subclass")
-    return cls
+    return import_class(class_path, nn.Module, allowed_modules(allowed), "fusion")
 
 
 def fusion_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -226,8 +221,12 @@ def fusion_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def build_fusion(
-    spec: str | Mapping[str, Any], dims: FusionDims, hidden: int, dropout: float
+    spec: str | Mapping[str, Any],
+    dims: FusionDims,
+    hidden: int,
+    dropout: float,
+    allowed: Sequence[str] = (),
 ) -> nn.Module:
     """The fusion module a YAML entry names, built for these tower widths."""
     class_path, init_args = fusion_spec(spec)
-    return fusion_class(class_path)(dims, hidden, dropout, **init_args)
+    return fusion_class(class_path, allowed)(dims, hidden, dropout, **init_args)

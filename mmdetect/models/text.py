@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 
+from mmdetect.data.safe_pretrained import check_model_dir
+
 POOLINGS = ("cls", "mean", "attention")
 
 
@@ -36,6 +38,9 @@ class TextConfig:
     # Word vectors for the embedding rows of whole-word tokens, applied when fit starts from
     # scratch: {source: ja_ginza | FILE, mode: pca | random | native, seed: 0} (data/vectors.py)
     init_vectors: dict[str, Any] | None = None
+    # A pretrained encoder fed another tokenizer than its own: re-initialise its word embeddings
+    # (resized to the tokenizer) instead of refusing (mmdetect/vocab_binding.py).
+    resize_embeddings: bool = False
 
 
 def load_encoder(name_or_dir: str) -> nn.Module:
@@ -43,12 +48,15 @@ def load_encoder(name_or_dir: str) -> nn.Module:
 
     Under a meta default device (shapes only, e.g. checking a checkpoint before loading it)
     the architecture is built from its config: there are no weights to load into.
+    A directory whose config.json names custom code (`auto_map`) is refused before transformers
+    reads it, and remote code is never trusted (no "run the custom code? [y/N]" prompt).
     """
+    check_model_dir(name_or_dir)
     if torch.empty(0).device.type == "meta":
-        config = AutoConfig.from_pretrained(name_or_dir)
-        build = lambda **kw: AutoModel.from_config(config, **kw)  # noqa: E731
+        config = AutoConfig.from_pretrained(name_or_dir, trust_remote_code=False)
+        build = lambda **kw: AutoModel.from_config(config, trust_remote_code=False, **kw)  # noqa: E731
     else:
-        build = lambda **kw: AutoModel.from_pretrained(name_or_dir, **kw)  # noqa: E731
+        build = lambda **kw: AutoModel.from_pretrained(name_or_dir, trust_remote_code=False, **kw)  # noqa: E731
     try:
         return build(add_pooling_layer=False)
     except TypeError as exc:  # DeBERTa, T5 encoders... have no pooler argument

@@ -6,9 +6,14 @@ bundles blue-green. Status codes of /v1/score:
 
 - 200 every listing scored; 207 (batch form) some listings failed, each failed item carries
   its `error` {field, reason, message}; 422 every listing invalid (nothing was queued);
-- 400 the body is not a JSON object / `listings` not a non-empty list; 413 body over the limit
-  or too many listings; 429 queue full (Retry-After); 503 no bundle loaded yet (Retry-After);
-  504 not answered within --timeout-s (Retry-After); 500 scoring failed (single form).
+- 400 the body is not a JSON object / `listings` not a non-empty list; 408 the body did not
+  arrive within --timeout-s (the connection is closed); 413 body over the limit or too many
+  listings; 429 queue full (Retry-After); 503 no bundle loaded yet (Retry-After); 504 not
+  parsed or answered within --timeout-s (Retry-After); 500 scoring failed (single form).
+
+One deadline, --timeout-s from the moment the headers are in, covers reading the body, parsing
+and staging photos, queueing and scoring. Slow headers and connection counts are the server
+protocol's (mmdetect.serving.guard).
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from mmdetect.explain.service import ExplainGate, ExplainRefused, wants_explanation
 from mmdetect.serve import Decision
@@ -33,6 +39,7 @@ from mmdetect.serving.batcher import Batcher, QueueFull
 from mmdetect.serving.inputs import BodyError, Limits, Parsed, parse_request, remove_request_dir
 from mmdetect.serving.metrics import CONTENT_TYPE, Metrics
 from mmdetect.serving.reload import Active, Slot, Watcher, load_active, score_with
+from mmdetect.serving.responses import SafeJSONResponse as JSONResponse
 
 log = logging.getLogger(__name__)
 SCORE_PATH = "/v1/score"
@@ -134,17 +141,39 @@ class Service:
         return (200 if active else 503), doc
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused (413) as soon as it passes `limit` bytes, declared or streamed."""
+class Disconnected(BodyError):
+    """The client went away before its body was in: nobody to answer."""
+
+    def __init__(self) -> None:
+        super().__init__(499, "client disconnected before the body was read")
+
+
+async def read_body(request: Request, limit: int, seconds: float = 3600.0) -> bytes:
+    """The body, refused (413) as soon as it passes `limit` bytes, declared or streamed; 408
+    unless all of it is in within `seconds` (a client sending a byte a second is cut);
+    Disconnected if the client leaves mid-body."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BodyError(413, f"body: {declared} bytes over the limit of {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyError(413, f"body: over the limit of {limit} bytes")
-        chunks.append(chunk)
+    chunks: list[bytes] = []
+
+    async def read() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyError(413, f"body: over the limit of {limit} bytes")
+            chunks.append(chunk)
+
+    try:  # wait_for, not asyncio.timeout: Python 3.10 is supported
+        await asyncio.wait_for(read(), max(seconds, 0.001))
+    except asyncio.TimeoutError:
+        got = sum(map(len, chunks))
+        raise BodyError(
+            408, f"body: not received within {seconds:.3g} s ({got} bytes in)"
+        ) from None
+    except ClientDisconnect:
+        raise Disconnected() from None
     return b"".join(chunks)
 
 
@@ -164,8 +193,10 @@ def answer(p: Parsed, outcome: tuple[str, Decision] | BaseException | None) -> d
 
 
 def _error(status: int, message: str, retry_after: int | None = None) -> JSONResponse:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    if status in (408, 499):  # the rest of a slow or abandoned body is not worth reading
+        headers["Connection"] = "close"
+    return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
 
 async def score_request(svc: Service, request: Request) -> JSONResponse:
@@ -174,12 +205,25 @@ async def score_request(svc: Service, request: Request) -> JSONResponse:
     if active is None:
         return _error(503, "no verified bundle loaded yet", 1)
     try:
-        raw = await read_body(request, cfg.limits.max_body_bytes)
-        parsed, batch_form, rdir = await loop.run_in_executor(
+        raw = await read_body(request, cfg.limits.max_body_bytes, cfg.timeout_s)
+        parse = loop.run_in_executor(
             svc.parsers, parse_request, raw, active.predictor.taxonomy, cfg.images_root,
-            svc.staging, cfg.limits)  # fmt: skip
+            svc.staging, cfg.limits, start + cfg.timeout_s)  # fmt: skip
+        try:  # the parser also stops itself at the deadline (and removes what it staged)
+            parsed, batch_form, rdir = await asyncio.wait_for(
+                asyncio.shield(parse), max(start + cfg.timeout_s - time.monotonic(), 0.001)
+            )
+        except asyncio.TimeoutError:
+            parse.add_done_callback(_cleanup_late(svc))
+            svc.metrics.listing("timeout", 1)
+            return _error(504, f"not parsed within {cfg.timeout_s} s", svc.batcher.retry_after_s())
+    except Disconnected:
+        log.info("client disconnected mid-body", extra={"path": SCORE_PATH})
+        return _error(499, "client disconnected")
     except BodyError as exc:
-        return _error(exc.status, str(exc))
+        return _error(
+            exc.status, str(exc), svc.batcher.retry_after_s() if exc.status == 504 else None
+        )
     explanation = None
     try:
         valid = [p for p in parsed if p.listing is not None]
@@ -224,6 +268,16 @@ async def score_request(svc: Service, request: Request) -> JSONResponse:
         return JSONResponse(item, status_code=status)
     status = 200 if not failed else 207 if failed < len(items) else 422
     return JSONResponse({"results": items}, status_code=status)
+
+
+def _cleanup_late(svc: Service):
+    """A done-callback for a parse the request stopped waiting for: remove what it staged."""
+
+    def cleanup(future: asyncio.Future) -> None:
+        if not future.cancelled() and future.exception() is None:
+            svc.parsers.submit(remove_request_dir, svc.staging, future.result()[2])
+
+    return cleanup
 
 
 def create_app(cfg: ServeConfig) -> FastAPI:

@@ -72,7 +72,13 @@ def serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=positive_int, default=512,
                    help="listings waiting at most; beyond: 429 with Retry-After")  # fmt: skip
     p.add_argument("--timeout-s", type=positive_float, default=10.0,
-                   help="a request not answered in this time gets 504")  # fmt: skip
+                   help="one deadline per request, from its headers: body not in by then: 408; "
+                   "not parsed or scored: 504")  # fmt: skip
+    p.add_argument("--header-timeout-s", type=positive_float, default=5.0,
+                   help="a connection whose request headers are not in within this is closed "
+                   "(also the keep-alive idle time)")  # fmt: skip
+    p.add_argument("--max-connections", type=positive_int, default=1024,
+                   help="open connections at most; one more is closed at once")  # fmt: skip
     p.add_argument("--poll-s", type=positive_float, default=1.0,
                    help="how often the registry's current pointer is read")  # fmt: skip
     p.add_argument("--max-body-mb", type=positive_float, default=32.0)
@@ -112,6 +118,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     from mmdetect.serving.app import ServeConfig, create_app
+    from mmdetect.serving.guard import uvicorn_options
     from mmdetect.serving.inputs import Limits
 
     for flag, path in (("--registry", args.registry), ("--bundle", args.bundle),
@@ -139,6 +146,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     config = uvicorn.Config(
         create_app(cfg), host=args.host, port=args.port, access_log=False, log_config=None,
         timeout_graceful_shutdown=int(args.timeout_s) + 5, lifespan="on",
+        **uvicorn_options(args.header_timeout_s, args.max_connections),
     )  # fmt: skip
     server = uvicorn.Server(config)
     server.run()  # SIGINT/SIGTERM: stop accepting, drain in-flight requests, then stop

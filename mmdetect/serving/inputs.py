@@ -14,15 +14,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmdetect.data.images import MAX_PHOTOS, ImageProblem, check_image, resolve_image_path
-from mmdetect.data.jsonl import RowProblem, check_text
+from mmdetect.data.jsonl import SURROGATE, RowProblem, check_decoded, check_text, loads
 from mmdetect.data.reader import parse_row
 from mmdetect.data.records import Listing
 from mmdetect.serve import REVIEW_FIELDS
@@ -36,6 +36,9 @@ class Limits:
     max_listings: int = 256
     max_photo_bytes: int = 8 << 20  # decoded b64 or file size; phone photos are 2-5 MB
     max_photos: int = MAX_PHOTOS
+    # `images` entries a listing may list at all (counted before any file is touched): beyond,
+    # the listing is refused; a list of 120,000 paths costs no file system call.
+    max_photo_entries: int = 4 * MAX_PHOTOS
 
 
 class BodyError(ValueError):
@@ -57,10 +60,11 @@ class Parsed:
     photo_problems: list[dict[str, str]] = field(default_factory=list)
 
 
-def split_body(raw: bytes, limits: Limits) -> tuple[list[Any], bool]:
-    """(rows, batch form?) from a body: one listing object or {"listings": [...]}."""
+def split_body(raw: bytes, limits: Limits) -> tuple[list[Any], bool, bool]:
+    """(rows, batch form?, suspect: some row may hold a duplicated key or an over-long integer)
+    from a body: one listing object or {"listings": [...]}."""
     try:
-        doc = json.loads(raw.decode("utf-8-sig"))
+        doc, suspect = loads(raw.decode("utf-8-sig"))  # the snapshot reader's parser
     except UnicodeDecodeError as exc:
         raise BodyError(400, f"body: not UTF-8 at byte {exc.start}") from None
     except RecursionError:
@@ -69,19 +73,22 @@ def split_body(raw: bytes, limits: Limits) -> tuple[list[Any], bool]:
         raise BodyError(400, f"body: invalid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise BodyError(400, f"body: expected a JSON object, got {type(doc).__name__}")
+    if "listings" in getattr(doc, "duplicates", ()):
+        raise BodyError(400, "listings: key appears more than once")
     if "listings" not in doc:
-        return [doc], False
+        return [doc], False, suspect
     rows = doc["listings"]
     if not isinstance(rows, list) or not rows:
         raise BodyError(400, "listings: expected a non-empty list of listing objects")
     if len(rows) > limits.max_listings:
         raise BodyError(413, f"listings: {len(rows)} over the limit of {limits.max_listings}")
-    return rows, True
+    return rows, True, suspect
 
 
 def _row_id(row: Any) -> str | None:
     value = row.get("id") if isinstance(row, dict) else None
-    return value if isinstance(value, str) and len(value) <= 256 else None
+    usable = isinstance(value, str) and len(value) <= 256 and not SURROGATE.search(value)
+    return value if usable else None  # a lone surrogate cannot be written back as UTF-8
 
 
 def _is_b64(entry: Any) -> bool:
@@ -114,16 +121,44 @@ def _photo_bytes(entry: Any, images_root: Path | None, limits: Limits) -> bytes:
         raise ImageProblem("image_missing", f"{entry!r}: cannot read: {exc.strerror}") from None
 
 
+class DeadlinePassed(BodyError):
+    """Parsing ran past the request's deadline (--timeout-s): 504."""
+
+    def __init__(self) -> None:
+        super().__init__(504, "request not parsed within the deadline (--timeout-s)")
+
+
+def _check_deadline(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise DeadlinePassed()
+
+
 def stage_photos(
-    entries: list[Any], images_root: Path | None, staging: Path, request_dir: str, limits: Limits
-) -> tuple[tuple[str, ...], list[dict[str, str]]]:
+    entries: list[Any], images_root: Path | None, staging: Path, request_dir: str, limits: Limits,
+    index: int = 0, deadline: float | None = None,
+) -> tuple[tuple[str, ...], list[dict[str, str]]]:  # fmt: skip
     """Stage and check each photo as check_photos does (duplicates once, at most max_photos);
-    (paths relative to `staging`, problems). Nothing is written outside staging/request_dir."""
+    (paths relative to `staging`, problems). Nothing is written outside staging/request_dir.
+
+    Every distinct entry counts toward max_photos before its file is touched (a missing photo
+    too), so a listing costs at most max_photos reads. Staged names are unique per listing
+    `index` and entry: `<request_dir>/<index>-<n>` (one listing never reads another's photo)."""
     kept: list[str] = []
     problems: list[dict[str, str]] = []
     seen: set[str] = set()
+    entries_seen: set[tuple[str, str]] = set()
     for n, entry in enumerate(entries):
+        _check_deadline(deadline)
         where = f"images[{n}]"
+        text = ("path", entry) if isinstance(entry, str) else ("b64", entry["b64"])
+        if text in entries_seen:
+            problems.append({"field": where, "reason": "duplicate_photo", "message": "repeated"})
+            continue
+        entries_seen.add(text)
+        if len(entries_seen) > limits.max_photos:
+            problems.append({"field": where, "reason": "photos_over_limit",
+                             "message": f"only the first {limits.max_photos} photos are used"})  # fmt: skip
+            break
         try:
             raw = _photo_bytes(entry, images_root, limits)
             key = hashlib.sha256(raw).hexdigest()  # the same photo by path, b64 or both: once
@@ -133,11 +168,7 @@ def stage_photos(
                 )
                 continue
             seen.add(key)
-            if len(seen) > limits.max_photos:
-                problems.append({"field": where, "reason": "photos_over_limit",
-                                 "message": f"only the first {limits.max_photos} photos are used"})  # fmt: skip
-                break
-            rel = f"{request_dir}/p{n}"
+            rel = f"{request_dir}/{index}-{n}"
             (staging / request_dir).mkdir(exist_ok=True)
             (staging / rel).write_bytes(raw)
             check_image(staging / rel)
@@ -152,7 +183,8 @@ def stage_photos(
 
 def parse_listing(
     index: int, row: Any, taxonomy: tuple[str, ...], images_root: Path | None,
-    staging: Path, request_dir: str, limits: Limits,
+    staging: Path, request_dir: str, limits: Limits, deadline: float | None = None,
+    suspect: bool = True,
 ) -> Parsed:  # fmt: skip
     """One row to a Parsed: parse_row's checks with photos replaced by placeholders, then the
     photos staged. The error names the field and the reader's reason."""
@@ -162,33 +194,44 @@ def parse_listing(
             raise RowProblem(
                 "not_an_object", "-", f"expected a JSON object, got {type(row).__name__}"
             )
-        row = {k: v for k, v in row.items() if k not in REVIEW_FIELDS}
         photos = row.get("images")
+        if isinstance(photos, list) and len(photos) > limits.max_photo_entries:
+            raise RowProblem("too_many_photos", "images", f"{len(photos)} entries over the "
+                             f"limit of {limits.max_photo_entries}")  # fmt: skip
+        if suspect:  # duplicate keys, over-long integers: the snapshot reader's rule
+            check_decoded(row)
+        row = {k: v for k, v in row.items() if k not in REVIEW_FIELDS}
         if isinstance(photos, list):  # b64 objects are not paths: validate placeholders
             if not all(isinstance(p, str) or _is_b64(p) for p in photos):
                 raise RowProblem("wrong_type", "images",
                                  'each photo is a path string or {"b64": "<base64>"}')  # fmt: skip
-            check_text([p for p in photos if isinstance(p, str)])
+            check_text({"images": photos})  # names the entry: images[3]
             row = {**row, "images": [f"p{i}" for i in range(len(photos))]}
         listing = parse_row(row, taxonomy)
     except RowProblem as exc:
         out.error = {"field": exc.field, "reason": exc.reason, "message": str(exc)}
         return out
-    kept, out.photo_problems = stage_photos(photos, images_root, staging, request_dir, limits)
+    kept, out.photo_problems = stage_photos(
+        photos, images_root, staging, request_dir, limits, index, deadline
+    )
     out.listing = Listing(**{**listing.__dict__, "images": kept})
     return out
 
 
 def parse_request(
-    raw: bytes, taxonomy: tuple[str, ...], images_root: Path | None, staging: Path, limits: Limits
-) -> tuple[list[Parsed], bool, str]:
-    """(one Parsed per row, batch form?, request directory under staging to remove after)."""
-    rows, batch = split_body(raw, limits)
+    raw: bytes, taxonomy: tuple[str, ...], images_root: Path | None, staging: Path, limits: Limits,
+    deadline: float | None = None,
+) -> tuple[list[Parsed], bool, str]:  # fmt: skip
+    """(one Parsed per row, batch form?, request directory under staging to remove after).
+    DeadlinePassed (504) once time.monotonic() passes `deadline`, checked per listing and photo."""
+    rows, batch, suspect = split_body(raw, limits)
     request_dir = uuid.uuid4().hex
     parsed, seen = [], set()
     try:
         for i, row in enumerate(rows):
-            p = parse_listing(i, row, taxonomy, images_root, staging, request_dir, limits)
+            _check_deadline(deadline)
+            p = parse_listing(i, row, taxonomy, images_root, staging, request_dir, limits,
+                              deadline, suspect)  # fmt: skip
             if p.listing is not None and p.listing.id in seen:
                 p.listing, p.error = None, {"field": "id", "reason": "duplicate_id",
                                             "message": f"id {p.id!r} repeated in this request"}  # fmt: skip

@@ -2,18 +2,21 @@
 
 `Slot.active` is the one reference each scoring thread reads, once per batch: a batch is scored
 by a single bundle from start to end, and its answers name that bundle. The watcher polls the
-registry's `current` pointer (a readlink); when it names another bundle, the new one is loaded
+registry's `current` pointer (`served_bundle`: the rule `mmdetect registry` applies too: a
+bundle promoted into the registry's bundles/, nothing outside it); when it names another bundle,
+the new one is loaded
 in a loader thread (load_bundle: checksums, documents, thresholds; then the Predictor's own
 checks), warmed up on one batch, and only then assigned to `active` (one attribute store,
 atomic). The old Predictor is dropped when the last batch holding it ends. A bundle that fails
-is refused: the old one keeps serving, the refusal is logged and shown by /readyz, and the same
-pointer is not retried until it moves.
+is refused, as is a pointer the rule refuses: the old one keeps serving, the refusal is logged
+(in full) and shown by /readyz (one line), and the same pointer is not retried until it moves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +28,7 @@ from PIL import Image
 from mmdetect.bundle import BundleError
 from mmdetect.data.dataset import Item
 from mmdetect.data.records import Listing
-from mmdetect.registry import RegistryError, resolve_current
+from mmdetect.registry import CURRENT, RegistryError, served_bundle
 from mmdetect.serve import Decision, Predictor
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,13 @@ class Slot:
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An error's first line (a TorchScript error is a whole traceback), for /readyz."""
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__]
+    more = f" (+{len(lines) - 1} lines in the log)" if len(lines) > 1 else ""
+    return lines[0][: limit - len(more)] + more
 
 
 def warmup_listings(staging: Path) -> list[Listing]:
@@ -124,19 +134,39 @@ class Watcher:
                  poll_s: float = 1.0, on_change: Callable[[Slot, bool], None] | None = None):  # fmt: skip
         self.registry, self.slot, self.load, self.poll_s = registry, slot, load, poll_s
         self.on_change = on_change or (lambda slot, refused: None)
-        self._refused_target: Path | None = None
+        self._refused_target: Path | str | None = None  # a bundle path, or a pointer's problem
 
     def target(self) -> Path | None:
-        try:
-            return resolve_current(self.registry)
-        except RegistryError as exc:
-            log.warning("registry pointer unusable", extra={"error": str(exc)})
+        """The bundle `current` names (served_bundle's rule; RegistryError if it refuses), or
+        None while nothing is promoted yet."""
+        link = self.registry / CURRENT
+        if not link.is_symlink() and not link.exists():
             return None
+        return served_bundle(self.registry)
+
+    def _refuse(self, key: Path | str, bundle: str | None, exc: Exception, seen_at: float) -> None:
+        if key == self._refused_target:
+            return  # refused already: not logged or counted again until the pointer moves
+        self._refused_target = key
+        active = self.slot.active
+        self.slot.refused = {"bundle": bundle, "reason": one_line(exc), "at_utc": _iso(seen_at)}
+        log.error("bundle refused: the old one keeps serving",
+                  extra={"bundle": bundle, "error": str(exc),
+                         "serving": active.name if active else None})  # fmt: skip
+        self.on_change(self.slot, True)
 
     def check_once(self) -> bool:
         """Load the pointer's bundle if it is new; True if the slot switched. Blocking."""
-        seen_at, path = time.time(), self.target()
-        active = self.slot.active
+        seen_at, active = time.time(), self.slot.active
+        try:
+            path = self.target()
+        except (RegistryError, OSError) as exc:
+            try:
+                bundle = Path(os.readlink(self.registry / CURRENT)).name
+            except OSError:
+                bundle = None
+            self._refuse(f"pointer: {exc}", bundle, exc, seen_at)
+            return False
         if active and path == active.path and self._refused_target is not None:
             self._refused_target = self.slot.refused = None  # pointer back on what serves
         if path is None or (active and path == active.path) or path == self._refused_target:
@@ -146,12 +176,7 @@ class Watcher:
         try:
             new = self.load(path, path.name)
         except Exception as exc:  # noqa: BLE001 (whatever fails, the old bundle keeps serving)
-            self._refused_target = path
-            self.slot.refused = {"bundle": path.name, "reason": str(exc), "at_utc": _iso(seen_at)}
-            log.error("bundle refused: the old one keeps serving",
-                      extra={"bundle": path.name, "error": str(exc),
-                             "serving": active.name if active else None})  # fmt: skip
-            self.on_change(self.slot, True)
+            self._refuse(path, path.name, exc, seen_at)
             return False
         self._refused_target = None
         self.slot.refused = None

@@ -69,7 +69,8 @@ ROWS = [
     ),  # fmt: skip
     ("line over 1 MiB", line(row(2, description="x" * (MAX_LINE_BYTES + 10))), "line_too_long"),
     ("nesting 100000 deep", b"[" * 100_000, "invalid_json"),
-    ("5000-digit integer", line(row(2)).replace(b"5000", b"9" * 5000), "invalid_json"),
+    ("5000-digit integer", line(row(2)).replace(b"5000", b"9" * 5000), "number_too_long"),
+    ("duplicate key", line(row(2)).replace(b'"price"', b'"price": 1, "price"'), "duplicate_key"),
     ("truncated JSON", line(row(2))[:20], "invalid_json"),
     ("row is a list", b"[1, 2]", "not_an_object"),
     ("row is null", b"null", "not_an_object"),

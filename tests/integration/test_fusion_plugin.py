@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 OVERLAY = """\
 # mmdetect fit --config configs/train/tiny.yaml --config plugin.yaml
 model:
+  allow_modules: [tests.custom_fusion]   # a fusion class path outside mmdetect must be named
   fusion:
     class_path: tests.custom_fusion.TokenPhotoSumFusion
     init_args:

@@ -208,3 +208,48 @@ def check_cases(assets, tmp_path: Path, cases, bad: Path) -> None:
         summary = json.loads((ray_out / "summary.json").read_text())
         if src == bad:
             assert summary["skipped"] == {"invalid_json": 1, "invalid_utf8": 1, "duplicate_id": 1}
+
+
+@pytest.mark.slow  # a Ray run per example: too slow for the default tier (docs/reliability.md)
+def test_ray_batch_scores_as_its_listings_alone(assets, tmp_path_factory):
+    """Batch invariance for `score --engine ray` (issue #27, tests/batching.py): any batch
+    size, any order and mix of photo counts, the same photo in several listings."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from mmdetect.cli import main
+    from mmdetect.data.dataset import Item
+    from mmdetect.data.reader import parse_row
+    from mmdetect.scale.ray_score import init_ray
+    from mmdetect.serve import Predictor
+    from tests.batching import assert_same, batches, photo_bundle, row, write_photos
+
+    bundle = photo_bundle(assets, tmp_path_factory.getbasetemp() / "photo_bundle")
+    photos = write_photos(tmp_path_factory.mktemp("ray_photos"))
+    predictor = Predictor.from_bundle(bundle)
+    runs = iter(range(1000))
+
+    @settings(max_examples=5, deadline=None, derandomize=True)
+    @given(specs=batches, batch_size=st.integers(1, 4))
+    def check(specs, batch_size):
+        rows = [row(i, s, photos, b64=False) for i, s in enumerate(specs)]
+        alone = {}
+        for r in rows:
+            item = Item(parse_row(r, predictor.taxonomy), photos)
+            alone[r["id"]] = predictor.predict_batch([item])[0].to_json()
+        run = tmp_path_factory.mktemp(f"ray_run{next(runs)}")
+        src = run / "listings.jsonl"
+        src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+        assert main(["score", "--bundle", str(bundle), "--input", str(src), "--engine", "ray",
+                     "--num-cpus", "2", "--actors", "1", "--batch-size", str(batch_size),
+                     "--images-root", str(photos), "--out", str(run / "out")]) == 0  # fmt: skip
+        got = [json.loads(x) for x in (run / "out" / "decisions.jsonl").read_text().splitlines()]
+        assert [g["id"] for g in got] == [r["id"] for r in rows]
+        for g in got:
+            assert_same(g, alone[g["id"]], g["id"])
+
+    ray = init_ray(None, 2)
+    try:
+        check()
+    finally:
+        ray.shutdown()

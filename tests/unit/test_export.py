@@ -75,11 +75,10 @@ def build_checkpoint(path: Path, tokenizer: Path) -> None:
     data = {"tokenizer": str(tokenizer), "max_length": 64, "image_size": 32, "max_photos": 3,
             "price_mean": PRICE_MEAN, "price_std": PRICE_STD, "taxonomy": list(module.taxonomy),
             "categories": list(module.hparams.categories), "batch_size": 8, "num_workers": 0}  # fmt: skip
-    torch.save(
-        {"state_dict": module.state_dict(), "hyper_parameters": hparams,
-         "datamodule_hyper_parameters": data, "pytorch-lightning_version": lightning.__version__},
-        path,
-    )  # fmt: skip
+    ckpt = {"state_dict": module.state_dict(), "hyper_parameters": hparams,
+            "datamodule_hyper_parameters": data, "pytorch-lightning_version": lightning.__version__}  # fmt: skip
+    module.on_save_checkpoint(ckpt)  # as Trainer.save_checkpoint: the vocabulary fingerprint
+    torch.save(ckpt, path)
 
 
 def tiny_assets(base: Path) -> Assets:

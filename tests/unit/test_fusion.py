@@ -127,8 +127,11 @@ def test_build_time_errors(tiny_config):
 
 def test_a_fusion_outside_the_package_plugs_in_by_class_path(tiny_config, make_batch):
     spec = {"class_path": "tests.custom_fusion.TokenPhotoSumFusion", "init_args": {"scale": 0.5}}
+    with pytest.raises(ValueError, match="'tests.custom_fusion' is not allowed"):
+        MultimodalClassifier(tiny_config(fusion=spec))  # outside the allow-list until named
     torch.manual_seed(0)
-    model = MultimodalClassifier(tiny_config(fusion=spec)).eval()
+    cfg = tiny_config(fusion=spec, allow_modules=("tests.custom_fusion",))
+    model = MultimodalClassifier(cfg).eval()
     assert isinstance(model.fusion, TokenPhotoSumFusion) and model.fusion.scale == 0.5
     batch = make_batch()
     with torch.no_grad():

@@ -30,13 +30,14 @@ DRIFT = Path(__file__).resolve().parents[2] / "data_samples" / "drift"
 class Server:
     """uvicorn in a thread on 127.0.0.1:<free port>; `post`/`get` return (status, headers, doc)."""
 
-    def __init__(self, cfg: ServeConfig):
+    def __init__(self, cfg: ServeConfig, **options):
+        """`options`: more uvicorn.Config arguments (mmdetect.serving.guard.uvicorn_options)."""
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.app = create_app(cfg)
         config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="on",
-                                timeout_graceful_shutdown=10)  # fmt: skip
+                                timeout_graceful_shutdown=10, **options)  # fmt: skip
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
 

@@ -15,10 +15,17 @@ import pytest
 
 from mmdetect.bundle import write_checksums
 from mmdetect.registry import BUNDLES, switch_current
+from mmdetect.registry_history import _append_history
 from mmdetect.serving.app import ServeConfig
 from tests.unit.test_http import DRIFT, LIMITS, Server, drift_rows
 
 pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def record_promotion(root: Path, name: str) -> None:
+    """A history.jsonl promote line: only promoted bundles are served (served_bundle)."""
+    _append_history(root, {"time": "2026-01-01T00:00:00+00:00", "action": "promote",
+                           "bundle": name, "previous": None})  # fmt: skip
 
 
 def make_registry(root: Path, bundle: Path) -> Path:
@@ -30,6 +37,7 @@ def make_registry(root: Path, bundle: Path) -> Path:
         meta = json.loads((dst / "meta.json").read_text())
         (dst / "meta.json").write_text(json.dumps({**meta, "note": name}))
         write_checksums(dst)
+        record_promotion(root, name)
     th = root / BUNDLES / "bad" / "thresholds.json"
     th.write_text(th.read_text().replace('"threshold": 0.5', '"threshold": 0.05'))
     switch_current(root, "blue")
@@ -137,6 +145,7 @@ def test_not_ready_until_a_bundle_is_promoted(assets, tmp_path):
         assert status == 503 and headers["retry-after"] == "1"
         assert s.get("/healthz")[0] == 200
         shutil.copytree(assets.bundle, root / BUNDLES / "first")
+        record_promotion(root, "first")
         switch_current(root, "first")
         wait_for(s, lambda d: d["ready"] and d["bundle"] == "first")
         assert s.post(drift_rows(1)[0])[0] == 200

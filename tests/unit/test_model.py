@@ -173,9 +173,11 @@ def test_fusion_values():
     with pytest.raises(ValueError, match="expected one of"):
         build_fusion("sum", dims, 4, 0.0)
     with pytest.raises(ValueError, match="not an nn.Module subclass"):
+        build_fusion("mmdetect.models.fusion.build_fusion", dims, 4, 0.0)
+    with pytest.raises(ValueError, match="module 'os' is not allowed"):
         build_fusion("os.system", dims, 4, 0.0)
     with pytest.raises(ValueError, match="cannot be imported"):
-        build_fusion("no_such_pkg.Fusion", dims, 4, 0.0)
+        build_fusion("mmdetect.no_such_module.Fusion", dims, 4, 0.0)
 
 
 def test_padding_and_empty_description_do_not_leak(tiny_config, make_batch, ja_vocab_dir):

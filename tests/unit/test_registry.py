@@ -72,7 +72,7 @@ def pair(assets: Assets, tmp_path_factory: pytest.TempPathFactory) -> Pair:
     reviews = base / "reviews.jsonl"
     reviews.write_text("".join(
         json.dumps({"id": r.id, "labels": [c for c in taxonomy if r.id in top[c]],
-                    "reviewed_at": "2027-01-05T10:00:00+09:00"}) + "\n" for r in records
+                    "reviewed_at": "2026-11-05T10:00:00+09:00"}) + "\n" for r in records
     ), encoding="utf-8")  # fmt: skip
     snapshot = base / "relabeled"
     merge_reviews(assets.drift, reviews, snapshot)
@@ -214,7 +214,7 @@ def test_a_better_challenger_is_promoted(pair, tmp_path) -> None:
     assert entry["action"] == "promote" and entry["metrics"]["verdict"] == "better"
     assert entry["forced"] is False and entry["decision"] == {"accepted": True, "reasons": []}
     assert resolve_current(reg).name == bundle_name(pair.good)
-    with pytest.raises(RegistryError, match="plain directory name"):
+    with pytest.raises(RegistryError, match="use 1-128 of A-Z a-z 0-9"):
         promote(reg, pair.bad, pair.snapshot, CFG, name="../elsewhere")
 
 
