@@ -49,6 +49,7 @@ def build_pretrain_cli(args: Sequence[str], run: bool = True) -> PretrainCLI:
     return PretrainCLI(
         MLMModule, MLMDataModule, args=["fit", *args] if run else list(args), run=run,
         seed_everything_default=0, save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "mmdetect pretrain"},
     )  # fmt: skip
 
 
