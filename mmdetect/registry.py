@@ -106,8 +106,9 @@ def open_registry(root: Path, create: bool = False) -> Path:
 
 
 def stale_temporaries(root: Path) -> list[Path]:
-    """Staging copies and pointer links a killed promote or rollback left behind."""
-    found = [*(root / BUNDLES).glob(".tmp-*"), *root.glob(f".{CURRENT}.tmp-*")]
+    """Staging copies and pointer links a killed promote or rollback left behind (bundles/ and
+    current, or another pointer's: rules/ and rules_current, registry_rules.py)."""
+    found = [*root.glob("*/.tmp-*"), *root.glob(".*.tmp-*")]
     return sorted(found)
 
 
@@ -137,12 +138,13 @@ def _locked(root: Path, create: bool = False) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def switch_current(root: Path, name: str) -> None:
-    """Point `current` at bundles/<name>: a new symlink renamed over the old one (atomic)."""
-    tmp = root / f".{CURRENT}.tmp-{uuid.uuid4().hex[:8]}"
-    os.symlink(f"{BUNDLES}/{name}", tmp)
+def switch_current(root: Path, name: str, link: str = CURRENT, under: str = BUNDLES) -> None:
+    """Point `current` (or `link`) at bundles/<name> (or under/<name>): a new symlink renamed
+    over the old one (atomic)."""
+    tmp = root / f".{link}.tmp-{uuid.uuid4().hex[:8]}"
+    os.symlink(f"{under}/{name}", tmp)
     try:
-        os.replace(tmp, root / CURRENT)
+        os.replace(tmp, root / link)
     except OSError:
         tmp.unlink(missing_ok=True)
         raise

@@ -10,7 +10,6 @@ from typing import Any
 from mmdetect.evaluate.rules_table import LABELS, SYSTEMS
 from mmdetect.outputs import atomic_write_text
 
-
 SYSTEM_HEAD = ("", "hidden", "reviewed", "recall (hidden or reviewed)", "precision of flagged",
                "hide precision")  # fmt: skip
 
