@@ -70,8 +70,10 @@ class Decision:
     model_scores: dict[str, float] = field(default_factory=dict)
     rules: tuple[str, ...] = ()
     ruleset: str | None = None
+    rules_timed_out: tuple[str, ...] = ()  # rules whose regex timed out: they did not fire
 
     def to_json(self) -> dict:
+        slow = {"rules_timed_out": list(self.rules_timed_out)} if self.rules_timed_out else {}
         return {
             "id": self.id,
             "decision": self.decision,
@@ -81,6 +83,7 @@ class Decision:
             "model_scores": self.model_scores,
             "rules": list(self.rules),
             "ruleset": self.ruleset,
+            **slow,
         }
 
 
@@ -334,9 +337,10 @@ class Predictor:
         self.rules) combined in: the one decision path (docs/rules.md)."""
         d, rules = self.decisions(probs), rules or self.rules
         fired: list[tuple[str, ...]] = [()] * len(ids)
+        slow = fired
         if rules is not None and listings is not None:
             d, hits = apply_rules(d, rules, listings, self.taxonomy)
-            fired = hits.fired
+            fired, slow = hits.fired, hits.timed_out
         out = []
         for i, listing_id in enumerate(ids):
             per_class, overall = d.tier_names(i, self.taxonomy)
@@ -350,6 +354,7 @@ class Predictor:
                     model_scores=dict(zip(self.taxonomy, map(float, probs[i]), strict=True)),
                     rules=fired[i],
                     ruleset=None if rules is None else rules.name,
+                    rules_timed_out=slow[i],
                 )
             )
         return out

@@ -162,6 +162,8 @@ def answer(p: Parsed, outcome: tuple[str, Decision] | BaseException | None) -> d
     out = {"id": d.id, "bundle": bundle, "decision": d.decision, "decisions": d.decisions,
            "scores": d.scores, "priority": d.priority, "rules": list(d.rules),
            "ruleset": d.ruleset}  # fmt: skip
+    if d.rules_timed_out:
+        out["rules_timed_out"] = list(d.rules_timed_out)
     if p.photo_problems:
         out["photo_problems"] = p.photo_problems
     return out
