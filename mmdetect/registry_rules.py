@@ -79,7 +79,8 @@ def promote_rules(
 ) -> dict[str, Any]:
     """Validate FILE, copy it in, point rules_current at it, record the promotion."""
     root, file = Path(root), Path(file)
-    rules = load_rules(file, current_taxonomy(root) if root.is_dir() else None)
+    taxonomy = current_taxonomy(root) if root.is_dir() else None
+    rules = load_rules(file, taxonomy)
     name = name or rules.name
     if name != Path(name).name or name.startswith(".") or not name:
         raise RegistryError(f"rules name {name!r}: a plain directory name, not hidden")
@@ -98,7 +99,7 @@ def promote_rules(
                 tmp.mkdir(parents=True)
                 (tmp / RULES_FILE).write_bytes(raw)
                 write_checksums(tmp)
-                load_promoted(tmp)  # the copy itself validates
+                rules = load_promoted(tmp, taxonomy)  # what is recorded is what was copied
                 tmp.rename(final)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)

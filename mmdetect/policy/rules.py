@@ -39,6 +39,7 @@ ACTIONS = ("hide", "review", "allow")
 MAX_FILE_BYTES = 1 << 20  # a rules file is edited by hand: a megabyte is far beyond any real one
 MAX_RULES = 2000
 MAX_DEPTH = 16  # nesting of all/any/not
+MAX_YAML_DEPTH = 2 * MAX_DEPTH + 8  # lists and mappings: each all/any level takes two
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 RULE_KEYS = {"id", "owner", "category", "action", "when", "expires", "note"}
 
@@ -152,16 +153,37 @@ def _kind(node: Node) -> str:
 
 
 def _no_aliases(text: str, path: str) -> None:
-    """Aliases let a few lines expand into millions of nodes (a "billion laughs" file)."""
+    """Aliases let a few lines expand into millions of nodes (a "billion laughs" file), and
+    deep nesting would exhaust the composer's recursion: both refused from the event stream."""
+    depth = 0
     try:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = event.start_mark.line + 1
             if isinstance(event, yaml.AliasEvent):
-                line = event.start_mark.line + 1
                 raise RulesError(f"{path}:{line}: YAML aliases (*name) are not allowed in rules")
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise RulesError(f"{path}:{line}: nested deeper than {MAX_YAML_DEPTH} levels")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"{path}:{mark.line + 1}" if mark else path
-        raise RulesError(f"{at}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        raise RulesError(f"{_yaml_at(exc, text, path)}: not valid YAML: {_why(exc)}") from None
+
+
+def _yaml_at(exc: yaml.YAMLError, text: str, path: str) -> str:
+    """file:line of a PyYAML error (a mark, or the reader's character position)."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        return f"{path}:{mark.line + 1}"
+    position = getattr(exc, "position", None)
+    return f"{path}:{text[:position].count(chr(10)) + 1}" if position is not None else path
+
+
+def _why(exc: yaml.YAMLError) -> str:
+    """PyYAML's reason on one line."""
+    why = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc)
+    return " ".join(str(why).split())
 
 
 def expiry(node: Node, path: str) -> datetime:
@@ -206,7 +228,12 @@ def parse_rule(node: Node, path: str, seen: dict[str, str]) -> Rule:
 def parse_rules(text: str, path: str, taxonomy: Sequence[str] | None = None) -> RuleSet:
     """Validate a rules document; RulesError (file:line: field: why) at the first problem."""
     _no_aliases(text, path)
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:  # e.g. two documents in one file
+        raise RulesError(
+            f"{_yaml_at(exc, text, path)}: not one YAML document: {_why(exc)}"
+        ) from None
     if root is None:
         raise RulesError(f"{path}: empty file (give `version: {FORMAT_VERSION}` and `rules: []`)")
     top = mapping(root, path, "rules file", {"version", "rules"})

@@ -115,6 +115,8 @@ def _strings(node: Node, path: str, name: str) -> frozenset[str]:
 
 def _keywords(node: Node, path: str, field: str) -> Condition:
     words = tuple(sorted({rule_text(w).strip() for w in _strings(node, path, "keyword")}))
+    if "" in words:  # e.g. a control character, a space once normalised: it would match all
+        raise RulesError(f"{where(path, node)}: keyword: empty once normalised (rule_text)")
     return lambda x: any(w in getattr(x, field) for w in words)
 
 
