@@ -16,7 +16,6 @@ or if any search of PROBES takes longer than PROBE_TIMEOUT_S.
 
 from __future__ import annotations
 
-import re._parser as sre_parse  # Python's own regex parser: the structure check reads its tree
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +24,11 @@ from yaml.nodes import Node, ScalarNode
 
 from mmdetect.data.tokenize import clean_text, nfkc
 from mmdetect.policy.rules import MAX_DEPTH, RulesError, mapping, scalar, sequence, where
+
+try:  # Python's own regex parser: the structure check reads its tree
+    import re._parser as sre_parse  # 3.11+
+except ImportError:  # pragma: no cover (3.10)
+    import sre_parse  # type: ignore[no-redef]
 
 MATCH_TIMEOUT_S = 0.05
 PROBE_TIMEOUT_S = 0.2
@@ -203,9 +207,9 @@ def _walk(items, inside: bool) -> bool:
             if unbounded and inside and _has_width(sub):
                 return True
             found = _walk(sub, inside or hi > 1)
-        elif op is sre_parse.POSSESSIVE_REPEAT:
+        elif op is getattr(sre_parse, "POSSESSIVE_REPEAT", None):
             found = _walk(av[2], False)  # never gives back: safe inside a repeat
-        elif op is sre_parse.ATOMIC_GROUP:
+        elif op is getattr(sre_parse, "ATOMIC_GROUP", None):
             found = _walk(av, False)
         elif op is sre_parse.SUBPATTERN:
             found = _walk(av[3], inside)

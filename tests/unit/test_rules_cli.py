@@ -100,3 +100,24 @@ def test_rules_check_and_bad_files(assets, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: {bad}:3: regex:") and "Traceback" not in err
     assert main(["rules", "bogus"]) == 2
+
+
+def test_rules_test_against_the_registrys_current_rules_and_bundle(assets, hide_all, tmp_path):
+    from mmdetect.registry_rules import promote_rules
+    from tests.unit.test_http_switch import make_registry
+
+    root = make_registry(tmp_path / "registry", assets.bundle)
+    promote_rules(root, hide_all)
+    none = tmp_path / "none.yaml"
+    none.write_text("# mmdetect rules test\nversion: 1\nrules: []\n", encoding="utf-8")
+    out = tmp_path / "dry"
+    argv = ["rules", "test", str(none), "--snapshot", str(assets.drift), "--registry", str(root),
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    diff = json.loads((out / "changes.json").read_text())
+    n, after, s = diff["listings"], diff["decisions"]["after"], diff["summary"]
+    assert diff["old"].startswith("hide_all-") and diff["decisions"]["before"]["hide"] == n
+    assert s["newly_hidden"]["count"] == 0
+    assert s["newly_reviewed"]["count"] == after["review"]
+    assert s["newly_passed"]["count"] == after["pass"]
+    assert len(diff["changes"]) == n - after["hide"]
