@@ -88,6 +88,18 @@ def test_predict_rules_names_the_rules_in_each_row(assets, hide_all, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 30 and all(r["decision"] == "hide" for r in rows)
     assert all(r["rules"] == ["hide-all"] and r["ruleset"].startswith("hide_all-") for r in rows)
+    review = tmp_path / "review.yaml"
+    review.write_text(HIDE_ALL.replace("action: hide, when: {photos", "action: review, when: "
+                                       "{photos").replace("hide-all", "review-all"))  # fmt: skip
+    out2 = tmp_path / "d2.jsonl"
+    assert main(["predict", "--bundle", str(assets.bundle), "--input", str(src), "--out",
+                 str(out2), "--rules", str(review)]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in out2.read_text().splitlines()]
+    queue = [json.loads(x) for x in (tmp_path / "d2.review_queue.jsonl").read_text().splitlines()]
+    reviewed = [r["id"] for r in rows if r["decision"] == "review"]
+    assert all(r["decision"] != "pass" for r in rows)  # the review rule flags every listing
+    assert sorted(q["id"] for q in queue) == sorted(reviewed)
+    assert all(q["rules"] == ["review-all"] for q in queue)
 
 
 def test_rules_check_and_bad_files(assets, tmp_path, capsys):
