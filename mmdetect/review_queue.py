@@ -32,17 +32,9 @@ def queue_rows(
     for rank, d in enumerate(rows, 1):
         flagged = [c for c, t in d["decisions"].items() if t == "review"]
         top = max(flagged, key=lambda c: weight(c) * d["scores"][c]) if flagged else None
-        out.append(
-            {
-                "rank": rank,
-                "id": d["id"],
-                "priority": d["priority"],
-                "top_class": top,
-                "flagged": flagged,
-                "scores": d["scores"],
-                "rules": d.get("rules", []),
-            }
-        )  # fmt: skip (rules: docs/rules.md)
+        out.append({"rank": rank, "id": d["id"], "priority": d["priority"], "top_class": top,
+                    "flagged": flagged, "scores": d["scores"],
+                    "rules": d.get("rules", [])})  # fmt: skip
     return out
 
 
