@@ -246,6 +246,7 @@ def promote(
                      "source": str(bundle), "snapshot": str(snapshot), "forced": force,
                      "reason": reason, "user": _user(), "metrics": None, "report": None,
                      "decision": {"accepted": True, "reasons": []}}  # fmt: skip
+            entry["rules"] = _serving_rules(root)
             if previous is None:
                 gate = first_promotion_gate(bundle)
                 entry["gates"] = {"operating_point": gate}
@@ -283,6 +284,14 @@ def promote(
         finally:
             if staged is not None and staged.exists():
                 shutil.rmtree(staged, ignore_errors=True)
+
+
+def _serving_rules(root: Path) -> str | None:
+    """The rules the service decides with beside this bundle (registry_rules.py), recorded:
+    the gates compare the models alone, as the same rules apply to both (docs/rules.md)."""
+    from mmdetect.registry_rules import rules_current_name
+
+    return rules_current_name(root)
 
 
 def rollback(root: str | Path, reason: str | None = None) -> dict[str, Any]:

@@ -97,6 +97,15 @@ def config(registry: Path) -> ServeConfig:
                        max_queue=256, timeout_s=20, poll_s=0.05, workers=2, limits=LIMITS)  # fmt: skip
 
 
+def test_promote_records_the_rules_serving(assets, tmp_path):
+    from mmdetect.registry import promote
+
+    root = tmp_path / "registry"
+    name = promote_rules(root, write(tmp_path / "a.yaml", HIDE_ALL))["rules"]
+    entry = promote(root, assets.bundle, assets.drift)  # unfitted: refused, and recorded
+    assert entry["action"] == "refuse" and entry["rules"] == name
+
+
 @pytest.mark.usefixtures("single_thread")
 def test_rules_switch_under_concurrent_requests_without_restart(assets, tmp_path):
     root = make_registry(tmp_path / "registry", assets.bundle)
