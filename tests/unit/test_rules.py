@@ -7,8 +7,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mmdetect.data.records import Listing
 from mmdetect.policy import rules_match
@@ -230,3 +233,35 @@ def test_the_example_rules_file_loads(tmp_path):
     assert len(rs.rules) >= 5 and {r.action for r in rs.rules} == {"hide", "review", "allow"}
     x = rule_input(listing("g", "ｹﾞｰﾑ", "引継ぎコードを送ります", category="games"))
     assert any(r.match(x) for r in rs.rules if r.id == "game-rmt-handover")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    model=hnp.arrays(np.int8, (6, 3), elements=st.integers(0, 2)),
+    masks=hnp.arrays(bool, (3, 6, 3)),
+)
+def test_combination_invariants(model, masks):
+    """For any model tiers and rule matches: a hide rule hides, a review rule never leaves a
+    pass, an allow never auto-hides unless a hide rule says so and never drops below review,
+    and with no rule firing the model's decision is kept."""
+    from mmdetect.policy.combine import RuleHits
+
+    hide, review, allow = masks
+    hits = RuleHits((), np.zeros((6, 0), bool), hide, review, allow, [()] * 6, [()] * 6)
+    codes, overall = combine_codes(model, hits)
+    assert (codes[hide] == 2).all()
+    assert (codes[review & ~hide] >= 1).all()
+    lowered = allow & ~hide & (model == 2)
+    assert (codes[lowered] == 1).all()
+    untouched = ~(hide | review | allow)
+    assert (codes[untouched] == model[untouched]).all()
+    assert (overall == codes.max(axis=1)).all()
+    assert (codes[allow & ~hide] <= np.maximum(model, 1)[allow & ~hide]).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(word=st.text("ABCXYZabcxyz0189", min_size=1, max_size=8), pad=st.text("あ 財布", max_size=5))
+def test_a_keyword_matches_its_full_width_and_other_case_forms(word, pad):
+    full = "".join(chr(ord(c) + 0xFEE0) for c in word.swapcase())  # ｇＵｃ... full-width
+    doc = rules_doc(rule("k", f"{{keyword: '{word}'}}"))
+    assert fired(doc, listing("a", pad + full + pad)) == [("k",)]
