@@ -152,7 +152,7 @@ def _kind(node: Node) -> str:
     return {ScalarNode: "value", SequenceNode: "list", MappingNode: "mapping"}[type(node)]
 
 
-def _no_aliases(text: str, path: str) -> None:
+def _check_events(text: str, path: str) -> None:
     """Aliases let a few lines expand into millions of nodes (a "billion laughs" file), and
     deep nesting would exhaust the composer's recursion: both refused from the event stream."""
     depth = 0
@@ -227,7 +227,7 @@ def parse_rule(node: Node, path: str, seen: dict[str, str]) -> Rule:
 
 def parse_rules(text: str, path: str, taxonomy: Sequence[str] | None = None) -> RuleSet:
     """Validate a rules document; RulesError (file:line: field: why) at the first problem."""
-    _no_aliases(text, path)
+    _check_events(text, path)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:  # e.g. two documents in one file
