@@ -245,6 +245,12 @@ def cmd_registry(argv: Sequence[str]) -> int:
     return registry_main(argv)
 
 
+def cmd_rules(argv: Sequence[str]) -> int:
+    from mmdetect.rules_cli import rules_main
+
+    return rules_main(argv)
+
+
 def _has_flag(argv: Sequence[str], flags: Sequence[str]) -> bool:
     return any(a == f or a.startswith((f"{f}.", f"{f}=")) for a in argv for f in flags)
 
@@ -272,6 +278,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "promote": (cmd_promote, "promote a bundle in a registry if it is not worse"),
     "rollback": (cmd_rollback, "point a registry back at the previous bundle"),
     "registry": (cmd_registry, "show a registry's current bundle and history"),
+    "rules": (cmd_rules, "rules check|test|promote|rollback|show: support rules (docs/rules.md)"),
     "explain": (
         cmd_explain,
         "why a listing got its score: word spans, photos, modalities (HTML cards)",

@@ -28,6 +28,7 @@ from mmdetect.outputs import OutputError, atomic_dir, check_output, replaceable_
 from mmdetect.policy import PolicyError, decide, fit_operating_point, load_policy
 from mmdetect.policy.design import certification_sample
 from mmdetect.policy.io import read_operating_point, write_operating_point
+from mmdetect.policy.rules import RuleSet, load_rules
 from mmdetect.traffic_fit import budget_basis, fit_traffic_lines, traffic_args
 
 ERRORS = (EvaluationError, SnapshotError, PolicyError, SamplingError, FileNotFoundError,
@@ -102,10 +103,14 @@ def evaluate_main(argv: Sequence[str]) -> int:
     p.add_argument("--explain-errors", type=non_negative_int, default=0, metavar="N",
                    help="explain up to N false hides and N missed positives per class "
                         "(mmdetect.explain; default 0: off)")  # fmt: skip
+    p.add_argument("--rules", type=Path, help="a rules file: rules alone, model alone and both "
+                   "at the same review budget, per rule hits and precision (docs/rules.md)")  # fmt: skip
     args = p.parse_args(argv)
     try:
-        check_args(args, args.thresholds, args.baseline, args.baseline_thresholds, args.config)
+        check_args(args, args.thresholds, args.baseline, args.baseline_thresholds, args.config,
+                   args.rules)  # fmt: skip
         replaceable_dir(args.out, "metrics.json")  # the report replaces an earlier one whole
+        rules = load_rules(args.rules) if args.rules else None  # before the (long) scoring
         cfg = load_eval_config(args.config)
         records, taxonomy, snap, served = _score(args.model, args)
         doc = operating_point_for(args.model, served, args.thresholds, taxonomy)
@@ -133,16 +138,31 @@ def evaluate_main(argv: Sequence[str]) -> int:
                                             taxonomy, stage, args.explain_errors)  # fmt: skip
                 result = run_evaluation(records, taxonomy, cfg, stage, doc, baseline, source,
                                         traffic, errors, staged=True)  # fmt: skip
+                rules_text = rules and evaluate_rules(rules, records, snap, taxonomy, stage)
         except OSError as exc:
             raise EvaluationError(write_failure(args.out, exc)) from None
     except ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(format_console(result))
+    if rules_text:
+        print(rules_text)
     if snap.problems.total:
         print(f"skipped while reading the snapshot: {dict(snap.problems.counts)}")
     print(f"report: {args.out / 'report.html'}")
     return 0
+
+
+def evaluate_rules(
+    rules: RuleSet, records: Sequence, snap: Any, taxonomy: Sequence[str], out: Path
+) -> str:  # fmt: skip
+    """`evaluate --rules`: the comparison table (evaluate/rules_table.py), written beside the
+    report as rules.json and rules.md."""
+    from mmdetect.evaluate.rules_report import write_rules_report
+    from mmdetect.evaluate.rules_table import rules_comparison
+
+    rules.check_taxonomy(taxonomy)
+    return write_rules_report(out, rules_comparison(records, snap.listings, rules, taxonomy))
 
 
 def thresholds_main(argv: Sequence[str]) -> int:

@@ -37,6 +37,7 @@ from mmdetect.outputs import (
     stale_partials,
 )
 from mmdetect.policy import TIERS
+from mmdetect.policy.rules import RulesError, load_rules
 from mmdetect.review_queue import queue_path, write_review_queue
 from mmdetect.serve import REVIEW_FIELDS, Decision, Predictor, Prefetch
 
@@ -147,7 +148,7 @@ def score_chunk(
     scored here); if the batch failed, listing by listing so one bad row costs one."""
     ids = [it.listing.id for it in chunk]
     if isinstance(probs, np.ndarray):
-        return predictor.decide(ids, probs)
+        return predictor.decide(ids, probs, [it.listing for it in chunk])
     if probs is None:
         try:
             return predictor.predict_batch(chunk, summary.photos)
@@ -248,6 +249,7 @@ def predict_parser() -> argparse.ArgumentParser:
         "--device", default=None, help="cpu or cuda (default: the export device if present)"
     )
     p.add_argument("--chunk-size", type=positive_int, default=512, help="listings read per step")
+    p.add_argument("--rules", type=Path, help="rules file combined with the model (docs/rules.md)")
     p.add_argument("--bucket", action="store_true",
                    help="batch listings with equal photo counts together (less padding; "
                         "docs/BENCHMARKS.md, Scoring pipeline)")  # fmt: skip
@@ -261,16 +263,19 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {args.input}: {why}", file=sys.stderr)
         return 1
     outputs = predict_outputs(args)
+    inputs = [args.input, args.bundle, *([args.rules] if args.rules else [])]
     try:  # before anything is opened: an output may never be an input or inside a bundle
         for out in outputs:
-            check_output(out.path, [args.input, args.bundle])
+            check_output(out.path, inputs)
             out.path.parent.mkdir(parents=True, exist_ok=True)
-        check_output(queue_path(args.out), [args.input, args.bundle])
+        check_output(queue_path(args.out), inputs)
         predictor = Predictor.from_bundle(  # verified now; the model loads as reading starts
             args.bundle, args.device, args.batch_size, args.num_workers, model=False
         )
         predictor.bucket = args.bucket
-    except (OutputError, BundleError) as exc:
+        if args.rules is not None:
+            predictor.rules = load_rules(args.rules, predictor.taxonomy)
+    except (OutputError, BundleError, RulesError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -139,8 +139,9 @@ def open_registry(root: Path, create: bool = False) -> Path:
 
 
 def stale_temporaries(root: Path) -> list[Path]:
-    """Staging copies and pointer links a killed promote or rollback left behind."""
-    found = [*(root / BUNDLES).glob(".tmp-*"), *root.glob(f".{CURRENT}.tmp-*")]
+    """Staging copies and pointer links a killed promote or rollback left behind (bundles/ and
+    current, or another pointer's: rules/ and rules_current, registry_rules.py)."""
+    found = [*root.glob("*/.tmp-*"), *root.glob(".*.tmp-*")]
     return sorted(found)
 
 
@@ -170,12 +171,13 @@ def _locked(root: Path, create: bool = False) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def switch_current(root: Path, name: str) -> None:
-    """Point `current` at bundles/<name>: a new symlink renamed over the old one (atomic)."""
-    tmp = root / f".{CURRENT}.tmp-{uuid.uuid4().hex[:8]}"
-    os.symlink(f"{BUNDLES}/{name}", tmp)
+def switch_current(root: Path, name: str, link: str = CURRENT, under: str = BUNDLES) -> None:
+    """Point `current` (or `link`) at bundles/<name> (or under/<name>): a new symlink renamed
+    over the old one (atomic)."""
+    tmp = root / f".{link}.tmp-{uuid.uuid4().hex[:8]}"
+    os.symlink(f"{under}/{name}", tmp)
     try:
-        os.replace(tmp, root / CURRENT)
+        os.replace(tmp, root / link)
     except OSError:
         tmp.unlink(missing_ok=True)
         raise
@@ -282,6 +284,7 @@ def promote(
                      "source": str(bundle), "snapshot": str(snapshot), "forced": force,
                      "reason": reason, "user": _user(), "metrics": None, "report": None,
                      "decision": {"accepted": True, "reasons": []}}  # fmt: skip
+            entry["rules"] = _serving_rules(root)
             if previous is None:
                 gate = first_promotion_gate(bundle)
                 entry["gates"] = {"operating_point": gate}
@@ -319,6 +322,14 @@ def promote(
         finally:
             if staged is not None and staged.exists():
                 shutil.rmtree(staged, ignore_errors=True)
+
+
+def _serving_rules(root: Path) -> str | None:
+    """The rules the service decides with beside this bundle (registry_rules.py), recorded:
+    the gates compare the models alone, as the same rules apply to both (docs/rules.md)."""
+    from mmdetect.registry_rules import rules_current_name
+
+    return rules_current_name(root)
 
 
 def rollback(root: str | Path, reason: str | None = None) -> dict[str, Any]:

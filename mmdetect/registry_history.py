@@ -23,7 +23,9 @@ HISTORY_KEYS = {"time": str, "action": str, "bundle": str, "previous": (str, typ
 ACTIONS = ("promote", "refuse", "rollback")
 
 
-def _history_entry(raw: bytes, where: str) -> dict[str, Any]:
+def _history_entry(
+    raw: bytes, where: str, keys: Mapping[str, Any] = HISTORY_KEYS
+) -> dict[str, Any]:  # fmt: skip
     """One history.jsonl line, checked; RegistryError naming file:line and what is wrong."""
     try:
         entry = json.loads(raw.decode("utf-8"))
@@ -31,7 +33,7 @@ def _history_entry(raw: bytes, where: str) -> dict[str, Any]:
         raise RegistryError(f"{where}: damaged line (not UTF-8 JSON: {exc})") from None
     if not isinstance(entry, dict):
         raise RegistryError(f"{where}: damaged line (a {type(entry).__name__}, not an object)")
-    for key, kind in HISTORY_KEYS.items():
+    for key, kind in keys.items():
         if not isinstance(entry.get(key), kind):
             raise RegistryError(f"{where}: {key}: missing or of the wrong type")
     if entry["action"] not in ACTIONS:
@@ -39,9 +41,12 @@ def _history_entry(raw: bytes, where: str) -> dict[str, Any]:
     return entry
 
 
-def scan_history(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """(valid entries, one message per damaged line naming history.jsonl:line)."""
-    path = Path(root) / HISTORY
+def scan_history(
+    root: str | Path, name: str = HISTORY, keys: Mapping[str, Any] = HISTORY_KEYS
+) -> tuple[list[dict[str, Any]], list[str]]:  # fmt: skip
+    """(valid entries, one message per damaged line naming history.jsonl:line); `name`, `keys`:
+    another history of the registry (registry_rules.py: rules_history.jsonl)."""
+    path = Path(root) / name
     entries, problems = [], []
     if not path.exists():
         return entries, problems
@@ -52,33 +57,35 @@ def scan_history(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     for lineno, raw in enumerate(data.splitlines(), 1):
         if raw.strip():
             try:
-                entries.append(_history_entry(raw, f"{path}:{lineno}"))
+                entries.append(_history_entry(raw, f"{path}:{lineno}", keys))
             except RegistryError as exc:
                 problems.append(str(exc))
     return entries, problems
 
 
-def read_history(root: str | Path) -> list[dict[str, Any]]:
+def read_history(
+    root: str | Path, name: str = HISTORY, keys: Mapping[str, Any] = HISTORY_KEYS
+) -> list[dict[str, Any]]:  # fmt: skip
     """Every entry; RegistryError at the first damaged line (promote and rollback rely on it)."""
-    entries, problems = scan_history(root)
+    entries, problems = scan_history(root, name, keys)
     if problems:
         raise RegistryError(f"{problems[0]}; repair or remove that line by hand")
     return entries
 
 
-def _append_history(root: Path, entry: Mapping[str, Any]) -> None:
-    with (root / HISTORY).open("a", encoding="utf-8") as fh:
+def _append_history(root: Path, entry: Mapping[str, Any], name: str = HISTORY) -> None:
+    with (root / name).open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 
 
-def pointer_stack(history: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Bundles that were current, oldest first: a promotion pushes, a rollback pops."""
+def pointer_stack(history: Sequence[Mapping[str, Any]], key: str = "bundle") -> list[str]:
+    """Bundles (or `key`s) that were current, oldest first: a promotion pushes, a rollback pops."""
     stack: list[str] = []
     for e in history:
         if e["action"] == "promote":
-            stack.append(e["bundle"])
+            stack.append(e[key])
         elif e["action"] == "rollback" and stack:
             stack.pop()
     return stack

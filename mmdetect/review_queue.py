@@ -33,7 +33,8 @@ def queue_rows(
         flagged = [c for c, t in d["decisions"].items() if t == "review"]
         top = max(flagged, key=lambda c: weight(c) * d["scores"][c]) if flagged else None
         out.append({"rank": rank, "id": d["id"], "priority": d["priority"], "top_class": top,
-                    "flagged": flagged, "scores": d["scores"]})  # fmt: skip
+                    "flagged": flagged, "scores": d["scores"],
+                    "rules": d.get("rules", [])})  # fmt: skip
     return out
 
 

@@ -40,6 +40,8 @@ from mmdetect.data.records import Listing, Problems
 from mmdetect.data.tokenize import load_tokenizer
 from mmdetect.data.vocab_fingerprint import VocabMismatchError, check_bundle_vocab
 from mmdetect.policy import Decisions, decide
+from mmdetect.policy.combine import apply_rules
+from mmdetect.policy.rules import RuleSet
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,8 @@ PREFETCH_NICE = 0
 class Decision:
     """One scored listing: calibrated probabilities, review priority, tier per class, overall tier.
 
-    `model_scores` are the model's raw probabilities (what calibration was fitted on)."""
+    `model_scores` are the model's raw probabilities (what calibration was fitted on); `rules`
+    the rules that fired (policy/combine.py), of the rule set `ruleset` (None: no rules)."""
 
     id: str
     scores: dict[str, float]
@@ -66,8 +69,12 @@ class Decision:
     decision: str
     priority: float = 0.0
     model_scores: dict[str, float] = field(default_factory=dict)
+    rules: tuple[str, ...] = ()
+    ruleset: str | None = None
+    rules_timed_out: tuple[str, ...] = ()  # rules whose regex timed out: they did not fire
 
     def to_json(self) -> dict:
+        slow = {"rules_timed_out": list(self.rules_timed_out)} if self.rules_timed_out else {}
         return {
             "id": self.id,
             "decision": self.decision,
@@ -75,6 +82,9 @@ class Decision:
             "decisions": self.decisions,
             "scores": self.scores,
             "model_scores": self.model_scores,
+            "rules": list(self.rules),
+            "ruleset": self.ruleset,
+            **slow,
         }
 
 
@@ -113,6 +123,7 @@ class Predictor:
         self.bucket = False  # group batches by photo count (see docs/BENCHMARKS.md)
         self.taxonomy: tuple[str, ...] = tuple(pre["taxonomy"])
         self.thresholds = bundle.thresholds
+        self.rules: RuleSet | None = None  # combined with the model's tiers (policy/combine.py)
         try:
             self.tokenizer = load_tokenizer(str(bundle.tokenizer_dir))
         except (OSError, ValueError) as exc:  # re-checksummed after an edit: say so, no traceback
@@ -324,8 +335,18 @@ class Predictor:
         """Calibrated scores, priorities and tiers under the bundle's operating point."""
         return decide(self.thresholds, probs, self.taxonomy)
 
-    def decide(self, ids: Sequence[str], probs: np.ndarray) -> list[Decision]:
-        d = self.decisions(probs)
+    def decide(
+        self, ids: Sequence[str], probs: np.ndarray, listings: Sequence[Listing] | None = None,
+        rules: RuleSet | None = None,
+    ) -> list[Decision]:  # fmt: skip
+        """Decisions under the operating point and, given the listings, `rules` (default
+        self.rules) combined in: the one decision path (docs/rules.md)."""
+        d, rules = self.decisions(probs), rules or self.rules
+        fired: list[tuple[str, ...]] = [()] * len(ids)
+        slow = fired
+        if rules is not None and listings is not None:
+            d, hits = apply_rules(d, rules, listings, self.taxonomy)
+            fired, slow = hits.fired, hits.timed_out
         out = []
         for i, listing_id in enumerate(ids):
             per_class, overall = d.tier_names(i, self.taxonomy)
@@ -337,6 +358,9 @@ class Predictor:
                     decision=overall,
                     priority=float(d.priority[i]),
                     model_scores=dict(zip(self.taxonomy, map(float, probs[i]), strict=True)),
+                    rules=fired[i],
+                    ruleset=None if rules is None else rules.name,
+                    rules_timed_out=slow[i],
                 )
             )
         return out
@@ -346,10 +370,13 @@ class Predictor:
     ) -> list[Decision]:
         return self.predict_batch([Item(x, Path(root)) for x in listings], problems)
 
-    def predict_batch(self, items: Sequence[Item], problems: Problems | None = None):
+    def predict_batch(
+        self, items: Sequence[Item], problems: Problems | None = None, rules: RuleSet | None = None
+    ):
         """Decisions for Items (predict_main's path: photos resolved and checked once)."""
         probs = self.predict_items(items, problems)
-        return self.decide([it.listing.id for it in items], probs)
+        listings = [it.listing for it in items]
+        return self.decide([x.id for x in listings], probs, listings, rules)
 
 
 # `mmdetect predict` moved to mmdetect/predict_cli.py; its names stay importable from here

@@ -52,6 +52,13 @@ echo "   sample), the bundle judged on the labeled random sample of October traf
 # its "expected on traffic" lines: the review share at the default budget, the recall of
 # prohibited listings, and the auto-hide precision with its interval
 
+echo "== 8. customer-support rules beside the model (configs/rules/example.yaml, docs/rules.md):"
+echo "   rules alone, model alone, and both at the same review budget on October; coverage each way"
+"$MM" evaluate --model "$RUN/bundle" --snapshot data_samples/drift \
+  --rules configs/rules/example.yaml --out "$RUN/eval_rules"
+"$MM" rules test configs/rules/example.yaml --snapshot data_samples/drift --model "$RUN/bundle" \
+  --limit 5 --out "$RUN/rules_test"
+
 echo
 echo "reports: $RUN/eval_val/report.html  $RUN/eval_drift/report.html"
 echo "bundle:  $RUN/bundle    decisions: $RUN/decisions.jsonl"

@@ -40,6 +40,7 @@ from mmdetect.serving.inputs import BodyError, Limits, Parsed, parse_request, re
 from mmdetect.serving.metrics import CONTENT_TYPE, Metrics
 from mmdetect.serving.reload import Active, Slot, Watcher, load_active, score_with
 from mmdetect.serving.responses import SafeJSONResponse as JSONResponse
+from mmdetect.serving.rules_reload import RulesWatcher
 
 log = logging.getLogger(__name__)
 SCORE_PATH = "/v1/score"
@@ -94,6 +95,7 @@ class Service:
         self.watcher = None
         if cfg.registry is not None:
             self.watcher = Watcher(cfg.registry, self.slot, self.load, cfg.poll_s, self.changed)
+            self.watcher.also.append(RulesWatcher(cfg.registry, self.slot).check_once)
         self.tasks: list[asyncio.Task] = []
         self.explain_gate = ExplainGate(cfg.explain_concurrency)
         # request validation and photo staging: a small pool of its own (a hop costs a third of
@@ -115,7 +117,7 @@ class Service:
             self.changed(self.slot, False)
             log.info("serving", extra={"bundle": active.name, "path": str(bundle)})
         else:
-            await run_in_threadpool(self.watcher.check_once)
+            await run_in_threadpool(self.watcher.poll)
             self.tasks.append(asyncio.get_running_loop().create_task(self._watch()))
         self.batcher.start()
 
@@ -136,7 +138,8 @@ class Service:
         doc = {"ready": active is not None, "bundle": active.name if active else None,
                "serving_since_utc": self.slot.switches[-1]["serving_utc"] if active else None,
                "refused": self.slot.refused, "switches": self.slot.switches,
-               "queue_depth": self.batcher.depth,
+               "queue_depth": self.batcher.depth, "rules": getattr(self.slot.rules, "name", None),
+               "rules_refused": self.slot.rules_refused,
                "registry": str(self.cfg.registry) if self.cfg.registry else None}  # fmt: skip
         return (200 if active else 503), doc
 
@@ -186,7 +189,10 @@ def answer(p: Parsed, outcome: tuple[str, Decision] | BaseException | None) -> d
         return {"index": p.index, "id": p.id, "error": error}
     bundle, d = outcome
     out = {"id": d.id, "bundle": bundle, "decision": d.decision, "decisions": d.decisions,
-           "scores": d.scores, "priority": d.priority}  # fmt: skip
+           "scores": d.scores, "priority": d.priority, "rules": list(d.rules),
+           "ruleset": d.ruleset}  # fmt: skip
+    if d.rules_timed_out:
+        out["rules_timed_out"] = list(d.rules_timed_out)
     if p.photo_problems:
         out["photo_problems"] = p.photo_problems
     return out

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -51,6 +52,8 @@ class Slot:
     active: Active | None = None
     refused: dict | None = None
     switches: list[dict] = field(default_factory=list)
+    rules: Any = None  # serving/rules_reload.ActiveRules, switched by RulesWatcher
+    rules_refused: dict | None = None
 
     def switch(self, new: Active, seen_at: float) -> None:
         old, self.active = self.active, new  # the switch: one reference store
@@ -107,18 +110,19 @@ def score_with(slot: Slot, staging: Path) -> Callable[[Sequence[Listing]], list]
     listing (as predict's score_chunk), so one bad listing costs one answer."""
 
     def score(listings: Sequence[Listing]) -> list:
-        active = slot.active  # read once: the whole batch is this bundle's
+        active, on = slot.active, slot.rules  # read once: the whole batch is theirs
         if active is None:
             return [RuntimeError("no bundle loaded")] * len(listings)
         p, items = active.predictor, [staged_item(x, staging) for x in listings]
+        rules = on.rules if on is not None else None
         try:
-            return [(active.name, d) for d in p.predict_batch(items)]
+            return [(active.name, d) for d in p.predict_batch(items, rules=rules)]
         except Exception:  # noqa: BLE001
             log.exception("a batch of %d failed; scoring one by one", len(listings))
         out: list[tuple[str, Decision] | Exception] = []
         for x, item in zip(listings, items, strict=True):
             try:
-                out.append((active.name, p.predict_batch([item])[0]))
+                out.append((active.name, p.predict_batch([item], rules=rules)[0]))
             except Exception as exc:  # noqa: BLE001
                 log.error("scoring failed", extra={"listing": x.id, "error": str(exc)})
                 out.append(exc)
@@ -135,6 +139,7 @@ class Watcher:
         self.registry, self.slot, self.load, self.poll_s = registry, slot, load, poll_s
         self.on_change = on_change or (lambda slot, refused: None)
         self._refused_target: Path | str | None = None  # a bundle path, or a pointer's problem
+        self.also: list[Callable[[], object]] = []  # run after each check (RulesWatcher)
 
     def target(self) -> Path | None:
         """The bundle `current` names (served_bundle's rule; RegistryError if it refuses), or
@@ -186,8 +191,14 @@ class Watcher:
         self.on_change(self.slot, False)
         return True
 
+    def poll(self) -> None:
+        """check_once, then the other pointers' checks (the rules'). Blocking."""
+        self.check_once()
+        for check in self.also:
+            check()
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await loop.run_in_executor(None, self.check_once)
+            await loop.run_in_executor(None, self.poll)
             await asyncio.sleep(self.poll_s)

@@ -73,7 +73,7 @@ def test_decisions_follow_the_operating_point(predictor):
     assert out[1].priority == pytest.approx(0.25)
     assert out[2].scores["counterfeit"] == pytest.approx(0.1)  # identity calibration
     assert set(out[0].to_json()) == {
-        "id", "scores", "decisions", "decision", "priority", "model_scores"
+        "id", "scores", "decisions", "decision", "priority", "model_scores", "rules", "ruleset"
     }  # fmt: skip
 
 
