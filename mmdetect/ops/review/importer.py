@@ -55,6 +55,7 @@ class ImportReport:
     changed: int = 0
     notes_cut: int = 0
     multi_annotated: int = 0
+    duplicate_tasks: int = 0  # a listing's second task: its answers join the first's
     skipped: Counter = field(default_factory=Counter)  # tasks that gave no review, by reason
     annotations_skipped: Counter = field(default_factory=Counter)  # unusable answers, by reason
     examples: list[str] = field(default_factory=list)
@@ -78,7 +79,7 @@ class ImportReport:
         n = self.multi_annotated
         agreement = {c: (self.agree[c] / n if n else None) for c in taxonomy}
         return {"tasks": self.tasks, "reviews": self.reviews, "annotations": self.annotations,
-                "changed_annotations": self.changed, "notes_cut": self.notes_cut,
+                "changed_annotations": self.changed, "notes_cut": self.notes_cut, "duplicate_tasks": self.duplicate_tasks,
                 "tasks_without_review": sum(self.skipped.values()),
                 "tasks_without_review_by_reason": dict(self.skipped),
                 "annotations_skipped_by_reason": dict(self.annotations_skipped),
@@ -202,10 +203,8 @@ def task_reviews(
                     "unknown_task", f"listing_id {listing_id!r} is not in the tasks file"[:160]
                 )
             if listing_id in answers:
-                report.skip(
-                    "duplicate_task",
-                    f"{where}: {listing_id}: a second task of this listing; answers pooled",
-                )
+                report.duplicate_tasks += 1
+                report._example(f"{where}: {listing_id}: a second task of this listing; pooled")
             anns = task.get("annotations", [])
             if not isinstance(anns, list):
                 raise ImportProblem("wrong_type", "annotations: expected a list")
@@ -218,10 +217,11 @@ def task_reviews(
                     report.skip_annotation(exc.reason, f"{where}: {exc}")
                     continue
                 if answer is None:
-                    report.skip("annotation_skipped", f"{where}: the reviewer skipped it")
+                    cancelled.add(listing_id)
+                    report.skip_annotation("cancelled", f"{where}: the reviewer skipped it")
                 elif future(answer.when, now):
-                    report.skip(
-                        "annotation_future_time",
+                    report.skip_annotation(
+                        "future_time",
                         f"{where}: reviewed at {answer.when.isoformat()}, in the future",
                     )
                 else:
