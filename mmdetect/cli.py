@@ -92,6 +92,10 @@ def cmd_vocab(argv: Sequence[str]) -> int:
 
 
 def cmd_evaluate(argv: Sequence[str]) -> int:
+    if "--audit" in argv:  # traffic figures from reviewed audit tasks (docs/review.md)
+        from mmdetect.ops.review.report import evaluate_audit_main
+
+        return evaluate_audit_main(argv)
     if "--predictions" in argv:
         from mmdetect.evaluate.run import evaluate_predictions_main
 
@@ -245,7 +249,10 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
         "why a listing got its score: word spans, photos, modalities (HTML cards)",
     ),
     "shard": (cmd_shard, "write LitData shards of snapshots to stream training (docs/scale.md)"),
-    "review": (cmd_review, "review export|import|estimate|config: the round trip with Label Studio"),
+    "review": (
+        cmd_review,
+        "review export|import|estimate|config: the round trip with Label Studio",
+    ),
     "score": (cmd_score, "score listings or shards with a bundle on Ray Data (--engine ray)"),
 }
 DEPRECATED: dict[str, Callable[[Sequence[str]], int]] = {

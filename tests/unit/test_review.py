@@ -302,3 +302,23 @@ def test_export_from_predict_then_import_then_feedback_merge(assets, tmp_path, c
         json.loads(line) for line in (merged / "listings.jsonl").read_text().splitlines()
     ]
     assert {r["id"]: r["labels"] for r in merged_rows if r["id"] in answers} == answers
+
+
+def test_evaluate_audit_writes_traffic_figures_from_the_real_export(tmp_path, capsys):
+    reviews = tmp_path / "reviews.jsonl"
+    assert cli(["review", "import", str(FIXTURE / "export.json"), "--tasks", str(FIXTURE / "tasks.json"),
+                "--out", str(reviews)]) == 0  # fmt: skip
+    capsys.readouterr()
+    out = tmp_path / "audit"
+    assert cli(["evaluate", "--audit", str(reviews), "--tasks", str(FIXTURE / "tasks.json"),
+                "--out", str(out)]) == 0  # fmt: skip
+    result = json.loads((out / "audit.json").read_text())
+    # review tier: 4 tasks, 2 came back; pass tier: 2 audited, 1 back; hide: 1 of 1
+    assert result["response_rate"] == {"review": 0.5, "pass": 0.5, "hide": 1.0}
+    assert result["per_class"]["keyword_stuffing"]["hide_precision"]["value"] == 1.0
+    # L0001815 (pass tier, audited at 0.01, back at 50%: weight 200) is the one stolen_goods
+    # violation: recall 0 on traffic
+    assert result["per_class"]["stolen_goods"]["recall"]["value"] == 0.0
+    assert result["per_class"]["stolen_goods"]["recall"]["weight"] == pytest.approx(200)
+    table = (out / "audit.md").read_text()
+    assert table.count("\n| ") == len(TAX) + 2  # header + all classes + one row per class
