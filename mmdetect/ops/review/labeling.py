@@ -38,11 +38,14 @@ def labeling_config(taxonomy: Sequence[str]) -> str:
     )
     choices = "\n".join(f"      <Choice value={quoteattr(c)}/>" for c in (*taxonomy, NONE))
     return f"""<View>
-  <Text name="title" value="$title"/>
-  <Text name="description" value="$description"/>
+  <View style="font-weight: bold; font-size: 1.15em">
+    <Text name="title" value="$title"/>
+  </View>
+  <View style="border-top: 1px solid #ddd; margin-top: 0.5em; padding-top: 0.5em">
+    <Text name="description" value="$description"/>
+  </View>
 {evidence}
   <Text name="facts" value="$facts"/>
-  <Image name="photos" valueList="$photos"/>
   <View style="margin-top: 1em">
     <Header value="Which prohibited categories does this listing fall under?"/>
     <Choices name="{CHOICES}" toName="title" choice="multiple" showInline="true" required="true">
@@ -51,5 +54,6 @@ def labeling_config(taxonomy: Sequence[str]) -> str:
     <TextArea name="{NOTE}" toName="title" placeholder="note (optional)" maxSubmissions="1"
               rows="2"/>
   </View>
+  <Image name="photos" valueList="$photos" maxWidth="320px"/>
 </View>
 """
