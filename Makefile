@@ -4,8 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN ?= runs/demo
 STAMP := $(VENV)/.installed
+# Label Studio, the labeling tool of the review round trip, in a venv of its own: its Django
+# pins must not move ours. sentry-sdk 3 makes 1.23.2 fail to start ("send_default_pii").
+LS_VENV ?= .venv-labelstudio
+LS_STAMP := $(LS_VENV)/.installed
 
-.PHONY: install demo drift-demo test test-slow lint samples clean
+.PHONY: install labelstudio demo drift-demo test test-slow lint samples clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -13,10 +17,17 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: these wheels lie on the machine's disk (no 3 GB download).
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	# Every extra the tests exercise (make test must not skip for a missing package).
-	$(BIN)/pip install -q -e '.[dev,towers,onnx,serve,explain,tune,scale,vectors]'
+	$(BIN)/pip install -q -e '.[dev,towers,onnx,serve,explain,tune,scale,vectors,review]'
 	touch $(STAMP)
 
+$(LS_STAMP):
+	test -x $(LS_VENV)/bin/python || $(PY) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install -q 'label-studio==1.23.2' 'sentry-sdk<3'
+	touch $(LS_STAMP)
+
 install: $(STAMP)
+
+labelstudio: $(LS_STAMP)
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 bash scripts/demo.sh $(RUN)
@@ -24,10 +35,10 @@ demo: $(STAMP)
 drift-demo: $(STAMP)
 	HF_HUB_OFFLINE=1 bash scripts/drift_demo.sh
 
-test: $(STAMP)
+test: $(STAMP) $(LS_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(LS_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP)

@@ -129,6 +129,10 @@ def cmd_pretrain(argv: Sequence[str]) -> int:
 
 
 def cmd_evaluate(argv: Sequence[str]) -> int:
+    if "--audit" in argv:  # traffic figures from reviewed audit tasks (docs/review.md)
+        from mmdetect.ops.review.report import evaluate_audit_main
+
+        return evaluate_audit_main(argv)
     if "--predictions" in argv:
         from mmdetect.evaluate.run import evaluate_predictions_main
 
@@ -239,6 +243,12 @@ def cmd_score(argv: Sequence[str]) -> int:
     return score_main(argv)
 
 
+def cmd_review(argv: Sequence[str]) -> int:
+    from mmdetect.ops.review.cli import main
+
+    return main(argv)
+
+
 def cmd_registry(argv: Sequence[str]) -> int:
     from mmdetect.registry_cli import registry_main
 
@@ -284,6 +294,10 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
         "why a listing got its score: word spans, photos, modalities (HTML cards)",
     ),
     "shard": (cmd_shard, "write LitData shards of snapshots to stream training (docs/scale.md)"),
+    "review": (
+        cmd_review,
+        "review export|import|estimate|config: the round trip with Label Studio",
+    ),
     "score": (cmd_score, "score listings or shards with a bundle on Ray Data (--engine ray)"),
 }
 DEPRECATED: dict[str, Callable[[Sequence[str]], int]] = {
