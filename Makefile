@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN ?= runs/demo
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo drift-demo test test-slow lint samples clean
+.PHONY: install demo drift-demo worker-demo test test-slow lint samples clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 drift-demo: $(STAMP)
 	HF_HUB_OFFLINE=1 bash scripts/drift_demo.sh
+
+# Needs a bundle: `make demo`'s runs/demo/bundle, or BUNDLE=DIR (docs/worker.md).
+worker-demo: $(STAMP)
+	HF_HUB_OFFLINE=1 bash scripts/worker_demo.sh
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
