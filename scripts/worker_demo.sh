@@ -53,9 +53,17 @@ echo "== 4. publish the first half of October at $RATE events/s"
 echo "== 5. promote 'green' and kill worker-1 with -9 while it holds events"
 promote "$RUN/green" > "$RUN/promote_green.log" &
 PROMOTE=$!
-"$MM" publish data_samples/drift/listings.jsonl --broker "$URL" --rate "$RATE" --resume --limit 60
+"$MM" publish data_samples/drift/listings.jsonl --broker "$URL" --resume --limit 100 &  # a burst
+PUB=$!
+held=0
+for _ in $(seq 3000); do  # up to a minute: kill worker-1 once it holds read, unacked events
+  held=$(redis-cli -p "$PORT" xpending listings mmdetect - + 100 worker-1 | grep -cE '^[0-9]+-[0-9]+$' || true)
+  [ "$held" -gt 0 ] && break
+  sleep 0.02
+done
 kill -9 "$W1"
-echo "worker-1 killed; its pending events: $(redis-cli -p "$PORT" xpending listings mmdetect - + 100 worker-1 | grep -c '^[0-9]*-[0-9]*$' || true)"
+echo "worker-1 killed with -9 holding $held unacked events"
+wait "$PUB"
 wait "$PROMOTE"
 
 echo "== 6. publish the rest; worker-2 claims worker-1's events after 3 s idle"

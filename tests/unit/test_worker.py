@@ -282,3 +282,30 @@ def test_metrics_and_healthz(slot, redis_server, tmp_path):
     assert "mmdetect_worker_consumer_lag 0" in body
     tiers = sum(v for (t, _), v in m.decisions.items())
     assert tiers == 20
+
+
+def test_review_actions_carry_the_explanation(slot, redis_server, tmp_path):
+    """--explain-reviews: each review action holds the HTTP service's explanation of the
+    listing (explain_scored on the same staged photos), the same document."""
+    from mmdetect.data.reader import parse_row
+    from mmdetect.explain.service import explain_scored
+
+    predictor = slot.active.predictor
+    rows = drift_rows(200)
+    listings = [parse_row({k: v for k, v in r.items() if k != "labels"}, predictor.taxonomy)
+                for r in rows]  # fmt: skip
+    tiers = [d.decision for d in predictor.predict(listings, DRIFT)]
+    picked = [r for r, t in zip(rows, tiers, strict=True) if t == "review"][:2]
+    assert picked, "no review listing among the first 200"
+    client, broker = redis_server.client(), broker_for(redis_server)
+    broker.publish([event(r, f"e{i}") for i, r in enumerate(picked)])
+    with Running(broker, slot, tmp_path, explain_reviews=True) as w:
+        w.until(lambda: client.xlen("review_queue") == len(picked))
+    for review, row, listing in zip(stream(client, "review_queue"), picked,
+                                    [x for x in listings if x.id in {r["id"] for r in picked}],
+                                    strict=True):  # fmt: skip
+        assert review["listing_id"] == row["id"] == listing.id
+        want = json.loads(json.dumps(explain_scored(predictor, listing, DRIFT)))
+        got = json.loads(review["explanation"])
+        assert got.pop("cost")["seconds"] > 0 and want.pop("cost")  # timings differ
+        assert got == want and "error" not in want
