@@ -309,3 +309,29 @@ def test_review_actions_carry_the_explanation(slot, redis_server, tmp_path):
         got = json.loads(review["explanation"])
         assert got.pop("cost")["seconds"] > 0 and want.pop("cost")  # timings differ
         assert got == want and "error" not in want
+
+
+def test_stop_while_the_broker_is_away_leaves_events_pending(slot, redis_server, tmp_path):
+    """SIGTERM while the server is down: the commit is retried for drain_timeout_s, then the
+    worker gives up (BrokerUnavailable, no hang); once the server is back, another worker
+    claims what the first had read, and every listing is decided once."""
+    from mmdetect.serving.worker.broker import BrokerUnavailable
+
+    rows = drift_rows(80)
+    client, broker = redis_server.client(), broker_for(redis_server)
+    broker.publish([event(r, f"e{i}") for i, r in enumerate(rows)])
+    w = Running(broker, slot, tmp_path, max_batch=8, drain_timeout_s=1.0)
+    w.thread.start()
+    w.until(lambda: client.xlen("decisions") >= 8)
+    redis_server.stop()
+    w.stop.set()
+    w.thread.join(30)
+    assert not w.thread.is_alive()  # no hang on a broker that stays away
+    # a batch read and not committed gives up after drain_timeout_s; one not read yet: none
+    assert w.error is None or isinstance(w.error, BrokerUnavailable)
+    redis_server.start()
+    with Running(broker_for(redis_server, "w2"), slot, tmp_path, claim_idle_ms=200) as w2:
+        w2.until(lambda: client.xlen("decisions") >= len(rows))
+        w2.until(lambda: client.xpending("listings", "mmdetect")["pending"] == 0)
+    decided = [json.loads(d["decision"])["id"] for d in stream(client, "decisions")]
+    assert sorted(decided) == sorted(r["id"] for r in rows)

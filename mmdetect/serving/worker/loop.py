@@ -16,6 +16,7 @@ backoff; a batch whose commit fails is kept and committed again (idempotent), ne
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -240,6 +241,10 @@ class Worker:
                         self._held.difference_update(c.message_id for c in dead)
         finally:
             stop.set()
-            fetcher.join(timeout=self.cfg.drain_timeout_s + 5)
+            deadline = time.monotonic() + self.cfg.drain_timeout_s
+            while fetcher.is_alive() and time.monotonic() < deadline:
+                # after a failure here: unblock the fetcher; what it read stays pending
+                with contextlib.suppress(queue.Empty):
+                    self._batches.get(timeout=0.1)
         if self.fatal is not None:
             raise self.fatal
