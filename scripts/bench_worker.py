@@ -69,16 +69,16 @@ def start_workers(url: str, bundle: Path, stream: str, k: int, log_dir: Path, ba
     return procs
 
 
-def joined(client: redis.Redis, stream: str, k: int, procs, timeout: float = 300) -> None:
-    """Wait until k consumers have read from the group (each loaded its bundle first)."""
+def joined(log_dir: Path, stream: str, k: int, procs, timeout: float = 300) -> None:
+    """Wait until the k workers have loaded their bundle and started reading (their "consuming"
+    log line; a blocked XREADGROUP does not register a consumer in Redis 7.0)."""
     deadline = time.monotonic() + timeout
     while True:
         assert all(p.poll() is None for p in procs), "a worker exited at start"
-        try:
-            if len(client.xinfo_consumers(stream, "mmdetect")) >= k:
-                return
-        except redis.ResponseError:
-            pass
+        logs = [(log_dir / f"{stream}-w{i}.log").read_text() for i in range(k)]
+        if all('"msg": "consuming"' in x for x in logs):
+            time.sleep(0.5)  # the first read is issued right after the line
+            return
         assert time.monotonic() < deadline, "workers did not start"
         time.sleep(0.1)
 
@@ -110,7 +110,7 @@ def run_workers(server, bundle, src, n, k, tag, log_dir, batch) -> float:
     client.xgroup_create(stream, "mmdetect", id="0", mkstream=True)
     procs = start_workers(server.url, bundle, stream, k, log_dir, batch)
     try:
-        joined(client, stream, k, procs)
+        joined(log_dir, stream, k, procs)
         publish(server.url, src, stream)
         deadline = time.monotonic() + 1800
         while client.xlen(f"{stream}.decisions") < n:
@@ -129,7 +129,7 @@ def latency(server, bundle, src, rate, seconds, log_dir, batch) -> dict:
     n = int(rate * seconds)
     procs = start_workers(server.url, bundle, stream, 1, log_dir, batch)
     try:
-        joined(client, stream, 1, procs)
+        joined(log_dir, stream, 1, procs)
         part = src.with_name("latency.jsonl")
         part.write_text("".join(src.read_text("utf-8").splitlines(True)[:n]), "utf-8")
         publish(server.url, part, stream, rate)
@@ -150,7 +150,7 @@ def main() -> int:
     p.add_argument("--bundle", type=Path, required=True)
     p.add_argument("--n", type=int, default=1500)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--rate", type=float, default=40.0, help="events/s of the latency run")
     p.add_argument("--latency-s", type=float, default=20.0)
     p.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")

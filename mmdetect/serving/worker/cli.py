@@ -38,7 +38,8 @@ def worker_parser() -> argparse.ArgumentParser:
     p.add_argument("--actions", default="actions", help="stream of `hide` actions")
     p.add_argument("--reviews", default="review_queue", help="stream of `review` actions")
     p.add_argument("--dead-letters", default=None, help="dead-letter stream (default: STREAM.dead)")
-    p.add_argument("--max-batch", type=positive_int, default=32, help="events per micro-batch")
+    p.add_argument("--max-batch", type=positive_int, default=64,
+                   help="events per micro-batch (64: predict's batch size)")  # fmt: skip
     p.add_argument("--max-wait-ms", type=positive_float, default=20.0,
                    help="after the first event, wait this long for a batch to fill")  # fmt: skip
     p.add_argument("--claim-idle-ms", type=positive_int, default=30_000,

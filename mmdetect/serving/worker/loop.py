@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 class WorkerConfig:
     """The loop's knobs (flags of `mmdetect worker`)."""
 
-    max_batch: int = 32
+    max_batch: int = 64
     max_wait_ms: float = 20.0
     claim_idle_ms: int = 30_000
     claim_every_s: float = 1.0
