@@ -291,12 +291,12 @@ def test_review_actions_carry_the_explanation(slot, redis_server, tmp_path):
     from mmdetect.explain.service import explain_scored
 
     predictor = slot.active.predictor
-    rows = drift_rows(200)
+    rows = drift_rows(40)
     listings = [parse_row({k: v for k, v in r.items() if k != "labels"}, predictor.taxonomy)
                 for r in rows]  # fmt: skip
     tiers = [d.decision for d in predictor.predict(listings, DRIFT)]
     picked = [r for r, t in zip(rows, tiers, strict=True) if t == "review"][:2]
-    assert picked, "no review listing among the first 200"
+    assert picked, "no review listing among the first 40"
     client, broker = redis_server.client(), broker_for(redis_server)
     broker.publish([event(r, f"e{i}") for i, r in enumerate(picked)])
     with Running(broker, slot, tmp_path, explain_reviews=True) as w:
