@@ -248,7 +248,18 @@ def test_broker_restart_mid_run_loses_nothing(slot, redis_server, tmp_path):
     assert w.worker.metrics.reconnects >= 1
 
 
-def test_worker_cli_bad_url_and_unreachable_broker(assets, capsys):
+@pytest.fixture
+def own_logging():
+    """worker_main sets up JSON logs on the mmdetect logger: put it back for the next tests."""
+    import logging
+
+    logger = logging.getLogger("mmdetect")
+    saved = logger.handlers[:], logger.propagate, logger.level
+    yield
+    logger.handlers, logger.propagate, logger.level = saved
+
+
+def test_worker_cli_bad_url_and_unreachable_broker(assets, capsys, own_logging):
     base = ["--bundle", str(assets.bundle), "--connect-timeout-s", "1"]
     assert worker_main(["--broker", "http://localhost:1/0", *base]) == 1
     err = capsys.readouterr().err

@@ -115,8 +115,8 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads or usable_cores())
     json_logging()
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # finish the batch, commit, exit
-        signal.signal(sig, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())  # finish the batch, commit, exit
+                for sig in (signal.SIGTERM, signal.SIGINT)}  # fmt: skip
     consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
     outputs = {"decisions": args.decisions, "actions": args.actions, "reviews": args.reviews,
                "dead": args.dead_letters or f"{args.stream}.dead"}  # fmt: skip
@@ -181,3 +181,5 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     finally:
         stop.set()
         shutil.rmtree(staging, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
