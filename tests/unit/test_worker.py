@@ -346,3 +346,18 @@ def test_stop_while_the_broker_is_away_leaves_events_pending(slot, redis_server,
         w2.until(lambda: client.xpending("listings", "mmdetect")["pending"] == 0)
     decided = [json.loads(d["decision"])["id"] for d in stream(client, "decisions")]
     assert sorted(decided) == sorted(r["id"] for r in rows)
+
+
+def test_photo_problems_score_mode(slot, redis_server, tmp_path):
+    """--photo-problems score: a listing with an undecodable photo is scored without it, as
+    predict does, and its decision entry says which photo was dropped and why."""
+    row = drift_rows(1)[0]
+    bad = {**row, "images": [*row["images"], {"b64": base64.b64encode(b"junk").decode()}]}
+    client, broker = redis_server.client(), broker_for(redis_server)
+    broker.publish([event(bad, "e0")])
+    with Running(broker, slot, tmp_path, score_photo_problems=True) as w:
+        w.until(lambda: client.xlen("decisions") == 1)
+    d = stream(client, "decisions")[0]
+    problems = json.loads(d["photo_problems"])
+    assert [(p["field"], p["reason"]) for p in problems] == [("images[1]", "image_corrupt")]
+    assert json.loads(d["decision"])["id"] == row["id"] and client.xlen("listings.dead") == 0
