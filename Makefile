@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LS_VENV ?= .venv-labelstudio
 LS_STAMP := $(LS_VENV)/.installed
 
-.PHONY: install labelstudio demo drift-demo test test-slow lint samples clean
+.PHONY: install labelstudio demo drift-demo worker-demo test test-slow lint samples clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: these wheels lie on the machine's disk (no 3 GB download).
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	# Every extra the tests exercise (make test must not skip for a missing package).
-	$(BIN)/pip install -q -e '.[dev,towers,onnx,serve,explain,tune,scale,vectors,review]'
+	$(BIN)/pip install -q -e '.[dev,towers,onnx,serve,worker,explain,tune,scale,vectors,review]'
+	# The worker's tests start a real redis-server (Debian's; root on our machines).
+	command -v redis-server >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server)
 	touch $(STAMP)
 
 $(LS_STAMP):
@@ -34,6 +36,10 @@ demo: $(STAMP)
 
 drift-demo: $(STAMP)
 	HF_HUB_OFFLINE=1 bash scripts/drift_demo.sh
+
+# Needs a bundle: `make demo`'s runs/demo/bundle, or BUNDLE=DIR (docs/worker.md).
+worker-demo: $(STAMP)
+	HF_HUB_OFFLINE=1 bash scripts/worker_demo.sh
 
 test: $(STAMP) $(LS_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

@@ -169,6 +169,18 @@ def cmd_serve(argv: Sequence[str]) -> int:
     return serve_main(argv)
 
 
+def cmd_worker(argv: Sequence[str]) -> int:
+    from mmdetect.serving.worker.cli import worker_main
+
+    return worker_main(argv)
+
+
+def cmd_publish(argv: Sequence[str]) -> int:
+    from mmdetect.serving.worker.publish import publish_main
+
+    return publish_main(argv)
+
+
 def cmd_validate(argv: Sequence[str]) -> int:
     """Deprecated: `check SNAPSHOT`, or Lightning's validate stage when given its flags."""
     if _has_flag(argv, LIGHTNING_FLAGS):
@@ -284,6 +296,8 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "export": (cmd_export, "a parity-checked TorchScript or ONNX bundle from a checkpoint"),
     "predict": (cmd_predict, "score a listings JSONL with a bundle: hide/review/pass"),
     "serve": (cmd_serve, "HTTP scoring service over a registry's current bundle (docs/serving.md)"),
+    "worker": (cmd_worker, "score listing events from Redis Streams, act (docs/worker.md)"),
+    "publish": (cmd_publish, "publish a listings JSONL as listing events (docs/worker.md)"),
     "feedback": (cmd_feedback, "feedback merge: fold reviewers' decisions into a snapshot"),
     "promote": (cmd_promote, "promote a bundle in a registry if it is not worse"),
     "rollback": (cmd_rollback, "point a registry back at the previous bundle"),

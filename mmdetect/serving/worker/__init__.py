@@ -1,0 +1,1 @@
+"""`mmdetect worker` and `mmdetect publish`: listing events from a message broker (docs/worker.md)."""
