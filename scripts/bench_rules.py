@@ -15,10 +15,10 @@ import time
 
 import torch
 
+from mmdetect.common.hardware import cpu_info
 from mmdetect.data.reader import read_snapshot
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 from mmdetect.data.tokenize import encode_batch, load_tokenizer
-from mmdetect.hardware import cpu_info
 from mmdetect.policy.combine import match_rules
 from mmdetect.policy.rules import load_rules
 

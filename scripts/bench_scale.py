@@ -35,7 +35,7 @@ def one_size(n: int, work: Path, bundle: Path, steps: int, resume: bool, repeats
              source: str = "traffic") -> dict:  # fmt: skip
     """Measure one size; `big`: only what the memory goal needs (shard, one training run from
     each source, Ray scoring), since `predict` and the resume test do not depend on the size."""
-    from mmdetect.data.samples import generate_samples
+    from mmdetect.samples.generator import generate_samples
 
     t = time.perf_counter()
     sizes = {"n_traffic": (n + 1) // 2, "n_train": 10} if source == "traffic" else {"n_train": n}
@@ -48,7 +48,7 @@ def one_size(n: int, work: Path, bundle: Path, steps: int, resume: bool, repeats
     out: dict = {"listings": n, "source": source, "photo_px": photo_size, "big": big, "generate_s": time.perf_counter() - t,
                  "snapshot_mib": sum(f.stat().st_size for f in snap.rglob("*") if f.is_file()) / 2**20}  # fmt: skip
     shards = work / "shards"
-    out["shard"] = measured([PY, "-m", "mmdetect.cli", "shard", str(snap), "--out", str(shards),
+    out["shard"] = measured([PY, "-m", "mmdetect.cli.commands", "shard", str(snap), "--out", str(shards),
                              "--split", "time", "--val-from", val_from, "--image-size", "64",
                              "--workers", "2"])  # fmt: skip
     out["shards_mib"] = sum(f.stat().st_size for f in shards.rglob("*") if f.is_file()) / 2**20
@@ -61,9 +61,9 @@ def one_size(n: int, work: Path, bundle: Path, steps: int, resume: bool, repeats
     if not score:
         return out
     if not big:
-        out["predict"] = measured([PY, "-m", "mmdetect.cli", "predict", "--bundle", str(bundle),
+        out["predict"] = measured([PY, "-m", "mmdetect.cli.commands", "predict", "--bundle", str(bundle),
                                    "--input", str(listings), "--out", str(work / "pred.jsonl")])  # fmt: skip
-    out["score_ray"] = measured([PY, "-m", "mmdetect.cli", "score", "--engine", "ray",
+    out["score_ray"] = measured([PY, "-m", "mmdetect.cli.commands", "score", "--engine", "ray",
                                  "--num-cpus", "2", "--bundle", str(bundle), "--input",
                                  str(listings), "--out", str(work / "ray")])  # fmt: skip
     for k in ("predict", "score_ray"):

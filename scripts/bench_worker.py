@@ -32,7 +32,7 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_TH
 PREDICT = """
 import sys, time, torch
 torch.set_num_threads(1)
-from mmdetect.predict_cli import predict_main
+from mmdetect.serving.predict import predict_main
 t = time.perf_counter()
 assert predict_main(sys.argv[1:]) == 0
 print("SECONDS", time.perf_counter() - t)
@@ -59,7 +59,7 @@ def run_predict(bundle: Path, src: Path, out: Path) -> float:
 def start_workers(url: str, bundle: Path, stream: str, k: int, log_dir: Path, batch: int):
     procs = []
     for i in range(k):
-        argv = [sys.executable, "-m", "mmdetect.cli", "worker", "--broker", url, "--bundle",
+        argv = [sys.executable, "-m", "mmdetect.cli.commands", "worker", "--broker", url, "--bundle",
                 str(bundle), "--images-root", str(DRIFT), "--stream", stream,
                 "--decisions", f"{stream}.decisions", "--actions", f"{stream}.actions",
                 "--reviews", f"{stream}.reviews", "--consumer", f"w{i}", "--threads", "1",
@@ -91,7 +91,7 @@ def stop(procs) -> None:
 
 
 def publish(url: str, src: Path, stream: str, rate: float | None = None) -> None:
-    argv = [sys.executable, "-m", "mmdetect.cli", "publish", str(src), "--broker", url,
+    argv = [sys.executable, "-m", "mmdetect.cli.commands", "publish", str(src), "--broker", url,
             "--stream", stream, "--chunk", "500"] + (["--rate", str(rate)] if rate else [])  # fmt: skip
     subprocess.run(argv, env=ENV, cwd=REPO, check=True, capture_output=True)
 

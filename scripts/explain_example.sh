@@ -12,16 +12,16 @@ echo "flags: $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2 | tr ' ' '\n' | gre
 echo "torch threads: $($PY -c 'import torch; print(torch.get_num_threads())')"
 # 1. the example card: IG on the checkpoint (calibrated with the demo's thresholds), occlusion on
 #    the bundle; words in logit units (the score is saturated: probability differences are ~0)
-$PY -m mmdetect.cli explain --model "$CKPT" --thresholds "$RUN/thresholds/thresholds.json" \
+$PY -m mmdetect.cli.commands explain --model "$CKPT" --thresholds "$RUN/thresholds/thresholds.json" \
   --input data_samples/drift/listings.jsonl --ids $ID --units logit --out "$OUT/example_ckpt"
-$PY -m mmdetect.cli explain --model "$RUN/bundle" --units logit \
+$PY -m mmdetect.cli.commands explain --model "$RUN/bundle" --units logit \
   --input data_samples/drift/listings.jsonl --ids $ID --out "$OUT/example_bundle"
 $PY -m mmdetect.explain.figure "$OUT/example_ckpt/explanations.jsonl" --id $ID \
   --images-root data_samples/drift --png docs/img/explain_card.png
 # 2. cost per listing: the first 20 drift listings, each method (seconds and passes per listing)
-$PY -m mmdetect.cli explain --model "$CKPT" --input data_samples/drift/listings.jsonl \
+$PY -m mmdetect.cli.commands explain --model "$CKPT" --input data_samples/drift/listings.jsonl \
   --max-listings 20 --out "$OUT/cost_ckpt"
-$PY -m mmdetect.cli explain --model "$RUN/bundle" --input data_samples/drift/listings.jsonl \
+$PY -m mmdetect.cli.commands explain --model "$RUN/bundle" --input data_samples/drift/listings.jsonl \
   --max-listings 20 --out "$OUT/cost_bundle"
 for d in cost_ckpt cost_bundle; do
   $PY - "$OUT/$d/explanations.jsonl" <<'PYEOF'

@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 from mmdetect.data.dataset import Item
 from mmdetect.explain.attribution import Budget
 from mmdetect.explain.core import explain_listing, top_spans
-from mmdetect.explain.loading import load_explainable
+from mmdetect.serving.explainable import load_explainable
 from tests.unit.test_explain import (
     BENIGN_DESC,
     BENIGN_TITLE,

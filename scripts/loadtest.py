@@ -36,9 +36,9 @@ from loadtest_client import batch_totals, cpu_seconds, free_port, get, load, sum
 
 def setup(work: Path) -> tuple[Path, Path, Path]:
     """(registry with blue current, green bundle, a 60-listing labeled promotion snapshot)."""
+    from mmdetect.artifacts.bundle_format import write_checksums
     from mmdetect.bench.assets import export_tiny_bundle
-    from mmdetect.bundle import write_checksums
-    from mmdetect.registry import promote
+    from mmdetect.ops.registry import promote
 
     os.chdir(REPO)  # configs/ paths are relative
     (work / "blue").mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,9 @@ def side_by_side(port: int, lines: list[str], work: Path, bundle: Path, reps: in
     """Alternated on the same listings: `mmdetect predict` (in this process, bundle load and
     file writing included), a loaded Predictor over predict's own reader (batches of 64), and
     the service at concurrency 32 (one listing per request)."""
-    from mmdetect.serve import Predictor, RunSummary, predict_main, read_listings
+    from mmdetect.serving.predict import predict_main
+    from mmdetect.serving.predictor import Predictor
+    from mmdetect.serving.stream import RunSummary, read_listings
 
     n, src = len(lines), work / "side_by_side.jsonl"
     src.write_text("\n".join(lines) + "\n", "utf-8")
@@ -123,7 +125,7 @@ def switching(port: int, bodies, registry: Path, green: Path, snap: Path, args) 
         cmd = ["promote", "--registry", str(registry), "--bundle", str(green), "--on", str(snap),
                "--force", "--reason", "loadtest", "--name", "green"] if name == "green" else [
                "rollback", "--registry", str(registry), "--reason", "loadtest"]  # fmt: skip
-        subprocess.run([sys.executable, "-m", "mmdetect.cli", *cmd], cwd=REPO, check=True,
+        subprocess.run([sys.executable, "-m", "mmdetect.cli.commands", *cmd], cwd=REPO, check=True,
                        env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True)  # fmt: skip
         pointer.append((t0, time.time(), name))
         while json.loads(get(port, "/readyz")[1])["bundle"] != name:
@@ -146,7 +148,7 @@ def switching(port: int, bodies, registry: Path, green: Path, snap: Path, args) 
 
 
 def start_server(registry: Path, port: int, args, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "mmdetect.cli", "serve", "--registry", str(registry),
+    cmd = [sys.executable, "-m", "mmdetect.cli.commands", "serve", "--registry", str(registry),
            "--images-root", str(DRIFT), "--host", "127.0.0.1", "--port", str(port),
            "--poll-s", str(args.poll_s), "--timeout-s", str(args.timeout_s),
            *(["--threads", str(args.server_threads)] if args.server_threads else []),
@@ -195,7 +197,7 @@ def main() -> int:
     print(format_machine(header), flush=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="mmdetect-loadtest-"))
     if (work / "registry" / "current").is_symlink():  # a previous run's: reuse, back on blue
-        from mmdetect.registry import current_name, rollback
+        from mmdetect.ops.registry import current_name, rollback
 
         registry, green, snap = work / "registry", work / "green", work / "promotion_snapshot"
         if current_name(registry) != "blue":

@@ -7,9 +7,9 @@ import json
 import time
 from pathlib import Path
 
-from mmdetect.data.samples import generate_samples
-from mmdetect.data.samples_target import check_samples_out
-from mmdetect.outputs import OutputError
+from mmdetect.common.outputs import OutputError
+from mmdetect.samples.generator import generate_samples
+from mmdetect.samples.target import check_samples_out
 
 
 def main() -> None:

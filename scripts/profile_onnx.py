@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 
-from mmdetect import export_onnx as OX  # noqa: E402
+from mmdetect.artifacts import onnx_export as OX  # noqa: E402
+from mmdetect.artifacts.onnx_runtime import OnnxModule  # noqa: E402
 from mmdetect.bench.assets import big_config, build_net, random_batch  # noqa: E402
-from mmdetect.onnx_model import OnnxModule  # noqa: E402
 
 
 def profile(path: Path, inputs: tuple, prefix: str) -> tuple[float, collections.Counter]:

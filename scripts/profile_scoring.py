@@ -39,21 +39,22 @@ from mmdetect.data.images import (  # noqa: E402
 )
 from mmdetect.data.photos import draft_side, eval_photo  # noqa: E402
 from mmdetect.models.image import ImagePreprocess, build_transforms  # noqa: E402
-from mmdetect.predict_cli import RunSummary, predict_main, read_listings  # noqa: E402
-from mmdetect.serve import Predictor  # noqa: E402
+from mmdetect.serving.predict import predict_main  # noqa: E402  # noqa: E402
+from mmdetect.serving.predictor import Predictor  # noqa: E402
+from mmdetect.serving.stream import RunSummary, read_listings
 
 
 def load_bundle_checks(root: Path) -> None:
     """load_bundle's work before the model file is loaded (verification and JSON checks)."""
-    from mmdetect import bundle_check as C
-    from mmdetect.bundle import (
+    from mmdetect.artifacts import bundle_check as C
+    from mmdetect.artifacts.bundle import check_thresholds  # fmt: skip
+    from mmdetect.artifacts.bundle_format import (
         META_FILE,
         PREPROCESS_FILE,
         THRESHOLDS_FILE,
-        check_thresholds,
         read_json,
         verify_checksums,
-    )  # fmt: skip
+    )
 
     verify_checksums(root)
     meta, pre = read_json(root / META_FILE), read_json(root / PREPROCESS_FILE)

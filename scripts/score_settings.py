@@ -21,11 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-import mmdetect.predict_cli as PC  # noqa: E402
-import mmdetect.serve as S  # noqa: E402
+import mmdetect.serving.predict as PC  # noqa: E402
+import mmdetect.serving.predictor as S  # noqa: E402
 from mmdetect.bench.assets import export_tiny_bundle  # noqa: E402
 from mmdetect.bench.common import alternate, format_machine, machine, median  # noqa: E402
 from mmdetect.bench.scoring import score_file  # noqa: E402
+from mmdetect.serving import stream
 
 
 def main() -> int:
@@ -42,8 +43,8 @@ def main() -> int:
         src = work / "listings.jsonl"
         src.write_text("".join(lines[:limit]), encoding="utf-8")
         new = S.Predictor.from_bundle(bundle, "cpu", 64, 0)
-        summary = PC.RunSummary()
-        items = list(PC.read_items(src.open("rb"), src, root, new.taxonomy, summary))
+        summary = stream.RunSummary()
+        items = list(stream.read_items(src.open("rb"), src, root, new.taxonomy, summary))
         pre = new.bundle.preprocess
         dataset = S.build_items_dataset(items, new.tokenizer, pre)
         batches = [tuple(b[n] for n in pre["inputs"]) for b in S.build_loader(dataset, pre, 64)]
@@ -60,11 +61,11 @@ def main() -> int:
                 S.PREFETCH_NICE = 0
 
         def warm(switch: float | None = None, ahead: int = 0, stream: bool = True) -> None:
-            PC.SWITCH_INTERVAL_S, S.PREFETCH_BATCHES = switch, ahead
+            stream.SWITCH_INTERVAL_S, S.PREFETCH_BATCHES = switch, ahead
             try:
                 score_file(new, src, root, work / "warm.jsonl", stream=stream)
             finally:
-                PC.SWITCH_INTERVAL_S, S.PREFETCH_BATCHES = None, 0
+                stream.SWITCH_INTERVAL_S, S.PREFETCH_BATCHES = None, 0
 
         def model_only() -> None:
             with torch.no_grad():

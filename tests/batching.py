@@ -28,7 +28,7 @@ TOL = 1e-6
 
 def photo_bundle(assets, base: Path) -> Path:
     """`assets`' checkpoint with photos that matter, exported once per session under base."""
-    from mmdetect.export import export_bundle
+    from mmdetect.ops.export import export_bundle
     from tests.unit.test_export import small_config
 
     out = base / "bundle"

@@ -105,8 +105,8 @@ def make_batch() -> Callable:
 @pytest.fixture(scope="session")
 def small_samples(tmp_path_factory: pytest.TempPathFactory):
     """Generated sample snapshots (train/ drift/ incoming/ reviews.jsonl) plus a tokenizer/."""
-    from mmdetect.data.samples import generate_samples
     from mmdetect.data.tokenize import build_vocab
+    from mmdetect.samples.generator import generate_samples
 
     root = tmp_path_factory.mktemp("samples")
     generate_samples(root, seed=1, n_train=160, n_drift=60, n_incoming=40)
@@ -146,7 +146,7 @@ def tiny_checkpoint(small_samples, tmp_path_factory: pytest.TempPathFactory):
     """A tiny model trained for 2 short epochs on the small samples: its best checkpoint."""
     from pathlib import Path
 
-    from mmdetect.training import build_cli
+    from mmdetect.training.run import build_cli
 
     run = tmp_path_factory.mktemp("tiny_run")
     repo = Path(__file__).resolve().parents[1]

@@ -104,8 +104,8 @@ def write_tiny_checkpoint(
 
     from mmdetect.data.dataset import fit_price_stats
     from mmdetect.data.reader import read_snapshot
-    from mmdetect.datamodule import DetectorDataModule
-    from mmdetect.lit import DetectorModule
+    from mmdetect.training.datamodule import DetectorDataModule
+    from mmdetect.training.module import DetectorModule
 
     model, data = tiny_sections()
     text, image = TextConfig(**model["text"]), ImageConfig(**model["image"])
@@ -144,7 +144,7 @@ def export_tiny_bundle(
     workdir: Path, tokenizer: str, parity_snapshot: str, parity_listings: int = 64
 ) -> tuple[Path, Path]:
     """(checkpoint, bundle) under workdir: configs/export/cpu.yaml, a shorter parity check."""
-    from mmdetect.export import export_bundle, load_export_config
+    from mmdetect.ops.export import export_bundle, load_export_config
 
     ckpt, bundle = workdir / "tiny.ckpt", workdir / "bundle"
     write_tiny_checkpoint(ckpt, tokenizer, parity_snapshot)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from mmdetect.hardware import cpu_info
+from mmdetect.common.hardware import cpu_info
 
 FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
 

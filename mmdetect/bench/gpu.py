@@ -77,7 +77,7 @@ def model_config(model: str) -> ModelConfig:
 
 def build_module(model: str, taxonomy: Sequence[str], lv: Levers = Levers()):  # noqa: B008
     """A seeded DetectorModule (random weights) with the variant's model levers, and its config."""
-    from mmdetect.lit import DetectorModule
+    from mmdetect.training.module import DetectorModule
 
     cfg = model_config(model)
     torch.manual_seed(0)

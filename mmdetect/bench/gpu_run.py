@@ -108,7 +108,7 @@ def train_model_only(module, cached: list[dict], lv: Levers, amp: bool, sync) ->
 
 def infer(net, loader, cached_from: Iterable[dict], args, amp: bool, sync) -> dict:
     """End to end (args.infer_passes timed passes after a warm one), model only, loader alone."""
-    from mmdetect.lit import model_inputs
+    from mmdetect.training.module import model_inputs
 
     device = next(net.parameters()).device
     net.eval()

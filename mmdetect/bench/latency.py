@@ -31,12 +31,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from mmdetect.artifacts.tracing import ProbabilityModel, quantize_linear, trace_model
 from mmdetect.bench.assets import big_config, build_net, random_batch, tiny_config
 from mmdetect.bench.common import median, percentile
 from mmdetect.bench.onnx_variants import ORT_VARIANTS, aoti_variant, ort_variants
-from mmdetect.export import ExportConfig, ProbabilityModel, quantize_linear, trace_model
-from mmdetect.hardware import cpu_has_native_bf16
+from mmdetect.common.hardware import cpu_has_native_bf16
 from mmdetect.models.classifier import ModelConfig
+from mmdetect.ops.export import ExportConfig
 
 VARIANTS = ("eager_fp32", "ts_fp32", "ts_fp32_ofi", "ts_bf16", "eager_channels_last",
             "eager_int8_dynamic", "ts_int8_ofi", "compiled", *ORT_VARIANTS)  # fmt: skip

@@ -18,7 +18,8 @@ from mmdetect.data.dataset import Item, ListingDataset
 from mmdetect.data.images import check_image
 from mmdetect.data.tokenize import encode_batch
 from mmdetect.models.image import ImagePreprocess, build_transforms
-from mmdetect.serve import Predictor, RunSummary, build_loader, read_items
+from mmdetect.serving.predictor import Predictor, build_loader
+from mmdetect.serving.stream import RunSummary, read_items
 
 
 def read_legacy(fh, path: Path, root: Path, taxonomy: Sequence[str], summary: RunSummary

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mmdetect import export_onnx as OX
+from mmdetect.artifacts import onnx_export as OX
+from mmdetect.artifacts.onnx_runtime import OnnxModule, make_session
 from mmdetect.bench.assets import random_batch
 from mmdetect.models.classifier import ModelConfig
-from mmdetect.onnx_model import OnnxModule, make_session
 
 ORT_VARIANTS = ("ort_fp32", "ort_int8_dynamic", "ort_int8_static", "ort_int8_hybrid")
 

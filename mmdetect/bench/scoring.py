@@ -38,15 +38,9 @@ from mmdetect.bench.legacy import LegacyPredictor, read_legacy
 from mmdetect.data.dataset import price_features
 from mmdetect.data.tokenize import load_tokenizer, nfkc
 from mmdetect.models.image import build_transforms
-from mmdetect.predict_cli import (
-    RunSummary,
-    chunked,
-    predict_main,
-    read_items,
-    score_chunk,
-    score_stream,
-)
-from mmdetect.serve import Predictor, build_items_dataset, build_loader
+from mmdetect.serving.predict import predict_main
+from mmdetect.serving.predictor import Predictor, build_items_dataset, build_loader
+from mmdetect.serving.stream import RunSummary, chunked, read_items, score_chunk, score_stream
 
 SPEEDUP_GOAL, MODEL_SHARE_GOAL = 5.0, 0.8
 
@@ -76,7 +70,7 @@ def score_file(
 
 def naive_score(ckpt: Path, path: Path, root: Path, out: Path) -> int:
     """One listing at a time through the eager checkpoint module; review at p >= 0.5."""
-    from mmdetect.checkpoint import load_checkpoint
+    from mmdetect.training.loading import load_checkpoint
 
     module, data = load_checkpoint(ckpt)  # weights_only=True
     tok = load_tokenizer(data["tokenizer"])

@@ -22,10 +22,10 @@ from lightning.pytorch.callbacks import Callback
 
 from mmdetect.bench.assets import tiny_sections
 from mmdetect.bench.common import median
-from mmdetect.datamodule import DetectorDataModule
-from mmdetect.lit import DetectorModule
 from mmdetect.models.image import ImageConfig
 from mmdetect.models.text import TextConfig
+from mmdetect.training.datamodule import DetectorDataModule
+from mmdetect.training.module import DetectorModule
 
 
 class StepTimer(Callback):

@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms import v2
 
-from mmdetect.data.normalization import IMAGENET_MEAN, IMAGENET_STD, interpolation_mode
+from mmdetect.common.normalization import IMAGENET_MEAN, IMAGENET_STD, interpolation_mode
 
 # A JPEG is decoded at the smallest DCT scale (1/2 to 1/8) that keeps both sides at least this
 # many times the model's side: a 4000 px photo for a 224 px model decodes at 500 px, a 128 px

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from mmdetect.common.normalization import IMAGENET_MEAN, IMAGENET_STD
 from mmdetect.data.dataset import Item, ListingDataset, collate_listings
 from mmdetect.data.images import PHOTO_REASONS, ImageProblem, load_checked
-from mmdetect.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from mmdetect.data.photos import PhotoCountBatches, PhotoLoader, draft_side, eval_photo
 from mmdetect.data.records import Listing, Problems
 from mmdetect.data.tokenize import encode_batch

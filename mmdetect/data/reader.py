@@ -11,12 +11,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mmdetect.common.inputs_check import InputFileError, check_input_file
 from mmdetect.data.images import MAX_PHOTOS, ImageProblem, check_image, resolve_image_path
 from mmdetect.data.jsonl import CONTROL, RowProblem, check_text, iter_jsonl
 from mmdetect.data.records import Listing, Problems, Snapshot, check_datetime
 from mmdetect.data.sampling import SamplingError, parse_sampling, row_fields, undescribed
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
-from mmdetect.inputs_check import InputFileError, check_input_file
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Reviewers' decisions (reviews.jsonl): one row per decision, validated like snapshot rows,
 and the winning decision per listing (latest `reviewed_at`; equal times go to the later line).
 
-`mmdetect feedback merge` (mmdetect/feedback.py) folds the winners into a snapshot.
+`mmdetect feedback merge` (mmdetect/ops/feedback.py) folds the winners into a snapshot.
 """
 
 from __future__ import annotations

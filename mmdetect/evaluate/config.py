@@ -64,7 +64,7 @@ def load_eval_config(path: str | Path | None = None) -> EvalConfig:
     """Read a YAML config; None gives the defaults. Unknown keys are an error naming them."""
     if path is None:
         return EvalConfig()
-    from mmdetect.inputs_check import InputFileError, read_config_text
+    from mmdetect.common.inputs_check import InputFileError, read_config_text
 
     try:  # a regular file of at most MAX_CONFIG_BYTES: a FIFO or /dev/zero never reaches YAML
         text = read_config_text(path)

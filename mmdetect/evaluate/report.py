@@ -90,7 +90,7 @@ def build_sections(result: Mapping[str, Any]) -> list[Section]:
 
 
 def error_section(ea: Mapping[str, Any]) -> Section:
-    """False hides and missed positives explained (mmdetect.explain.errors): top words, cards."""
+    """False hides and missed positives explained (mmdetect.serving.error_analysis): top words, cards."""
     rows = [[g["kind"].replace("_", " "), g["class"], str(g["explained"]),
              ", ".join(f"{w['word']} ({w['attribution']:+.3f}, {w['listings']})"
                        for w in g["top_words"])] for g in ea["groups"]]  # fmt: skip
@@ -100,7 +100,9 @@ def error_section(ea: Mapping[str, Any]) -> Section:
         f"at most {ea['per_class_limit']} per class and kind, explained for that class "
         f"({', '.join(ea['method']) or '-'}); words: summed positive attribution, listings"
     )
-    skipped = ea.get("skipped") or {}  # mmdetect.explain.errors: failed explanations, counted
+    skipped = (
+        ea.get("skipped") or {}
+    )  # mmdetect.serving.error_analysis: failed explanations, counted
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "none"
     note += f"; skipped: {sum(skipped.values())} ({reasons})"
     header = ["error", "class", "explained", "most attributed words"]

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mmdetect.common.outputs import atomic_write_text
 from mmdetect.evaluate.rules_table import LABELS, SYSTEMS
-from mmdetect.outputs import atomic_write_text
 
 SYSTEM_HEAD = ("", "hidden", "reviewed", "recall (hidden or reviewed)", "precision of flagged",
                "hide precision")  # fmt: skip

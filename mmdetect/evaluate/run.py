@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from mmdetect.common.inputs_check import InputFileError, check_input_files
+from mmdetect.common.outputs import OutputError, atomic_dir, check_output, replaceable_dir
 from mmdetect.evaluate.compare import compare
 from mmdetect.evaluate.config import EvalConfig, EvaluationError, load_eval_config
 from mmdetect.evaluate.metrics import calibration_errors, summarize_metrics
@@ -30,8 +32,6 @@ from mmdetect.evaluate.predictions import (
 from mmdetect.evaluate.report import format_console, write_report
 from mmdetect.evaluate.slices import drift_slices
 from mmdetect.evaluate.traffic import SAMPLING_FILE, read_sampling, traffic_figures, write_sampling
-from mmdetect.inputs_check import InputFileError, check_input_files
-from mmdetect.outputs import OutputError, atomic_dir, check_output, replaceable_dir
 
 # (inclusion probability per record, NaN = unknown; the design) from traffic.sampling_design
 Traffic = tuple[np.ndarray, Mapping[str, Any]]
@@ -129,7 +129,7 @@ def run_evaluation(
     operating point that was applied (thresholds.json) and the report files into `out_dir`,
     staged beside it and renamed into place whole (outputs.atomic_dir); `staged`: `out_dir` is
     already such a staging directory (the caller renames it). `error_analysis`: the errors
-    explained (mmdetect.explain.errors), kept as given."""
+    explained (mmdetect.serving.error_analysis), kept as given."""
     result = evaluate_records(records, taxonomy, cfg, operating_point, baseline, source, traffic)
     if error_analysis is not None:
         result["error_analysis"] = dict(error_analysis)

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from mmdetect.common.outputs import atomic_write_text
 from mmdetect.data.records import Listing, Snapshot
 from mmdetect.data.sampling import inclusion_probs, listing_subsets, subsets_of
 from mmdetect.evaluate.operating import label_matrix, tier_codes
 from mmdetect.evaluate.predictions import PredictionRecord
-from mmdetect.outputs import atomic_write_text
 from mmdetect.policy.weighted import weighted_rate
 
 

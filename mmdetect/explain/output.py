@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mmdetect.common.outputs import atomic_write_text
 from mmdetect.data.dataset import Item
 from mmdetect.explain.html import render, thumbnail
-from mmdetect.outputs import atomic_write_text
 
 JSONL, HTML = "explanations.jsonl", "explanations.html"
 

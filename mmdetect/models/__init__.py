@@ -1,7 +1,7 @@
 """The model side, pure torch: towers (text, image), fusion, classifier.
 
 Nothing here knows Lightning, tokenizers' files or snapshots; the Lightning shell
-(mmdetect.lit), export and serving build on it. `create_model(cfg)` returns the classifier and
+(mmdetect.training.module), export and serving build on it. `create_model(cfg)` returns the classifier and
 the photo preprocessing (ImagePreprocess) it expects.
 """
 

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from mmdetect.safe_classpath import allowed_modules, import_class
+from mmdetect.common.safe_classpath import allowed_modules, import_class
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import torchvision
 from torch import nn
 from torchvision.transforms import v2
 
-from mmdetect.data.normalization import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS
+from mmdetect.common.normalization import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS
 from mmdetect.models.speed import bucketed_features
 
 # The from-scratch default only: a backbone with weights or a timm config states its own.

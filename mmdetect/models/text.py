@@ -39,7 +39,7 @@ class TextConfig:
     # scratch: {source: ja_ginza | FILE, mode: pca | random | native, seed: 0} (data/vectors.py)
     init_vectors: dict[str, Any] | None = None
     # A pretrained encoder fed another tokenizer than its own: re-initialise its word embeddings
-    # (resized to the tokenizer) instead of refusing (mmdetect/vocab_binding.py).
+    # (resized to the tokenizer) instead of refusing (mmdetect/training/vocab_binding.py).
     resize_embeddings: bool = False
 
 

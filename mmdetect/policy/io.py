@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmdetect.outputs import atomic_write_text
+from mmdetect.common.outputs import atomic_write_text
 from mmdetect.policy.config import PolicyError
 from mmdetect.policy.decide import check_operating_point
 

@@ -116,11 +116,11 @@ def train_phase(data: str, steps: int, val_from: str = "2026-09-01") -> dict:
 def kill_resume(shards: Path, work: Path, kill_after: int = 8) -> dict:
     """Fit one epoch from `shards` (batches of 8), kill -9 after `kill_after` steps, resume with
     `--ckpt_path last`: listings trained before the checkpoint + after the resume, counted."""
-    from mmdetect.checkpoint import read_checkpoint
+    from mmdetect.training.checkpoint import read_checkpoint
 
     run, first, second = work / "run", work / "first.jsonl", work / "second.jsonl"
     cb = "mmdetect.scale.bench.IdLog"
-    cmd = [sys.executable, "-m", "mmdetect.cli", "fit", "--config",
+    cmd = [sys.executable, "-m", "mmdetect.cli.commands", "fit", "--config",
            "configs/train/tiny_shards.yaml", f"--data.shards={shards}", "--data.num_workers=0",
            "--data.batch_size=32", "--trainer.max_epochs=1", f"--run-dir={run}",
            "--last_checkpoint.every_n_train_steps=3", "--trainer.limit_val_batches=0",

@@ -102,7 +102,7 @@ class ScoreActor:
     """map_batches' callable class: one Predictor per actor, decisions per row as JSON."""
 
     def __init__(self, bundle: str, device: str | None, batch_size: int):
-        from mmdetect.serve import Predictor
+        from mmdetect.serving.predictor import Predictor
 
         self.predictor = Predictor.from_bundle(bundle, device, batch_size)
 
@@ -111,8 +111,8 @@ class ScoreActor:
         from mmdetect.data.images import check_header
         from mmdetect.data.reader import RowProblem, checked_photos
         from mmdetect.data.records import Listing
-        from mmdetect.scale.photos import unpack
-        from mmdetect.serve import RunSummary, parse_line, score_chunk
+        from mmdetect.data.shard_photos import unpack
+        from mmdetect.serving.stream import RunSummary, parse_line, score_chunk
 
         n = len(batch["raw"])
         ids, skips, out = [""] * n, [""] * n, [""] * n

@@ -18,9 +18,9 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from mmdetect.cliutil import positive_int
-from mmdetect.outputs import OutputError, check_output
-from mmdetect.scale import MissingExtra, require
+from mmdetect.common.cliargs import positive_int
+from mmdetect.common.extras import MissingExtra, require
+from mmdetect.common.outputs import OutputError, check_output
 
 
 def score_parser() -> argparse.ArgumentParser:
@@ -65,8 +65,7 @@ def run(args: argparse.Namespace) -> dict:
     """Score and write; returns the summary."""
     ray = require("ray", "mmdetect score --engine ray")
     require("ray.data", "mmdetect score --engine ray")
-    from mmdetect.bundle import load_bundle
-    from mmdetect.review_queue import write_review_queue
+    from mmdetect.artifacts.bundle import load_bundle
     from mmdetect.scale.ray_score import (
         ScoreActor,
         init_ray,
@@ -75,6 +74,7 @@ def run(args: argparse.Namespace) -> dict:
         read_shard_range,
         shard_ranges,
     )  # fmt: skip
+    from mmdetect.serving.review_queue import write_review_queue
 
     files, shards = split_inputs(args.input)
     check_output(args.out, [*args.input, args.bundle], kind="dir")
@@ -172,7 +172,7 @@ def write_parquet(writer, rows: list[dict], path: Path):
 
 def score_main(argv: Sequence[str] | None = None) -> int:
     args = score_parser().parse_args(argv)
-    from mmdetect.bundle import BundleError
+    from mmdetect.artifacts.bundle_format import BundleError
 
     try:
         summary = run(args)

@@ -23,17 +23,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmdetect.common.extras import require
+from mmdetect.common.outputs import atomic_write_text
 from mmdetect.data.images import MAX_PHOTOS, ImageProblem
 from mmdetect.data.reader import checked_photos, parse_row
 from mmdetect.data.records import Problems
-from mmdetect.outputs import atomic_write_text
-from mmdetect.scale import require
-from mmdetect.scale.photos import encode_photo, pack
+from mmdetect.data.shard_format import FORMAT
+from mmdetect.data.shard_photos import encode_photo, pack
 
 log = logging.getLogger(__name__)
-
-FORMAT = "mmdetect-shards/1"
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)

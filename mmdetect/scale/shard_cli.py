@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from mmdetect.cliutil import positive_int
+from mmdetect.common.cliargs import positive_int
+from mmdetect.common.extras import MissingExtra
+from mmdetect.common.outputs import OutputError, atomic_write_text, check_output
 from mmdetect.data.reader import SnapshotError
 from mmdetect.data.records import parse_date_bound
-from mmdetect.outputs import OutputError, atomic_write_text, check_output
-from mmdetect.scale import MissingExtra
+from mmdetect.data.shard_format import MANIFEST
 from mmdetect.scale.plan import SPLITS, plan_sources
-from mmdetect.scale.shard import MANIFEST, ShardOptions, build_manifest, merge_parts, run_part
+from mmdetect.scale.shard import ShardOptions, build_manifest, merge_parts, run_part
 
 log = logging.getLogger(__name__)
 

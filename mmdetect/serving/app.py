@@ -34,8 +34,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from mmdetect.explain.service import ExplainGate, ExplainRefused, wants_explanation
-from mmdetect.serve import Decision
 from mmdetect.serving.batcher import Batcher, QueueFull
+from mmdetect.serving.decision import Decision
 from mmdetect.serving.inputs import BodyError, Limits, Parsed, parse_request, remove_request_dir
 from mmdetect.serving.metrics import CONTENT_TYPE, Metrics
 from mmdetect.serving.reload import Active, Slot, Watcher, load_active, score_with

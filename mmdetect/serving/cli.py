@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mmdetect.cliutil import positive_float, positive_int
+from mmdetect.common.cliargs import positive_float, positive_int
 
 # Scoring workers by default, measured on a 2-core machine (docs/BENCHMARKS.md, HTTP service).
 DEFAULT_WORKERS = 2

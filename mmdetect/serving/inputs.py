@@ -25,7 +25,7 @@ from mmdetect.data.images import MAX_PHOTOS, ImageProblem, check_image, resolve_
 from mmdetect.data.jsonl import SURROGATE, RowProblem, check_decoded, check_text, loads
 from mmdetect.data.reader import parse_row
 from mmdetect.data.records import Listing
-from mmdetect.serve import REVIEW_FIELDS
+from mmdetect.serving.decision import REVIEW_FIELDS
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,13 @@ from typing import Any
 
 from PIL import Image
 
-from mmdetect.bundle import BundleError
+from mmdetect.artifacts.bundle_format import BundleError
+from mmdetect.artifacts.registry_layout import CURRENT, served_bundle
 from mmdetect.data.dataset import Item
 from mmdetect.data.records import Listing
-from mmdetect.registry import CURRENT, RegistryError, served_bundle
-from mmdetect.serve import Decision, Predictor
+from mmdetect.ops.registry import RegistryError
+from mmdetect.serving.decision import Decision
+from mmdetect.serving.predictor import Predictor
 
 log = logging.getLogger(__name__)
 

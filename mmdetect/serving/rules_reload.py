@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mmdetect.artifacts.registry_history import RegistryError
+from mmdetect.artifacts.rules_layout import load_promoted, resolve_rules
 from mmdetect.policy.rules import RuleSet
-from mmdetect.registry_history import RegistryError
-from mmdetect.registry_rules import load_promoted, resolve_rules
 
 log = logging.getLogger(__name__)
 

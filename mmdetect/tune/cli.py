@@ -27,8 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from mmdetect.cliutil import positive_float, positive_int
-from mmdetect.outputs import OutputError, check_output
+from mmdetect.common.cliargs import positive_float, positive_int
+from mmdetect.common.outputs import OutputError, check_output
 from mmdetect.tune.draw import overlay, probes
 from mmdetect.tune.space import Space, SpaceError, key_error, load_space
 from mmdetect.tune.study import StudyError, fail_dead_trials, make_pruner, open_study
@@ -40,7 +40,7 @@ STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 def _parse(args: list[str]):
     """fit's parser on `args`; SpaceError with its last message line on failure."""
-    from mmdetect.training import check_config
+    from mmdetect.training.run import check_config
 
     err = io.StringIO()
     try:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mmdetect.outputs import atomic_write_text
+from mmdetect.common.outputs import atomic_write_text
 
 
 def run_config(rdir: Path) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def validation_items(data: dict[str, Any]) -> list[Any]:
     """The fit's validation split, read as DetectorDataModule.setup reads it (read_items: the
     run's taxonomy and strictness, photos checked, ids unique across snapshots; labeled rows
     only; is_validation), from the `data` section of the run's saved config."""
-    from mmdetect.datamodule import is_validation, read_items
+    from mmdetect.training.datamodule import is_validation, read_items
 
     items, _ = read_items(data["snapshots"], data["taxonomy"], data["strict"])
     return [
@@ -69,7 +69,7 @@ def operating_recall(ckpt: Path, data: dict, policy_path: str | None) -> dict[st
     """Recall (hidden or reviewed) of the operating point fitted on the validation listings."""
     from mmdetect.data.records import Problems, Snapshot
     from mmdetect.policy import decide, fit_operating_point, load_policy
-    from mmdetect.scoring import checkpoint_proba
+    from mmdetect.serving.scoring import checkpoint_proba
 
     policy = load_policy(policy_path)
     rows, ys, taxonomy = [], [], None
@@ -100,8 +100,8 @@ def latency(ckpt: Path, rdir: Path, data: dict, n: int) -> dict[str, Any]:
     """Median ms per listing, one at a time, through the exported TorchScript bundle."""
     import torch
 
-    from mmdetect.export import export_bundle
-    from mmdetect.serve import Predictor
+    from mmdetect.ops.export import export_bundle
+    from mmdetect.serving.predictor import Predictor
 
     bundle = rdir / "bundle"
     export_bundle(ckpt, bundle, parity_snapshot=data["snapshots"][0], force=True)

@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 from optuna_integration import PyTorchLightningPruningCallback
 
-from mmdetect.outputs import atomic_write_text
+from mmdetect.common.outputs import atomic_write_text
 from mmdetect.tune.study import make_pruner, storage_for
 from mmdetect.tune.trial import PRUNED_FILE
 

@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from mmdetect.outputs import atomic_output, atomic_write_text
+from mmdetect.common.outputs import atomic_output, atomic_write_text
 from mmdetect.tune.space import Space
 from mmdetect.tune.trial import TuneRun, overlay_text
 

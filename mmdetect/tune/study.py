@@ -24,7 +24,7 @@ import optuna
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from mmdetect.staging import pid_alive
+from mmdetect.common.staging import pid_alive
 from mmdetect.tune.space import Space
 
 HEARTBEAT_S, GRACE_S = 30, 120

@@ -29,7 +29,7 @@ from typing import Any
 import optuna
 import yaml
 
-from mmdetect.outputs import atomic_write_text
+from mmdetect.common.outputs import atomic_write_text
 from mmdetect.tune.draw import overlay, suggest, values_of
 from mmdetect.tune.space import Space
 
@@ -99,7 +99,7 @@ def overlay_text(
 
 
 def fit_command(run: TuneRun, overlay_path: Path, rdir: Path, number: int) -> list[str]:
-    cmd = [sys.executable, "-m", "mmdetect.cli", "fit"]
+    cmd = [sys.executable, "-m", "mmdetect.cli.commands", "fit"]
     for c in run.configs:
         cmd += ["--config", c]
     cmd += ["--config", str(overlay_path), "--run-dir", str(rdir),

@@ -19,11 +19,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmdetect import bundle as B
-from mmdetect.checkpoint import CheckpointError, load_checkpoint
-from mmdetect.cli import main as cli_main
-from mmdetect.export import export_main
-from mmdetect.serve import Predictor
+from mmdetect.artifacts import bundle as B
+from mmdetect.artifacts import bundle_format
+from mmdetect.cli.commands import main as cli_main
+from mmdetect.ops.export import export_main
+from mmdetect.serving.predictor import Predictor
+from mmdetect.training.checkpoint import CheckpointError
+from mmdetect.training.loading import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -96,7 +98,7 @@ def test_evaluate_refuses_crafted_pickles(assets, tmp_path, capsys):
 
 
 def fresh_module(assets):
-    from mmdetect.lit import DetectorModule
+    from mmdetect.training.module import DetectorModule
 
     hp = torch.load(assets.ckpt, weights_only=True)["hyper_parameters"]
     return DetectorModule(**{k: v for k, v in hp.items() if not k.startswith("_")})
@@ -113,12 +115,12 @@ def test_warm_start_refuses_crafted_pickles_directly_and_through_a_bundle(assets
     bundle = tmp_path / "bundle"
     shutil.copytree(assets.bundle, bundle)
     meta = json.loads((bundle / "meta.json").read_text())
-    meta["checkpoint"] = {"path": str(ckpt), "sha256": B.sha256_file(ckpt)}
+    meta["checkpoint"] = {"path": str(ckpt), "sha256": bundle_format.sha256_file(ckpt)}
     (bundle / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="meta.json does not match its SHA256"):
         module.warm_start(str(bundle))  # ...is refused before meta.json is even read
     # ...and if the attacker re-writes SHA256SUMS too, the checkpoint is still loaded safely.
-    B.write_checksums(bundle)
+    bundle_format.write_checksums(bundle)
     with pytest.raises(CheckpointError, match="refused"):
         module.warm_start(str(bundle))
     assert not marker.exists()
@@ -326,17 +328,17 @@ def test_edited_bundles_are_refused(assets, tmp_path, name):
     root = tmp_path / "bundle"
     shutil.copytree(assets.bundle, root)
     change(root)
-    with pytest.raises(B.BundleError, match="SHA256|missing"):
+    with pytest.raises(bundle_format.BundleError, match="SHA256|missing"):
         Predictor.from_bundle(root)  # as edited: the checksums catch it
-    B.write_checksums(root)  # an attacker (or a careless edit) re-writes them
-    with pytest.raises(B.BundleError, match=message):
+    bundle_format.write_checksums(root)  # an attacker (or a careless edit) re-writes them
+    with pytest.raises(bundle_format.BundleError, match=message):
         B.load_bundle(root)
-    with pytest.raises(B.BundleError, match=message):
+    with pytest.raises(bundle_format.BundleError, match=message):
         Predictor.from_bundle(root)
 
 
 def test_a_bad_requested_device_is_a_bundle_error(assets):
-    with pytest.raises(B.BundleError, match="'banana' is not a torch device"):
+    with pytest.raises(bundle_format.BundleError, match="'banana' is not a torch device"):
         Predictor.from_bundle(assets.bundle, device="banana")
 
 
@@ -405,13 +407,13 @@ def test_stale_temporaries_are_cleaned_and_reported(assets, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"removed {stale}" in err and f"removed {old_style}" in err
     assert not stale.exists() and not old_style.exists() and live.exists()
-    B.verify_checksums(out)
+    bundle_format.verify_checksums(out)
     leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".bundle."))
     assert leftovers == [live.name]
 
 
 def test_a_previous_bundle_left_by_a_killed_install_is_reported_not_deleted(tmp_path):
-    from mmdetect.artifact_dir import clean_stale
+    from mmdetect.artifacts.bundle_dir import clean_stale
 
     out = tmp_path / "bundle"
     old = tmp_path / ".bundle.old-999999999-abcd1234"  # no such pid
@@ -425,7 +427,7 @@ def test_a_previous_bundle_left_by_a_killed_install_is_reported_not_deleted(tmp_
 
 
 def test_fit_warm_start_from_a_damaged_checkpoint_is_one_line(tmp_path, capsys):
-    from mmdetect.cli import main
+    from mmdetect.cli.commands import main
 
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(bytes(range(256)) * 4)

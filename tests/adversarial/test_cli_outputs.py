@@ -18,16 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from mmdetect import bundle as B
-from mmdetect.cli import main
-from mmdetect.outputs import (
+from mmdetect.artifacts import bundle_format
+from mmdetect.cli.commands import main
+from mmdetect.common.outputs import (
     OutputError,
     atomic_output,
     atomic_write_text,
     check_output,
     partial_path,
 )
-from mmdetect.registry import HISTORY, RegistryError, read_history, rollback
+from mmdetect.ops.registry import HISTORY, RegistryError, read_history, rollback
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 REPO = Path(__file__).resolve().parents[2]
@@ -125,7 +125,7 @@ def test_predict_out_an_existing_directory_or_under_a_file(assets, incoming, tmp
 
 def test_predict_out_inside_a_bundle_or_a_registry(assets, incoming, tmp_path, capsys):
     reg = registry(tmp_path / "reg", assets.bundle, ["a"])
-    sums = (assets.bundle / B.SUMS_FILE).read_bytes()
+    sums = (assets.bundle / bundle_format.SUMS_FILE).read_bytes()
     for out in (assets.bundle / "decisions.jsonl", assets.bundle / "thresholds.json",
                 reg / "current" / "decisions.jsonl", reg / "decisions.jsonl",
                 reg / "bundles" / "a" / "x.jsonl"):  # fmt: skip
@@ -133,9 +133,9 @@ def test_predict_out_inside_a_bundle_or_a_registry(assets, incoming, tmp_path, c
         err = capsys.readouterr().err
         assert "error: output" in err and ("bundle" in err or "registry" in err), err
         assert not out.exists() or out.name == "thresholds.json"
-    B.verify_checksums(assets.bundle)
-    B.verify_checksums(reg / "bundles" / "a")
-    assert (assets.bundle / B.SUMS_FILE).read_bytes() == sums
+    bundle_format.verify_checksums(assets.bundle)
+    bundle_format.verify_checksums(reg / "bundles" / "a")
+    assert (assets.bundle / bundle_format.SUMS_FILE).read_bytes() == sums
 
 
 # ---- predict: atomic output, interruptions, resume -----------------------------------------
@@ -144,12 +144,12 @@ def test_predict_out_inside_a_bundle_or_a_registry(assets, incoming, tmp_path, c
 def test_an_interrupted_predict_leaves_no_complete_looking_output(
     assets, incoming, reference, tmp_path, monkeypatch, capsys
 ):
-    import mmdetect.predict_cli as serve
+    from mmdetect.serving import stream
 
     out = tmp_path / "out" / "decisions.jsonl"
     out.parent.mkdir()
     out.write_text("the previous complete run\n")
-    real, calls = serve.score_chunk, []
+    real, calls = stream.score_chunk, []
 
     def interrupted(*a, **k):
         calls.append(1)
@@ -157,13 +157,13 @@ def test_an_interrupted_predict_leaves_no_complete_looking_output(
             raise KeyboardInterrupt  # Ctrl-C while the second chunk is scored
         return real(*a, **k)
 
-    monkeypatch.setattr(serve, "score_chunk", interrupted)
+    monkeypatch.setattr(stream, "score_chunk", interrupted)
     assert predict(assets, incoming, out, "--chunk-size", "3") == 130
     assert "rerun with --resume" in capsys.readouterr().err
     assert out.read_text() == "the previous complete run\n"  # untouched until a run finishes
     partial = partial_path(out)
     assert len(partial.read_text().splitlines()) == 3
-    monkeypatch.setattr(serve, "score_chunk", real)
+    monkeypatch.setattr(stream, "score_chunk", real)
     # the partial of a dead run: renamed as a kill would leave it
     os.rename(partial, partial_path(out, dead_pid()))
     assert predict(assets, incoming, out, "--chunk-size", "3", "--resume") == 0
@@ -211,7 +211,7 @@ def test_sigkill_during_predict_then_resume(assets, tmp_path):
             for r in rows:
                 fh.write(json.dumps({**r, "id": f"{r['id']}-{k}"}, ensure_ascii=False) + "\n")
     out = tmp_path / "decisions.jsonl"
-    cmd = [sys.executable, "-m", "mmdetect.cli", "predict", "--bundle", str(assets.bundle),
+    cmd = [sys.executable, "-m", "mmdetect.cli.commands", "predict", "--bundle", str(assets.bundle),
            "--input", str(src), "--out", str(out), "--chunk-size", "1", "--batch-size", "1",
            "--images-root", str(assets.samples / "incoming")]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -328,7 +328,7 @@ def test_a_broken_current_is_flagged_and_rollback_refuses(damage, tmp_path, asse
     if damage == "deleted":
         shutil.rmtree(reg / "bundles" / "b")
     elif damage == "tampered":
-        (reg / "bundles" / "b" / B.THRESHOLDS_FILE).write_text("{}")
+        (reg / "bundles" / "b" / bundle_format.THRESHOLDS_FILE).write_text("{}")
     else:
         (reg / "current").unlink()
         (reg / "current").mkdir()
@@ -400,7 +400,7 @@ def test_predict_input_a_directory_and_resume_of_a_changed_input(assets, incomin
 
 
 def test_stale_staging_left_by_a_killed_promote_is_reported_then_cleaned(tmp_path, assets, capsys):
-    from mmdetect.registry import promote
+    from mmdetect.ops.registry import promote
 
     reg = tmp_path / "reg"
     # the first promotion: no evaluation (forced: this test bundle has unfitted thresholds)
@@ -430,7 +430,7 @@ def test_stale_staging_left_by_a_killed_promote_is_reported_then_cleaned(tmp_pat
 def test_evaluate_and_fit_refuse_bad_outputs_and_dates(
     tmp_path, capsys, command, out, extra, message
 ):
-    from mmdetect.cli import main
+    from mmdetect.cli.commands import main
 
     (tmp_path / "snap").mkdir()
     bundle = tmp_path / "bundle"

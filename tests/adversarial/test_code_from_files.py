@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmdetect import bundle as B
-from mmdetect.checkpoint import CheckpointError, load_checkpoint
+from mmdetect.artifacts import bundle as B
+from mmdetect.artifacts import bundle_format
 from mmdetect.data.safe_pretrained import UnsafePretrainedError
 from mmdetect.data.tokenize import load_tokenizer
-from mmdetect.serve import Predictor
+from mmdetect.serving.predictor import Predictor
+from mmdetect.training.checkpoint import CheckpointError
+from mmdetect.training.loading import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 TOKENIZER = REPO / "data_samples" / "tokenizer"
@@ -91,7 +93,7 @@ def test_auto_map_in_an_encoder_config_is_refused_and_never_runs(tmp_path):
     assert "Do you wish to run the custom code" not in done.stdout + done.stderr
     assert f"{enc / 'config.json'}: key 'auto_map'" in done.stderr
     # the datamodule's row count reads the same config.json
-    from mmdetect.datamodule import DetectorDataModule
+    from mmdetect.training.datamodule import DetectorDataModule
 
     with pytest.raises(UnsafePretrainedError, match="config.json: key 'auto_map'"):
         DetectorDataModule(tokenizer=str(TOKENIZER), text_pretrained=str(enc))
@@ -126,7 +128,7 @@ def test_a_checkpoint_naming_venv_main_as_fusion_runs_nothing(assets, tmp_path):
     """In a subprocess: on import, venv.__main__ parses the command line and exits (it did)."""
     ckpt = _fusion_checkpoint(assets, tmp_path, "venv.__main__")
     code = (
-        "import sys\nfrom mmdetect.checkpoint import load_checkpoint\n"
+        "import sys\nfrom mmdetect.training.checkpoint import load_checkpoint\n"
         f"try:\n    load_checkpoint({str(ckpt)!r})\n"
         "except Exception as exc:\n    print(exc, file=sys.stderr)\n"
         "print(sorted(m for m in sys.modules if m.startswith('venv')))"
@@ -188,10 +190,12 @@ def test_a_bundle_may_not_choose_mecab_options(assets, tmp_path, name):
     root = tmp_path / "bundle"
     shutil.copytree(assets.bundle, root)
     _edit_json(root / "tokenizer" / "tokenizer_config.json", mecab_kwargs=kwargs)
-    B.write_checksums(root)  # re-written, as anyone editing a bundle can
-    with pytest.raises(B.BundleError, match=rf"tokenizer_config.json: key '{key}'") as info:
+    bundle_format.write_checksums(root)  # re-written, as anyone editing a bundle can
+    with pytest.raises(
+        bundle_format.BundleError, match=rf"tokenizer_config.json: key '{key}'"
+    ) as info:
         Predictor.from_bundle(root)
-    with pytest.raises(B.BundleError, match=rf"tokenizer_config.json: key '{key}'"):
+    with pytest.raises(bundle_format.BundleError, match=rf"tokenizer_config.json: key '{key}'"):
         B.load_bundle(root, model=False)  # the bundle check itself, before any tokenizer loads
     assert len(str(info.value).splitlines()) == 1
 

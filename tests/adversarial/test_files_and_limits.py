@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from mmdetect import bundle as B
-from mmdetect.cli import main
+from mmdetect.artifacts import bundle_format
+from mmdetect.cli.commands import main
 from mmdetect.evaluate.operating import apply_operating_point
 from mmdetect.evaluate.run import evaluate_predictions_main, run_evaluation
 from tests.unit.test_evaluate_report import CFG, TAX, fitted, make_records
@@ -51,13 +51,13 @@ def _limit_memory() -> None:  # in the child: a runaway read fails fast instead 
     resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
 
 
-# Runs each command line through mmdetect.cli.main in one child (imports paid once), each under
+# Runs each command line through mmdetect.cli.commands.main in one child (imports paid once), each under
 # an alarm: a read that blocks or never ends is interrupted and reported, not waited for.
 CHILD = """
 import contextlib, io, json, signal, sys
-from mmdetect.cli import main
+from mmdetect.cli.commands import main
 # the commands' own modules imported first, outside the alarms (seconds on a loaded machine)
-import mmdetect.evaluate.run, mmdetect.explain.cli, mmdetect.feedback, mmdetect.operating_cli
+import mmdetect.evaluate.run, mmdetect.cli.explain, mmdetect.ops.feedback, mmdetect.cli.operating
 
 def alarm(*_):
     raise TimeoutError("still running after the alarm")
@@ -203,7 +203,7 @@ def test_vocab_refuses_a_bundles_tokenizer(assets, bundle_copy, capsys):
     err = capsys.readouterr().err
     assert "inside the bundle" in err and len(err.strip().splitlines()) == 1
     assert tree(bundle_copy) == before
-    B.verify_checksums(bundle_copy)
+    bundle_format.verify_checksums(bundle_copy)
 
 
 def test_vocab_refuses_a_snapshot_and_a_foreign_directory(assets, tmp_path, capsys):
@@ -256,7 +256,7 @@ def test_samples_refuses_bundles_snapshots_and_foreign_splits(
         err = capsys.readouterr().err
         assert words in err and len(err.strip().splitlines()) == 1, err
         assert tree(out.parent) == before
-    from mmdetect.data.samples_target import check_samples_out
+    from mmdetect.samples.target import check_samples_out
 
     assert check_samples_out(assets.samples) == assets.samples  # its own output: replaceable
 
@@ -269,7 +269,7 @@ def _future(**delta) -> str:
 
 
 def test_a_review_from_the_future_is_a_counted_skip(tmp_path):
-    from mmdetect.feedback import merge_reviews
+    from mmdetect.ops.feedback import merge_reviews
 
     snap = make_snapshot(tmp_path / "snap")
     reviews = write_reviews(tmp_path / "reviews.jsonl", [
@@ -474,7 +474,7 @@ def test_promote_refuses_bundle_names_outside_the_safe_set(assets, tmp_path, cap
 
 
 def test_bundle_names():
-    from mmdetect.registry_names import check_bundle_name, safe_name
+    from mmdetect.ops.registry_names import check_bundle_name, safe_name
 
     for ok in ["b1", "bundle-2026.10_x", "A" * 128]:
         assert check_bundle_name(ok) == ok

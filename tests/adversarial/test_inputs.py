@@ -233,7 +233,7 @@ def test_every_bad_photo_is_a_counted_skip_and_the_listing_stays(tmp_path: Path)
 
 
 def test_predict_reader_survives_a_bad_photo_in_row_513(tmp_path: Path) -> None:
-    from mmdetect.serve import RunSummary, read_listings
+    from mmdetect.serving.stream import RunSummary, read_listings
 
     (tmp_path / "images").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "images/ok.jpg")

@@ -15,7 +15,7 @@ from PIL import Image
 
 from mmdetect.data.reader import read_snapshot
 from mmdetect.evaluate import EvaluationError, read_predictions
-from mmdetect.feedback import FeedbackError, merge_reviews
+from mmdetect.ops.feedback import FeedbackError, merge_reviews
 from tests.adversarial.test_inputs import line, row
 
 AT = "2026-10-01T09:00:00+09:00"

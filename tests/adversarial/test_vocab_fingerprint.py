@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmdetect import bundle as B
-from mmdetect.checkpoint import CheckpointError, load_checkpoint
-from mmdetect.cli import main as cli_main
+from mmdetect.artifacts import bundle_format
+from mmdetect.cli.commands import main as cli_main
 from mmdetect.data import vocab_fingerprint as VF
 from mmdetect.data.reader import read_snapshot
 from mmdetect.data.tokenize import VocabularyError, build_vocab, load_tokenizer
-from mmdetect.serve import Predictor
+from mmdetect.serving.predictor import Predictor
+from mmdetect.training.checkpoint import CheckpointError
+from mmdetect.training.loading import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 REPO = Path(__file__).resolve().parents[2]
@@ -63,8 +64,10 @@ def test_a_bundle_with_another_vocabulary_is_refused_at_load(assets, tmp_path, n
     pre = json.loads((root / "preprocess.json").read_text())
     assert pre["vocab_sha256"] == VF.describe(load_tokenizer(str(assets.tokenizer)))["sha256"]
     _rewrite_vocab(root / "tokenizer", VOCAB_EDITS[name])
-    B.write_checksums(root)  # re-written: only the fingerprint can tell
-    with pytest.raises(B.BundleError, match=r"preprocess.json: tokenizer .* is not the vocabulary"):
+    bundle_format.write_checksums(root)  # re-written: only the fingerprint can tell
+    with pytest.raises(
+        bundle_format.BundleError, match=r"preprocess.json: tokenizer .* is not the vocabulary"
+    ):
         Predictor.from_bundle(root)
     out = tmp_path / "decisions.jsonl"
     args = ["predict", "--bundle", str(root), "--input", str(assets.drift / "listings.jsonl"),
@@ -82,7 +85,7 @@ def test_a_bundle_without_a_fingerprint_loads_and_says_so_once(assets, tmp_path,
     doc = json.loads((root / "preprocess.json").read_text())
     del doc["vocab_sha256"], doc["vocab_size"]
     (root / "preprocess.json").write_text(json.dumps(doc))
-    B.write_checksums(root)
+    bundle_format.write_checksums(root)
     with caplog.at_level(logging.WARNING, logger=VF.__name__):
         Predictor.from_bundle(root)
         Predictor.from_bundle(root)
@@ -103,7 +106,7 @@ def test_a_checkpoint_refuses_another_vocabulary_at_load_and_export(assets, tmp_
     other = _same_size_other_vocab(assets, tmp_path)
     with pytest.raises(CheckpointError, match=r"tokenizer .*other-tok.* is not the vocabulary"):
         load_checkpoint(assets.ckpt, tokenizer=str(other))
-    from mmdetect.export import export_bundle
+    from mmdetect.ops.export import export_bundle
     from tests.unit.test_export import small_config
 
     out = tmp_path / "bundle"
@@ -125,7 +128,7 @@ def test_an_old_checkpoint_without_a_fingerprint_loads(assets, tmp_path, caplog)
 
 
 def _module(assets, **text):
-    from mmdetect.lit import DetectorModule
+    from mmdetect.training.module import DetectorModule
 
     hp = torch.load(assets.ckpt, weights_only=True)["hyper_parameters"]
     hp = {k: v for k, v in hp.items() if not k.startswith("_")}
@@ -171,9 +174,9 @@ def encoder_with_own_vocab(tmp_path_factory):
 
 
 def test_fit_refuses_a_vocab_tokenizer_on_an_encoder_with_its_own(encoder_with_own_vocab):
-    from mmdetect.lit import DetectorModule
     from mmdetect.models.image import ImageConfig
     from mmdetect.models.text import TextConfig
+    from mmdetect.training.module import DetectorModule
 
     enc, small = encoder_with_own_vocab
     n = len(load_tokenizer(str(small)))
@@ -189,7 +192,7 @@ def test_fit_refuses_a_vocab_tokenizer_on_an_encoder_with_its_own(encoder_with_o
 
 
 def test_fit_on_the_command_line_is_one_line(encoder_with_own_vocab, monkeypatch, capsys):
-    from mmdetect.training import run_lightning
+    from mmdetect.training.run import run_lightning
 
     enc, small = encoder_with_own_vocab
     n = len(load_tokenizer(str(small)))

@@ -31,7 +31,7 @@ class RecordWeights(Callback):
         self.out, self.digests = Path(out), {}
 
     def digest(self, pl_module) -> dict[str, str]:
-        from mmdetect.optim import pretrained_modules
+        from mmdetect.training.optim import pretrained_modules
 
         loaded = {id(p) for m in pretrained_modules(pl_module.net) for p in m.parameters()}
         out = {"pretrained": hashlib.sha256(), "new": hashlib.sha256()}

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmdetect import bundle as B
+from mmdetect.artifacts import bundle_format
 from mmdetect.data.reader import read_snapshot
-from mmdetect.serve import Predictor, build_loader
+from mmdetect.serving.predictor import Predictor, build_loader
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -42,12 +42,12 @@ CHILD = textwrap.dedent(
 
     # 2. Predictor: checksums, tokenizer, preprocessing, batching
     from mmdetect.data.reader import read_snapshot
-    from mmdetect.serve import Predictor
+    from mmdetect.serving.predictor import Predictor
 
     predictor = Predictor.from_bundle(bundle, batch_size=4)
     probs = predictor.predict_proba(read_snapshot(snapshot).listings, snapshot)
     forbidden = ("lightning", "pytorch_lightning")
-    local = ("mmdetect.lit", "mmdetect.training", "mmdetect.datamodule")
+    local = ("mmdetect.training.module", "mmdetect.training.run", "mmdetect.training.datamodule")
     bad = sorted(m for m in sys.modules if m.split(".")[0] in forbidden or m in local)
     np.savez(out, raw=raw, probs=probs)
     print(json.dumps({"bad": bad, "torch_only": torch_only, "mmdetect": "mmdetect" in sys.modules}))
@@ -64,8 +64,8 @@ def test_bundle_in_a_fresh_process_without_lightning(assets, tmp_path):
     batch = next(iter(build_loader(predictor.dataset(listings[:6], assets.drift),
                                    predictor.bundle.preprocess, 6)))  # fmt: skip
     with torch.no_grad():
-        raw = predictor.bundle.module(*[batch[name] for name in B.INPUT_NAMES]).numpy()
-    torch.save({name: batch[name] for name in B.INPUT_NAMES}, tmp_path / "inputs.pt")
+        raw = predictor.bundle.module(*[batch[name] for name in bundle_format.INPUT_NAMES]).numpy()
+    torch.save({name: batch[name] for name in bundle_format.INPUT_NAMES}, tmp_path / "inputs.pt")
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "PYTHONPATH": str(REPO)}  # fmt: skip

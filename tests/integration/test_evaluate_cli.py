@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmdetect.cli import main
+from mmdetect.cli.commands import main
 from tests.unit.test_reader import row, write_snapshot
 
 LENIENT = (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mmdetect.training import build_cli
+from mmdetect.training.run import build_cli
 from tests.conftest import tiny_fit_args
 from tests.custom_fusion import TokenPhotoSumFusion
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mmdetect.cli import main as cli
+from mmdetect.cli.commands import main as cli
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "0123456789abcdef0123456789abcdef01234567"

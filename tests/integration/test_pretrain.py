@@ -16,9 +16,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mmdetect.cli import main
-from mmdetect.pretrain.cli import build_pretrain_cli
-from mmdetect.training import build_cli
+from mmdetect.cli.commands import main
+from mmdetect.training.pretrain.cli import build_pretrain_cli
+from mmdetect.training.run import build_cli
 from tests.conftest import tiny_fit_args
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,8 +81,8 @@ def test_mlm_loss_falls_and_the_encoder_directory_is_written(pretrained, small_s
 
 
 def test_fit_starts_from_the_pretrained_encoder(pretrained, small_samples, tmp_path):
-    from mmdetect.lit import DetectorModule
     from mmdetect.models.text import TextConfig
+    from mmdetect.training.module import DetectorModule
 
     enc = pretrained / "encoder"
     saved = load_file(enc / "model.safetensors")
@@ -127,7 +127,7 @@ def test_config_is_the_tiny_classifiers_size():
 def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(small_samples, tmp_path):
     args = pretrain_args(small_samples, tmp_path, "--trainer.max_epochs=30",
                          "--last_checkpoint.every_n_train_steps=4")  # fmt: skip
-    cmd = [sys.executable, "-c", "import sys; from mmdetect.cli import main; sys.exit(main())",
+    cmd = [sys.executable, "-c", "import sys; from mmdetect.cli.commands import main; sys.exit(main())",
            "pretrain", *args]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(

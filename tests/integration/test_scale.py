@@ -35,7 +35,7 @@ def shards(tmp_path_factory) -> Path:
 
 
 def test_tiny_shards_config_parses_and_links(monkeypatch):
-    from mmdetect.training import check_config
+    from mmdetect.training.run import check_config
 
     monkeypatch.chdir(REPO)
     cfg = check_config(["--config", "configs/train/tiny_shards.yaml"])
@@ -44,7 +44,7 @@ def test_tiny_shards_config_parses_and_links(monkeypatch):
 
 
 def test_score_without_ray_names_the_extra(monkeypatch, tmp_path, capsys):
-    from mmdetect.cli import main
+    from mmdetect.cli.commands import main
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     args = ["score", "--bundle", str(tmp_path), "--input", str(tmp_path), "--engine", "ray",
@@ -67,14 +67,14 @@ def shard_fit_args(shards: Path, run: Path, *extra: str) -> list[str]:
 
 @pytest.mark.slow
 def test_kill_mid_epoch_then_resume_sees_each_remaining_listing_once(shards, tmp_path):
-    from mmdetect.checkpoint import read_checkpoint
+    from mmdetect.training.checkpoint import read_checkpoint
 
     run, first, second = tmp_path / "run", tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     cb = "mmdetect.scale.bench.IdLog"
     common = shard_fit_args(shards, run, "--trainer.max_epochs=1",
                             "--last_checkpoint.every_n_train_steps=3")  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "mmdetect.cli", *common]
+    cmd = [sys.executable, "-m", "mmdetect.cli.commands", *common]
     proc = subprocess.Popen(
         [*cmd, f'--trainer.callbacks+={{"class_path": "{cb}", "init_args": '
                f'{{"path": "{first}", "sleep": 0.5}}}}'],
@@ -188,7 +188,7 @@ def same_queue(got: str, want: str) -> None:
 
 
 def check_cases(assets, tmp_path: Path, cases, bad: Path) -> None:
-    from mmdetect.cli import main
+    from mmdetect.cli.commands import main
 
     for n, (src, inp, root) in enumerate(cases):
         pred, ray_out = tmp_path / f"pred{n}" / "decisions.jsonl", tmp_path / f"ray{n}"
@@ -217,11 +217,11 @@ def test_ray_batch_scores_as_its_listings_alone(assets, tmp_path_factory):
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from mmdetect.cli import main
+    from mmdetect.cli.commands import main
     from mmdetect.data.dataset import Item
     from mmdetect.data.reader import parse_row
     from mmdetect.scale.ray_score import init_ray
-    from mmdetect.serve import Predictor
+    from mmdetect.serving.predictor import Predictor
     from tests.batching import assert_same, batches, photo_bundle, row, write_photos
 
     bundle = photo_bundle(assets, tmp_path_factory.getbasetemp() / "photo_bundle")

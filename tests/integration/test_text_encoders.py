@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from mmdetect import bundle as B
-from mmdetect.checkpoint import load_checkpoint
-from mmdetect.cli import main
+from mmdetect.artifacts import bundle_format
+from mmdetect.cli.commands import main
 from mmdetect.data.reader import read_snapshot
 from mmdetect.data.tokenize import load_tokenizer
-from mmdetect.serve import build_dataset, build_loader
+from mmdetect.serving.predictor import build_dataset, build_loader
+from mmdetect.training.loading import load_checkpoint
 from tests.conftest import tiny_fit_args
 from tests.unit.test_tokenizers import sample_texts, save_bert_mecab, save_deberta_sp
 
@@ -68,7 +68,7 @@ def checkpoint_probabilities(ckpt: Path, snapshot: Path, pre: dict) -> dict[str,
 
 @pytest.mark.parametrize("name", list(ENCODERS))
 def test_fit_export_predict_with_a_pretrained_encoder(name, small_samples, tmp_path, monkeypatch):
-    from mmdetect.training import build_cli
+    from mmdetect.training.run import build_cli
 
     build, pooling, tok_class = ENCODERS[name]
     monkeypatch.chdir(REPO)  # tiny.yaml names paths relative to the repository
@@ -111,7 +111,7 @@ def test_fit_export_predict_with_a_pretrained_encoder(name, small_samples, tmp_p
     first = read_snapshot(drift).listings[:8]
     dataset = build_dataset(first, drift, served_tok, pre)
     batch = next(iter(build_loader(dataset, pre, 8)))
-    inputs = {name: batch[name] for name in B.INPUT_NAMES}
+    inputs = {name: batch[name] for name in bundle_format.INPUT_NAMES}
     torch.save(inputs, tmp_path / "inputs.pt")
     with torch.no_grad():
         local = torch.jit.load(str(bundle / "model.ts"))(*inputs.values())

@@ -17,11 +17,11 @@ import pytest
 import timm
 import torch
 
-from mmdetect import bundle as B
+from mmdetect.artifacts import bundle_format
 from mmdetect.data.reader import read_snapshot
-from mmdetect.export import ExportConfig, export_bundle
-from mmdetect.serve import Predictor, build_loader
-from mmdetect.training import build_cli
+from mmdetect.ops.export import ExportConfig, export_bundle
+from mmdetect.serving.predictor import Predictor, build_loader
+from mmdetect.training.run import build_cli
 from tests.conftest import tiny_fit_args
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_thread")]
@@ -46,7 +46,7 @@ CHILD = textwrap.dedent(
     with torch.no_grad():
         raw = model(*[batch[name] for name in order]).numpy()
     from mmdetect.data.reader import read_snapshot
-    from mmdetect.serve import Predictor
+    from mmdetect.serving.predictor import Predictor
 
     probs = Predictor.from_bundle(bundle, batch_size=8).predict_proba(
         read_snapshot(snapshot).listings, snapshot
@@ -99,9 +99,9 @@ def test_timm_cross_attention_fit_export_predict(small_samples: Path, tmp_path: 
     listings = read_snapshot(drift).listings
     probs = predictor.predict_proba(listings, drift)
     batch = next(iter(build_loader(predictor.dataset(listings[:6], drift), pre, 6)))
-    torch.save({name: batch[name] for name in B.INPUT_NAMES}, tmp_path / "inputs.pt")
+    torch.save({name: batch[name] for name in bundle_format.INPUT_NAMES}, tmp_path / "inputs.pt")
     with torch.no_grad():
-        raw = predictor.bundle.module(*[batch[name] for name in B.INPUT_NAMES]).numpy()
+        raw = predictor.bundle.module(*[batch[name] for name in bundle_format.INPUT_NAMES]).numpy()
         eager = torch.sigmoid(cli.model.eval()(batch)).numpy()
     np.testing.assert_allclose(raw, eager, atol=1e-5)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmdetect.training import build_cli, check_config
+from mmdetect.training.run import build_cli, check_config
 from tests.conftest import tiny_fit_args
 
 REPO = Path(__file__).resolve().parents[2]
@@ -198,9 +198,9 @@ def test_fitted_price_statistics_travel_into_the_bundle(
 
     from mmdetect.data.dataset import Item
     from mmdetect.data.reader import read_snapshot
-    from mmdetect.datamodule import is_validation
-    from mmdetect.export import export_main
-    from mmdetect.serve import Predictor
+    from mmdetect.ops.export import export_main
+    from mmdetect.serving.predictor import Predictor
+    from mmdetect.training.datamodule import is_validation
 
     raw = torch.load(tiny_checkpoint, weights_only=True)
     listings = read_snapshot(small_samples / "train").listings
@@ -270,7 +270,7 @@ def test_ddp_on_two_cpu_processes_with_frozen_towers(
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run(
-        [sys.executable, "-m", "mmdetect.cli", "fit", *args],
+        [sys.executable, "-m", "mmdetect.cli.commands", "fit", *args],
         check=True,
         env=env,
         cwd=REPO,

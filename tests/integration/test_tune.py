@@ -10,7 +10,7 @@ import optuna
 import pytest
 import yaml
 
-from mmdetect.training import check_config
+from mmdetect.training.run import check_config
 from mmdetect.tune.cli import check_against_fit, tune_main
 from mmdetect.tune.report import write_best
 from mmdetect.tune.space import SpaceError, load_space, parse_space

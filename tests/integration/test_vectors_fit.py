@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from mmdetect.checkpoint import read_checkpoint
-from mmdetect.cli import main
+from mmdetect.cli.commands import main
 from mmdetect.data.tokenize import load_tokenizer, token_ids
-from mmdetect.lit import DetectorModule
 from mmdetect.models.text import TextConfig
 from mmdetect.models.wordvec import project_vectors
-from mmdetect.training import build_cli
+from mmdetect.training.checkpoint import read_checkpoint
+from mmdetect.training.module import DetectorModule
+from mmdetect.training.run import build_cli
 from tests.conftest import tiny_fit_args
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,8 +96,8 @@ def test_fit_with_bad_vectors_is_one_line(small_samples, tmp_path, capsys):
 
 def test_wordvec_tower_exports_with_parity(small_samples, tmp_path):
     """The bag-of-vectors tower traces like the BERT one: bundle == checkpoint."""
-    from mmdetect.export import ExportConfig, export_bundle
     from mmdetect.models.image import ImageConfig
+    from mmdetect.ops.export import ExportConfig, export_bundle
 
     tok = small_samples / "tokenizer"
     text = TextConfig(kind="wordvec", hidden_size=16, embedding_dim=12, max_length=48)

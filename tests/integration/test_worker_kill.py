@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def start_worker(url: str, bundle: Path, name: str, log: Path) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "mmdetect.cli", "worker", "--broker", url, "--bundle", str(bundle),
+    argv = [sys.executable, "-m", "mmdetect.cli.commands", "worker", "--broker", url, "--bundle", str(bundle),
             "--images-root", str(DRIFT), "--consumer", name, "--max-batch", "8",
             "--claim-idle-ms", "1500", "--claim-every-s", "0.2", "--threads", "1"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from mmdetect.data.dataset import Item
 from mmdetect.data.reader import parse_row
-from mmdetect.serve import Predictor
 from mmdetect.serving.app import ServeConfig
+from mmdetect.serving.predictor import Predictor
 from tests.batching import assert_same, batches, key, photo_bundle, row, write_photos
 from tests.unit.test_http import LIMITS, Server
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mmdetect.cli import COMMANDS, main
+from mmdetect.cli.commands import COMMANDS, main
 from tests.unit.test_reader import row, write_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,10 +19,12 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def stages(monkeypatch) -> list[list[str]]:
     """Lightning stages recorded instead of run."""
-    import mmdetect.training
+    import mmdetect.training.run
 
     calls: list[list[str]] = []
-    monkeypatch.setattr(mmdetect.training, "run_lightning", lambda a: calls.append(list(a)) or 0)
+    monkeypatch.setattr(
+        mmdetect.training.run, "run_lightning", lambda a: calls.append(list(a)) or 0
+    )
     return calls
 
 
@@ -95,10 +97,12 @@ def test_old_lightning_spellings_work_with_a_deprecation(stages, argv, stage, ne
 
 
 def test_predict_is_the_bundle_command_whatever_the_flag_order(monkeypatch, stages) -> None:
-    import mmdetect.serve
+    import mmdetect.serving.predictor
 
     seen = []
-    monkeypatch.setattr(mmdetect.serve, "predict_main", lambda a: seen.append(list(a)) or 0)
+    monkeypatch.setattr(
+        mmdetect.serving.predictor, "predict_main", lambda a: seen.append(list(a)) or 0
+    )
     assert main(["predict", "--input", "x.jsonl", "--bundle", "b", "--out", "o"]) == 0
     assert main(["predict", "--out", "o", "--bundle=b", "--input", "x", "--config", "c"]) == 0
     assert len(seen) == 2 and stages == []
@@ -145,7 +149,7 @@ def test_counts_are_checked_by_argparse(argv, words, capsys) -> None:
 
 
 def test_run_dir_points_everything_into_one_directory(tmp_path: Path, monkeypatch) -> None:
-    from mmdetect.training import check_config
+    from mmdetect.training.run import check_config
 
     monkeypatch.chdir(REPO)
     cfg = check_config(["--config", "configs/train/tiny.yaml", "--run-dir", str(tmp_path / "r")])
@@ -162,7 +166,7 @@ def test_run_dir_points_everything_into_one_directory(tmp_path: Path, monkeypatc
 
 NOISE_SCRIPT = """
 import sys, warnings
-from mmdetect.cli import main
+from mmdetect.cli.commands import main
 rc = main(sys.argv[1:])
 from transformers import BertConfig, BertModel
 m = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
@@ -207,7 +211,7 @@ def test_fit_in_a_fresh_process_shows_no_known_noise(small_samples: Path, tmp_pa
 
 
 def test_fit_run_dir_layout_in_process(small_samples: Path, tmp_path: Path, monkeypatch) -> None:
-    from mmdetect.training import build_cli
+    from mmdetect.training.run import build_cli
     from tests.conftest import tiny_fit_args
 
     monkeypatch.chdir(REPO)
@@ -228,7 +232,7 @@ def test_noise_filters_drop_only_the_known_lines(capfd) -> None:
     import logging
     import warnings
 
-    from mmdetect.cliutil import NOISY_LOGS, quiet_known_noise
+    from mmdetect.common.cliargs import NOISY_LOGS, quiet_known_noise
 
     quiet_known_noise()
     quiet_known_noise()  # idempotent: one filter per logger
@@ -256,8 +260,8 @@ def test_predictions_writer_writes_jsonl_atomically_and_never_into_its_input(tmp
 
     import torch
 
-    from mmdetect.outputs import OutputError
-    from mmdetect.training import PredictionsWriter
+    from mmdetect.common.outputs import OutputError
+    from mmdetect.training.run import PredictionsWriter
 
     snap = tmp_path / "snap"
     snap.mkdir()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mmdetect.cli import main
+from mmdetect.cli.commands import main
 from tests.unit.test_reader import row, write_snapshot
 
 

@@ -21,8 +21,8 @@ from mmdetect.data.dataset import Item
 from mmdetect.data.records import Listing
 from mmdetect.explain.attribution import Budget
 from mmdetect.explain.core import explain_listing, top_spans
-from mmdetect.explain.loading import load_explainable
 from mmdetect.explain.model import listing_inputs
+from mmdetect.serving.explainable import load_explainable
 
 CUE = "偽物"  # one MeCab word, one token: the only evidence of `counterfeit` in the data
 BENIGN = ["ミニカー", "財布", "スニーカー", "カード", "バッグ", "時計", "新品", "未使用", "中古",
@@ -92,10 +92,10 @@ def cue_model(tmp_path_factory, single_thread):
 def build_cue_model(base: Path) -> tuple[Path, Path, Path, Path]:
     """(trained checkpoint, its TorchScript bundle, re-initialised checkpoint, snapshot dir)."""
     from mmdetect.data.tokenize import build_vocab, load_tokenizer
-    from mmdetect.export import ExportConfig, export_bundle
-    from mmdetect.lit import DetectorModule
     from mmdetect.models.image import ImageConfig
     from mmdetect.models.text import TextConfig
+    from mmdetect.ops.export import ExportConfig, export_bundle
+    from mmdetect.training.module import DetectorModule
 
     rows = synthetic(400, seed=0)
     build_vocab([f"{t} {d}" for t, d, _ in rows], 1000, base / "tok")
@@ -232,7 +232,7 @@ def _private_copy(snap: Path, tmp_path: Path) -> Path:
 
 
 def test_cli_writes_jsonl_and_html_and_counts_bad_rows(cue_model, tmp_path, capsys):
-    from mmdetect.explain.cli import explain_main
+    from mmdetect.cli.explain import explain_main
 
     snap = _private_copy(cue_model[3], tmp_path)  # the module's snapshot stays as built
     rows = _rows(snap)[:3]
@@ -280,7 +280,7 @@ def test_error_analysis_explains_false_hides_and_missed_positives(cue_model, tmp
     from mmdetect.data.reader import read_snapshot
     from mmdetect.evaluate.predictions import PredictionRecord
     from mmdetect.evaluate.report import error_section, to_html
-    from mmdetect.explain.errors import error_analysis, select_errors
+    from mmdetect.serving.error_analysis import error_analysis, select_errors
 
     snap = read_snapshot(cue_model[3], check_images=False)
     tax = ("counterfeit", "adult")
@@ -323,7 +323,7 @@ def test_error_cards_of_one_listing_for_two_classes_have_their_own_anchors(cue_m
     import re
 
     from mmdetect.data.reader import read_snapshot
-    from mmdetect.explain.errors import error_analysis
+    from mmdetect.serving.error_analysis import error_analysis
 
     snap = read_snapshot(cue_model[3], check_images=False)
     ea = error_analysis(cue_model[1], None, _two_class_errors(snap), snap,
@@ -343,7 +343,7 @@ def test_error_cards_of_one_listing_for_two_classes_have_their_own_anchors(cue_m
 def test_error_analysis_counts_a_failing_listing_and_goes_on(cue_model, tmp_path, monkeypatch):
     from mmdetect.data.reader import read_snapshot
     from mmdetect.evaluate.report import error_section, to_html
-    from mmdetect.explain import errors
+    from mmdetect.serving import error_analysis as errors
 
     real = errors.explain_listing
 
@@ -457,7 +457,7 @@ def test_empty_text_and_a_broken_photo_are_explained(cue_model, tmp_path):
 
 @pytest.mark.slow
 def test_onnx_bundle_occlusion_matches_torchscript(cue_model, tmp_path):
-    from mmdetect.export import ExportConfig, export_bundle
+    from mmdetect.ops.export import ExportConfig, export_bundle
 
     onnx = tmp_path / "onnx"
     export_bundle(cue_model[0], onnx, ExportConfig(format="onnx", parity_listings=12,
@@ -475,7 +475,7 @@ def test_onnx_bundle_occlusion_matches_torchscript(cue_model, tmp_path):
 
 @pytest.mark.slow  # two full evaluate runs (~6 s); error_analysis itself is tested above
 def test_evaluate_explain_errors_flag_adds_the_section(cue_model, tmp_path, capsys):
-    from mmdetect.operating_cli import evaluate_main
+    from mmdetect.cli.operating import evaluate_main
 
     out = tmp_path / "eval"
     argv = ["--model", str(cue_model[1]), "--snapshot", str(cue_model[3]), "--num-workers", "0",

@@ -101,4 +101,4 @@ def test_the_http_explanation_reaches_no_training_code():
 
     seen, found = reachable_imports("mmdetect.explain.service")
     assert {"mmdetect.explain.core", "mmdetect.explain.model"} <= seen
-    assert "mmdetect.explain.loading" not in seen and found == []
+    assert "mmdetect.serving.explainable" not in seen and found == []

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmdetect import bundle as B
-from mmdetect.export import (
+from mmdetect.artifacts import bundle as B
+from mmdetect.artifacts import bundle_format
+from mmdetect.ops.export import (
     ExportConfig,
     ExportError,
     export_bundle,
@@ -56,9 +57,9 @@ def build_checkpoint(path: Path, tokenizer: Path) -> None:
     """A seeded tiny DetectorModule saved as LightningCLI saves one (config dicts + instantiator)."""
     import lightning
 
-    from mmdetect.lit import DetectorModule
     from mmdetect.models.image import ImageConfig
     from mmdetect.models.text import TextConfig
+    from mmdetect.training.module import DetectorModule
 
     text = TextConfig(
         hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_length=64
@@ -87,8 +88,8 @@ def tiny_assets(base: Path) -> Assets:
     if (base / "ready").exists():
         return assets
     from mmdetect.data.reader import read_snapshot
-    from mmdetect.data.samples import generate_samples
     from mmdetect.data.tokenize import build_vocab
+    from mmdetect.samples.generator import generate_samples
 
     generate_samples(assets.samples, seed=0, n_train=60, n_drift=30, n_incoming=10, image_size=48)
     train = read_snapshot(assets.samples / "train", check_images=False).listings
@@ -100,7 +101,7 @@ def tiny_assets(base: Path) -> Assets:
 
 
 def eager_net(assets: Assets):
-    from mmdetect.lit import DetectorModule
+    from mmdetect.training.module import DetectorModule
 
     return DetectorModule.load_from_checkpoint(assets.ckpt, map_location="cpu").net.eval()
 
@@ -111,7 +112,7 @@ def _siblings(path: Path) -> list[str]:
 
 def test_bundle_layout_and_documents(assets, capsys):
     root = assets.bundle
-    files = B.bundle_files(root)
+    files = bundle_format.bundle_files(root)
     assert {"model.ts", "preprocess.json", "thresholds.json", "meta.json"} <= set(files)
     assert any(f.startswith("tokenizer/") for f in files) and "tokenizer/vocab.txt" in files
     # SHA256SUMS: every file, sha256sum format, nothing else
@@ -191,7 +192,7 @@ def test_bf16_export_passes_parity(assets, tmp_path, capsys):
 
 def test_int8_export_quantizes_linear_layers_and_passes_parity(assets, tmp_path, capsys):
     from mmdetect.data.reader import read_snapshot
-    from mmdetect.serve import Predictor
+    from mmdetect.serving.predictor import Predictor
 
     out = tmp_path / "int8"
     argv = ["--ckpt", str(assets.ckpt), "--out", str(out), "--parity-snapshot", str(assets.drift),
@@ -209,12 +210,12 @@ def test_int8_export_quantizes_linear_layers_and_passes_parity(assets, tmp_path,
     served = predictor.predict_proba(listings, assets.drift)
     fp32 = Predictor.from_bundle(assets.bundle, "cpu").predict_proba(listings, assets.drift)
     assert 0 < np.abs(served - fp32).max() <= 0.02
-    with pytest.raises(B.BundleError, match="dynamic_int8, which runs on CPU only"):
+    with pytest.raises(bundle_format.BundleError, match="dynamic_int8, which runs on CPU only"):
         B.resolve_device("cuda", meta)
 
 
 def test_int8_needs_cpu_fp32_and_bf16_warns_without_native_units(monkeypatch, capsys):
-    import mmdetect.export_checks as export
+    import mmdetect.artifacts.export_checks as export
 
     for kw in ({"dtype": "bf16"}, {"device": "cuda"}):
         with pytest.raises(ExportError, match="quantize dynamic_int8 needs --device cpu"):
@@ -239,9 +240,10 @@ class _Perturbed(torch.nn.Module):
 
 
 def test_parity_failure_refuses_and_writes_nothing(assets, tmp_path, monkeypatch, capsys):
-    import mmdetect.export as export
+    import mmdetect.ops.export as export
+    from mmdetect.artifacts import tracing
 
-    real = export.trace_model
+    real = tracing.trace_model
     monkeypatch.setattr(export, "trace_model", lambda *a, **k: _Perturbed(real(*a, **k), 1e-3))
     out = tmp_path / "bundle"
     argv = ["--ckpt", str(assets.ckpt), "--out", str(out), "--parity-snapshot", str(assets.drift),
@@ -273,7 +275,7 @@ def test_existing_target_needs_force_and_thresholds_are_checked(assets, tmp_path
     out = tmp_path / "bundle"
     shutil.copytree(assets.bundle, out)  # --force replaces only a bundle of ours (issue #12)
     (out / "old-file").write_text("old")
-    B.write_checksums(out)
+    bundle_format.write_checksums(out)
     cfg = small_config(parity_listings=8, optimize_for_inference=True)
     with pytest.raises(ExportError, match="exists; pass --force"):
         export_bundle(assets.ckpt, out, cfg, parity_snapshot=assets.drift)
@@ -289,7 +291,7 @@ def test_existing_target_needs_force_and_thresholds_are_checked(assets, tmp_path
     )
     assert not (out / "old-file").exists() and _siblings(out) == []
     assert json.loads((out / "thresholds.json").read_text())["classes"]["adult"]["hide"] == 0.9
-    B.verify_checksums(out)
+    bundle_format.verify_checksums(out)
 
     del th["classes"]["adult"]
     th_path.write_text(json.dumps(th))
@@ -305,7 +307,11 @@ def test_existing_target_needs_force_and_thresholds_are_checked(assets, tmp_path
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_export_configs_load(path):
     cfg = load_export_config(path)
-    assert cfg.device in ("cpu", "cuda") and cfg.dtype in B.DTYPES and cfg.quantize in B.QUANTIZE
+    assert (
+        cfg.device in ("cpu", "cuda")
+        and cfg.dtype in bundle_format.DTYPES
+        and cfg.quantize in bundle_format.QUANTIZE
+    )
     first = path.read_text().splitlines()[0]
     assert first.startswith("# mmdetect export") and f"--config configs/export/{path.name}" in first
 
@@ -333,7 +339,7 @@ def test_parity_figures_count_tier_disagreements():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_export_and_cpu_bundle_on_cuda(assets, tmp_path):
     from mmdetect.data.reader import read_snapshot
-    from mmdetect.serve import Predictor
+    from mmdetect.serving.predictor import Predictor
 
     listings = read_snapshot(assets.drift).listings
     cpu = Predictor.from_bundle(assets.bundle, "cpu").predict_proba(listings, assets.drift)

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmdetect.cli import main
+from mmdetect.cli.commands import main
 from mmdetect.data.reader import read_snapshot
-from mmdetect.feedback import FeedbackError, merge_reviews
+from mmdetect.ops.feedback import FeedbackError, merge_reviews
 from tests.unit.test_export import Assets
 from tests.unit.test_reader import row, save_jpeg, write_snapshot
 
@@ -220,7 +220,7 @@ def test_merge_of_the_shipped_samples_matches_their_readme(tmp_path) -> None:
 
 
 def test_retrain_config_overlays_tiny(monkeypatch) -> None:
-    from mmdetect.training import check_config
+    from mmdetect.training.run import check_config
 
     monkeypatch.chdir(REPO)
     first = (REPO / "configs/train/retrain.yaml").read_text(encoding="utf-8").splitlines()[0]
@@ -238,7 +238,7 @@ def test_retrain_config_overlays_tiny(monkeypatch) -> None:
 
 
 def fresh_module(assets: Assets, init_from: str | None):
-    from mmdetect.lit import DetectorModule
+    from mmdetect.training.module import DetectorModule
 
     hp = torch.load(assets.ckpt, weights_only=False)["hyper_parameters"]
     hp = {k: v for k, v in hp.items() if not k.startswith("_")}
@@ -258,7 +258,7 @@ def test_warm_start_from_a_checkpoint_or_a_bundle(assets, tmp_path) -> None:
 
 
 def test_warm_start_from_a_bundle_whose_checkpoint_changed_is_refused(assets, tmp_path) -> None:
-    from mmdetect.bundle import write_checksums
+    from mmdetect.artifacts.bundle_format import write_checksums
 
     ckpt = tmp_path / "tiny.ckpt"
     shutil.copy(assets.ckpt, ckpt)

@@ -147,10 +147,10 @@ def test_cross_attention_passes_the_export_parity_gate(assets, tmp_path):
 
     import lightning
 
-    from mmdetect.export import export_bundle
-    from mmdetect.lit import DetectorModule
     from mmdetect.models.image import ImageConfig
     from mmdetect.models.text import TextConfig
+    from mmdetect.ops.export import export_bundle
+    from mmdetect.training.module import DetectorModule
     from tests.unit.test_export import small_config
 
     text = TextConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)

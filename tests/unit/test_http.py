@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from mmdetect.serve import predict_main
 from mmdetect.serving.app import ServeConfig, create_app
 from mmdetect.serving.batcher import Batcher, QueueFull
 from mmdetect.serving.inputs import Limits
+from mmdetect.serving.predict import predict_main
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -372,7 +372,7 @@ def test_serving_imports_no_lightning():
 
     code = ("import sys, mmdetect.serving.app, mmdetect.serving.cli; print(sorted(m for m in "
             "sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning') or m in "
-            "('mmdetect.lit', 'mmdetect.training', 'mmdetect.datamodule')))")  # fmt: skip
+            "('mmdetect.training.module', 'mmdetect.training.run', 'mmdetect.training.datamodule')))")  # fmt: skip
     repo = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
                          env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"}, check=True)  # fmt: skip

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from mmdetect.bundle import write_checksums
-from mmdetect.registry import BUNDLES, switch_current
-from mmdetect.registry_history import _append_history
+from mmdetect.artifacts.bundle_format import write_checksums
+from mmdetect.artifacts.registry_history import _append_history
+from mmdetect.artifacts.registry_layout import BUNDLES
+from mmdetect.ops.registry import switch_current
 from mmdetect.serving.app import ServeConfig
 from tests.unit.test_http import DRIFT, LIMITS, Server, drift_rows
 

@@ -16,10 +16,12 @@ import onnx  # the `onnx` extra: pip install -e '.[onnx]'
 import pytest
 import torch
 
-from mmdetect import bundle as B
-from mmdetect.export import ExportError, ProbabilityModel, export_bundle, export_main
-from mmdetect.onnx_model import ONNX_FILE
-from mmdetect.serve import Predictor
+from mmdetect.artifacts import bundle as B
+from mmdetect.artifacts import bundle_format
+from mmdetect.artifacts.onnx_runtime import ONNX_FILE
+from mmdetect.artifacts.tracing import ProbabilityModel
+from mmdetect.ops.export import ExportError, export_bundle, export_main
+from mmdetect.serving.predictor import Predictor
 from tests.unit.test_export import Assets, eager_net, small_config
 from tests.unit.test_registry import Pair, pair, promote_cli  # noqa: F401 (pair: a fixture)
 
@@ -39,10 +41,10 @@ def onnx_bundle(assets: Assets, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 def test_onnx_bundle_layout_meta_and_parity(assets, onnx_bundle):
-    files = B.bundle_files(onnx_bundle)
+    files = bundle_format.bundle_files(onnx_bundle)
     assert ONNX_FILE in files and "model.ts" not in files
     assert {"preprocess.json", "thresholds.json", "meta.json", "tokenizer/vocab.txt"} <= set(files)
-    B.verify_checksums(onnx_bundle)
+    bundle_format.verify_checksums(onnx_bundle)
     meta = json.loads((onnx_bundle / "meta.json").read_text())
     assert meta["format"] == "onnx" and meta["parity_check"]["format"] == "onnx"
     assert meta["onnx"]["exporter"] == "dynamo" and "fallback_reason" not in meta["onnx"]
@@ -78,7 +80,7 @@ def test_predict_through_onnx_equals_torchscript(assets, onnx_bundle):
 def test_dynamic_batch_length_and_photo_count(assets, onnx_bundle, make_batch, b, length, k):
     module = B.load_bundle(onnx_bundle).module
     batch = make_batch(b=b, length=length, k=k, size=32, vocab=100, seed=b + length)
-    inputs = [batch[n] for n in B.INPUT_NAMES]
+    inputs = [batch[n] for n in bundle_format.INPUT_NAMES]
     with torch.no_grad():
         want = ProbabilityModel(eager_net(assets), torch.float32)(*inputs)
     got = module(*inputs)
@@ -93,7 +95,7 @@ def test_missing_photos_all_false_masks_and_no_photo_slots(assets, onnx_bundle, 
     batch["image_mask"][:] = False  # no listing has a photo: the CNN runs on an empty batch
     for k in (2, 0):  # K = 0: no photo slots at all
         batch["images"], batch["image_mask"] = batch["images"][:, :k], batch["image_mask"][:, :k]
-        inputs = [batch[n] for n in B.INPUT_NAMES]
+        inputs = [batch[n] for n in bundle_format.INPUT_NAMES]
         with torch.no_grad():
             want = net(*inputs)
         assert (module(*inputs) - want).abs().max() <= 1e-5
@@ -109,12 +111,14 @@ def test_a_tampered_model_onnx_is_refused(onnx_bundle, tmp_path):
     data = bytearray((bad / ONNX_FILE).read_bytes())
     data[len(data) // 2] ^= 0xFF
     (bad / ONNX_FILE).write_bytes(bytes(data))
-    with pytest.raises(B.BundleError, match="model.onnx does not match its SHA256"):
+    with pytest.raises(bundle_format.BundleError, match="model.onnx does not match its SHA256"):
         B.load_bundle(bad)
-    B.write_checksums(bad)  # re-summed: now ORT or the parser must refuse what it cannot run
+    bundle_format.write_checksums(
+        bad
+    )  # re-summed: now ORT or the parser must refuse what it cannot run
     (bad / ONNX_FILE).write_bytes(b"not a protobuf at all" * 10)
-    B.write_checksums(bad)
-    with pytest.raises(B.BundleError, match="model.onnx"):
+    bundle_format.write_checksums(bad)
+    with pytest.raises(bundle_format.BundleError, match="model.onnx"):
         B.load_bundle(bad)
 
 
@@ -125,7 +129,7 @@ def _recrafted(onnx_bundle: Path, dst: Path, edit) -> Path:
     model = onnx.load(str(bad / ONNX_FILE))
     edit(model)
     (bad / ONNX_FILE).write_bytes(model.SerializeToString())
-    B.write_checksums(bad)
+    bundle_format.write_checksums(bad)
     return bad
 
 
@@ -141,14 +145,14 @@ def test_external_data_and_custom_ops_are_refused(onnx_bundle, tmp_path):
             init.external_data.add(key=key, value=value)
 
     bad = _recrafted(onnx_bundle, tmp_path / "external", point_outside)
-    with pytest.raises(B.BundleError, match="external data: refused"):
+    with pytest.raises(bundle_format.BundleError, match="external data: refused"):
         B.load_bundle(bad)
 
     def custom_op(model):
         model.graph.node[0].domain = "evil.ops"
 
     bad = _recrafted(onnx_bundle, tmp_path / "custom", custom_op)
-    with pytest.raises(B.BundleError, match="custom domain 'evil.ops'"):
+    with pytest.raises(bundle_format.BundleError, match="custom domain 'evil.ops'"):
         B.load_bundle(bad)
 
 
@@ -163,19 +167,20 @@ def test_format_and_quantize_combinations_are_checked(assets, tmp_path, capsys):
     meta = json.loads((assets.bundle / "meta.json").read_text())
     bad = _copy(assets.bundle, tmp_path / "badformat")
     B.write_json(bad / "meta.json", {**meta, "format": "tflite"})
-    B.write_checksums(bad)
-    with pytest.raises(B.BundleError, match="format must be one of"):
+    bundle_format.write_checksums(bad)
+    with pytest.raises(bundle_format.BundleError, match="format must be one of"):
         B.load_bundle(bad)
 
 
 @pytest.mark.slow  # the registry pair (two exports), one more export, 2 evaluations, 2 promotions
 def test_evaluate_and_promote_accept_an_onnx_bundle(assets, pair: Pair, tmp_path, capsys):  # noqa: F811
-    from mmdetect.cli import main
-    from mmdetect.registry import read_history, resolve_current
+    from mmdetect.artifacts.registry_layout import resolve_current
+    from mmdetect.cli.commands import main
+    from mmdetect.ops.registry import read_history
 
     # the registry pair's "good" model and fitted operating point, as an ONNX bundle
     onnx_good = tmp_path / "onnx_good"
-    thresholds = pair.good / B.THRESHOLDS_FILE
+    thresholds = pair.good / bundle_format.THRESHOLDS_FILE
     export_bundle(assets.ckpt, onnx_good, small_config(format="onnx"), thresholds, assets.drift)
     for bundle in (pair.good, onnx_good):
         out = tmp_path / f"eval_{bundle.name}"
@@ -224,5 +229,5 @@ def test_onnx_int8_exports_pass_the_reduced_precision_gate(assets, tmp_path, mod
     meta = json.loads((out / "meta.json").read_text())
     assert (meta["format"], meta["quantize"]) == ("onnx", mode)
     assert B.load_bundle(out).device.type == "cpu"
-    with pytest.raises(B.BundleError, match="runs on CPU only"):
+    with pytest.raises(bundle_format.BundleError, match="runs on CPU only"):
         B.load_bundle(out, "cuda")

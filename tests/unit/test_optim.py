@@ -1,4 +1,4 @@
-"""Optimiser groups by provenance, and freezing as a zero learning rate (mmdetect.optim)."""
+"""Optimiser groups by provenance, and freezing as a zero learning rate (mmdetect.training.optim)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torchvision
 from transformers import BertConfig, BertModel
 
 from mmdetect.models.classifier import MultimodalClassifier
-from mmdetect.optim import group_lambdas, group_names, param_groups, warmup_decay
+from mmdetect.training.optim import group_lambdas, group_names, param_groups, warmup_decay
 
 
 @pytest.fixture(scope="module")

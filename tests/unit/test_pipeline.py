@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from mmdetect.bundle import BundleError
+from mmdetect.artifacts.bundle_format import BundleError
 from mmdetect.data.dataset import Item, ListingDataset, collate_listings
 from mmdetect.data.images import (
     PHOTO_REASONS,
@@ -32,7 +32,9 @@ from mmdetect.data.photos import (
 )
 from mmdetect.data.reader import read_snapshot
 from mmdetect.models.image import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocess, build_transforms
-from mmdetect.serve import Predictor, RunSummary, build_loader, predict_main, read_items
+from mmdetect.serving.predict import predict_main
+from mmdetect.serving.predictor import Predictor, build_loader
+from mmdetect.serving.stream import RunSummary, read_items
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 DRIFT = Path(__file__).resolve().parents[2] / "data_samples" / "drift"
@@ -307,7 +309,7 @@ def test_training_and_serving_decode_photos_to_the_same_pixels(assets, drift_lis
     levels of 255), with the resize left nothing to do."""
     from mmdetect.data.dataset import Item
     from mmdetect.data.pipeline import build_items_dataset
-    from mmdetect.datamodule import DetectorDataModule
+    from mmdetect.training.datamodule import DetectorDataModule
 
     pre = Predictor.from_bundle(assets.bundle).bundle.preprocess
     size = pre["image_size"]
@@ -426,8 +428,8 @@ def test_one_interpolation_map_for_training_export_and_serving(assets, tmp_path)
     """models/image, bundle_check and the uint8 serving transform read the same map: a model
     trained with `nearest` is exported, verified and served, and the served photo is the
     training eval transform's, bit for bit."""
-    from mmdetect import bundle_check
-    from mmdetect.data import normalization
+    from mmdetect.artifacts import bundle_check
+    from mmdetect.common import normalization
     from mmdetect.models import image
 
     assert image.INTERPOLATIONS is normalization.INTERPOLATIONS
@@ -462,7 +464,7 @@ def test_predict_opens_each_photo_once_with_the_same_checks_and_scores(
     the header check and the decode (OpenOnceDataset): same photos kept (the first max_photos
     that pass the header), same problems counted, same probabilities as checking every header
     while reading (read_items + predict_items, the path before)."""
-    from mmdetect.predict_cli import score_stream
+    from mmdetect.serving.stream import score_stream
 
     ok = [f"images/ok{k}.jpg" for k in range(5)]
     rows = [["images/trunc.jpg", *ok],  # header fails: ok0..ok2 are kept (max_photos 3)
@@ -518,10 +520,10 @@ def test_stream_keeps_order_threads_and_isolates_a_failing_chunk(
     keeps the caller's thread count while the prefetch thread runs on one; a chunk whose batch
     fails comes back as its exception and predict's fallback scores it listing by listing; an
     error of the chunk iterator itself (reading) is raised to the caller."""
-    import mmdetect.serve
-    from mmdetect.predict_cli import score_chunk
+    import mmdetect.serving.predictor
+    from mmdetect.serving.stream import score_chunk
 
-    monkeypatch.setattr(mmdetect.serve, "PREFETCH_BATCHES", ahead)
+    monkeypatch.setattr(mmdetect.serving.predictor, "PREFETCH_BATCHES", ahead)
     predictor = Predictor.from_bundle(assets.bundle, batch_size=3)
     listings = read_snapshot(DRIFT).listings[:10]
     items = [Item(x, DRIFT) for x in listings]
@@ -561,7 +563,7 @@ def test_stream_keeps_order_threads_and_isolates_a_failing_chunk(
 
 
 def test_predict_reads_a_first_chunk_of_one_batch():
-    from mmdetect.predict_cli import chunked
+    from mmdetect.serving.stream import chunked
 
     assert [len(c) for c in chunked(iter(range(10)), 4, 2)] == [2, 4, 4]
     assert [len(c) for c in chunked(iter(range(10)), 4)] == [4, 4, 2]
@@ -595,14 +597,14 @@ def test_predict_cli_reports_a_corrupt_model_loaded_while_reading(assets, tmp_pa
     and leaves no output and no partial file."""
     import shutil
 
-    from mmdetect import bundle as B
-    from mmdetect.outputs import partial_path
+    from mmdetect.artifacts import bundle_format
+    from mmdetect.common.outputs import partial_path
 
     root = tmp_path / "bundle"
     shutil.copytree(assets.bundle, root)
     data = (root / "model.ts").read_bytes()
     (root / "model.ts").write_bytes(data[: len(data) // 2])
-    B.write_checksums(root)
+    bundle_format.write_checksums(root)
     out = tmp_path / "out" / "decisions.jsonl"
     argv = ["--bundle", str(root), "--input", str(assets.drift / "listings.jsonl"),
             "--out", str(out)]  # fmt: skip

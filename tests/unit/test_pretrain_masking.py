@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mmdetect.data.tokenize import encode_batch, load_tokenizer
-from mmdetect.pretrain.corpus import CorpusError, read_texts
-from mmdetect.pretrain.masking import WholeWordMaskCollator, word_offsets
+from mmdetect.training.pretrain.corpus import CorpusError, read_texts
+from mmdetect.training.pretrain.masking import WholeWordMaskCollator, word_offsets
 from tests.conftest import JA_LISTINGS
 
 REPO = Path(__file__).resolve().parents[2]

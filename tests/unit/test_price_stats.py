@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmdetect.checkpoint import CheckpointError, checkpoint_price_stats
 from mmdetect.data.dataset import (
     LEGACY_PRICE_STATS,
     PriceStats,
     fit_price_stats,
     price_features,
 )
-from mmdetect.datamodule import DetectorDataModule
+from mmdetect.training.checkpoint import CheckpointError
+from mmdetect.training.datamodule import DetectorDataModule
+from mmdetect.training.loading import checkpoint_price_stats
 
 
 def log_prices(items) -> np.ndarray:

@@ -19,26 +19,26 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmdetect import bundle as B
-from mmdetect.cli import main
+from mmdetect.artifacts import bundle as B
+from mmdetect.artifacts import bundle_format
+from mmdetect.artifacts.registry_layout import BUNDLES, resolve_current
+from mmdetect.cli.commands import main
 from mmdetect.evaluate.config import EvalConfig
 from mmdetect.evaluate.predictions import PredictionRecord, records_to_arrays
-from mmdetect.export import export_bundle
-from mmdetect.feedback import merge_reviews
-from mmdetect.policy import PolicyConfig, fit_operating_point
-from mmdetect.policy.io import write_operating_point
-from mmdetect.registry import (
-    BUNDLES,
+from mmdetect.ops.export import export_bundle
+from mmdetect.ops.feedback import merge_reviews
+from mmdetect.ops.registry import (
     RegistryError,
     bundle_name,
     false_hide_gate,
     promote,
     promotion_decision,
     read_history,
-    resolve_current,
     rollback,
     switch_current,
 )
+from mmdetect.policy import PolicyConfig, fit_operating_point
+from mmdetect.policy.io import write_operating_point
 from tests.unit.test_export import Assets, small_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -59,7 +59,7 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def pair(assets: Assets, tmp_path_factory: pytest.TempPathFactory) -> Pair:
-    from mmdetect.scoring import score_snapshot
+    from mmdetect.serving.scoring import score_snapshot
 
     base = tmp_path_factory.mktemp("registry_pair")
     ckpt = torch.load(assets.ckpt, weights_only=False)
@@ -92,9 +92,9 @@ def pair(assets: Assets, tmp_path_factory: pytest.TempPathFactory) -> Pair:
 def variant(src: Path, dst: Path, tag: str) -> Path:
     """The same model with another thresholds note: a distinct bundle, identical scores."""
     shutil.copytree(src, dst)
-    doc = json.loads((dst / B.THRESHOLDS_FILE).read_text())
-    B.write_json(dst / B.THRESHOLDS_FILE, {**doc, "note": tag})
-    B.write_checksums(dst)
+    doc = json.loads((dst / bundle_format.THRESHOLDS_FILE).read_text())
+    B.write_json(dst / bundle_format.THRESHOLDS_FILE, {**doc, "note": tag})
+    bundle_format.write_checksums(dst)
     return dst
 
 
@@ -147,7 +147,7 @@ def test_first_accepted_worse_refused_force_recorded_rollback(pair, tmp_path, ca
     good, bad = bundle_name(pair.good), bundle_name(pair.bad)
     assert promote_cli(reg, pair.good, pair) == 0
     assert resolve_current(reg) == (reg / BUNDLES / good).resolve()
-    B.verify_checksums(resolve_current(reg))
+    bundle_format.verify_checksums(resolve_current(reg))
     assert (pair.good / "model.ts").exists()  # copied in, the source stays
     first = read_history(reg)[0]
     assert (first["action"], first["previous"], first["metrics"]) == ("promote", None, None)
@@ -232,7 +232,7 @@ def test_readers_never_see_a_partial_bundle(pair, tmp_path, monkeypatch) -> None
             try:
                 path = resolve_current(reg)  # resolve once, then read from that directory
                 if path.name not in seen or n % 20 == 0:  # hashing is slow: not every time
-                    B.verify_checksums(path)
+                    bundle_format.verify_checksums(path)
                 seen.add(path.name)
             except Exception as exc:  # noqa: BLE001 (any failure is the finding)
                 errors.append(repr(exc))

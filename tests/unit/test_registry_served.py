@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mmdetect.bundle import write_checksums
-from mmdetect.registry import BUNDLES, CURRENT, RegistryError, current_problem, served_bundle
-from mmdetect.registry_cli import registry_main
+from mmdetect.artifacts.bundle_format import write_checksums
+from mmdetect.artifacts.registry_layout import BUNDLES, CURRENT, served_bundle
+from mmdetect.cli.registry import registry_main
+from mmdetect.ops.registry import RegistryError, current_problem
 from mmdetect.serving.reload import Active, Slot, Watcher, one_line
 from tests.unit.test_http_switch import record_promotion
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmdetect.cli import main as cli
+from mmdetect.cli.commands import main as cli
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 from mmdetect.ops.review.estimate import estimate
 from mmdetect.ops.review.importer import task_reviews

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mmdetect.cli import main
+from mmdetect.cli.commands import main
 from mmdetect.data.reader import read_snapshot
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -115,7 +115,7 @@ def test_rules_check_and_bad_files(assets, tmp_path, capsys):
 
 
 def test_rules_test_against_the_registrys_current_rules_and_bundle(assets, hide_all, tmp_path):
-    from mmdetect.registry_rules import promote_rules
+    from mmdetect.ops.registry_rules import promote_rules
     from tests.unit.test_http_switch import make_registry
 
     root = make_registry(tmp_path / "registry", assets.bundle)

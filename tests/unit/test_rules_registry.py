@@ -10,19 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from mmdetect.artifacts.registry_history import RegistryError
+from mmdetect.artifacts.rules_layout import RULES, RULES_CURRENT, RULES_FILE, load_promoted
+from mmdetect.cli.rules import rules_main
+from mmdetect.ops.registry import switch_current
+from mmdetect.ops.registry_rules import promote_rules, rollback_rules, rules_history
 from mmdetect.policy.rules import RulesError
-from mmdetect.registry import switch_current
-from mmdetect.registry_history import RegistryError
-from mmdetect.registry_rules import (
-    RULES,
-    RULES_CURRENT,
-    RULES_FILE,
-    load_promoted,
-    promote_rules,
-    rollback_rules,
-    rules_history,
-)
-from mmdetect.rules_cli import rules_main
 from mmdetect.serving.app import ServeConfig
 from tests.unit.test_http import DRIFT, LIMITS, Server, drift_rows
 from tests.unit.test_http_switch import make_registry, wait_for
@@ -98,7 +91,7 @@ def config(registry: Path) -> ServeConfig:
 
 
 def test_promote_records_the_rules_serving(assets, tmp_path):
-    from mmdetect.registry import promote
+    from mmdetect.ops.registry import promote
 
     root = tmp_path / "registry"
     name = promote_rules(root, write(tmp_path / "a.yaml", HIDE_ALL))["rules"]

@@ -13,21 +13,17 @@ import pytest
 from PIL import Image
 
 from mmdetect.data.reader import read_snapshot
-from mmdetect.data.samples import (
-    MIX_EARLY,
-    TRAIN_MONTHS,
-    _plan_split,
-    generate_samples,
-)
-from mmdetect.data.samples_images import KINDS, render_photo
-from mmdetect.data.samples_text import (
+from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
+from mmdetect.samples.generator import MIX_EARLY, generate_samples
+from mmdetect.samples.images import KINDS, render_photo
+from mmdetect.samples.snapshot import TRAIN_MONTHS, _plan_split
+from mmdetect.samples.text import (
     CATEGORIES,
     DRIFT_WORDS,
     LUX,
     hard_negative,
     violation_text,
 )
-from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 
 SMALL = {"n_train": 120, "n_drift": 40, "n_incoming": 40, "image_size": 64}
 TINY = {"n_train": 30, "n_drift": 10, "n_incoming": 10, "image_size": 32}

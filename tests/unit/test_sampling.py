@@ -8,11 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmdetect.cli import main
+from mmdetect.cli.commands import main
 from mmdetect.data.reader import SnapshotError, read_snapshot
-from mmdetect.data.samples import generate_samples
-from mmdetect.data.samples_text import DRIFT_WORDS
-from mmdetect.data.samples_traffic import PREVALENCE, RATE, write_traffic
 from mmdetect.data.sampling import (
     describe,
     inclusion_probs,
@@ -20,6 +17,9 @@ from mmdetect.data.sampling import (
     listing_subsets,
 )
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
+from mmdetect.samples.generator import generate_samples
+from mmdetect.samples.text import DRIFT_WORDS
+from mmdetect.samples.traffic import PREVALENCE, RATE, write_traffic
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = "2026-09-02T10:00:00+09:00"

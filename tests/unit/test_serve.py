@@ -11,15 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from mmdetect import bundle as B
+from mmdetect.artifacts import bundle as B
+from mmdetect.artifacts import bundle_format
 from mmdetect.data.reader import read_snapshot
-from mmdetect.serve import Decision, Predictor, build_loader, predict_main
+from mmdetect.serving.decision import Decision
+from mmdetect.serving.predict import predict_main
+from mmdetect.serving.predictor import Predictor, build_loader
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 MMDETECT = Path(__file__).resolve().parents[2] / "mmdetect"
-FORBIDDEN = ("lightning", "pytorch_lightning", "mmdetect.lit", "mmdetect.training",
-             "mmdetect.datamodule")  # fmt: skip
+FORBIDDEN = ("lightning", "pytorch_lightning", "mmdetect.training.module", "mmdetect.training.run",
+             "mmdetect.training.datamodule")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +32,8 @@ def predictor(assets) -> Predictor:
 
 def test_predictor_matches_the_detector_module_on_training_batches(assets, predictor):
     """Eager DetectorModule on batches built by DetectorDataModule == the served bundle."""
-    from mmdetect.datamodule import DetectorDataModule
-    from mmdetect.lit import DetectorModule
+    from mmdetect.training.datamodule import DetectorDataModule
+    from mmdetect.training.module import DetectorModule
 
     module = DetectorModule.load_from_checkpoint(assets.ckpt, map_location="cpu").eval()
     data_hp = torch.load(assets.ckpt, weights_only=False)["datamodule_hyper_parameters"]
@@ -78,9 +81,9 @@ def test_decisions_follow_the_operating_point(predictor):
 
 
 def test_bundle_input_names_are_the_model_inputs():
-    from mmdetect.lit import MODEL_INPUTS
+    from mmdetect.training.module import MODEL_INPUTS
 
-    assert B.INPUT_NAMES == MODEL_INPUTS
+    assert bundle_format.INPUT_NAMES == MODEL_INPUTS
 
 
 @pytest.mark.parametrize(
@@ -103,17 +106,17 @@ def test_checksums_name_the_bad_file(assets, tmp_path, change, named):
     root = tmp_path / "bundle"
     shutil.copytree(assets.bundle, root)
     change(root)
-    with pytest.raises(B.BundleError, match=named):
+    with pytest.raises(bundle_format.BundleError, match=named):
         Predictor.from_bundle(root)
 
 
 def test_device_refusals():
     if not torch.cuda.is_available():
-        with pytest.raises(B.BundleError, match="no CUDA device is visible"):
+        with pytest.raises(bundle_format.BundleError, match="no CUDA device is visible"):
             B.resolve_device("cuda", {"device": "cpu", "dtype": "fp32"})
         # a CUDA bundle without a GPU falls back to CPU when no device is asked for
         assert B.resolve_device(None, {"device": "cuda:0", "dtype": "bf16"}).type == "cpu"
-    with pytest.raises(B.BundleError, match="fp16, which runs on CUDA only"):
+    with pytest.raises(bundle_format.BundleError, match="fp16, which runs on CUDA only"):
         B.resolve_device("cpu", {"device": "cuda:0", "dtype": "fp16"})
 
 
@@ -126,7 +129,7 @@ def test_retargeted_graph_follows_the_new_device(assets, predictor):
     listings = read_snapshot(assets.drift).listings[:4]
     loader = build_loader(predictor.dataset(listings, assets.drift), predictor.bundle.preprocess, 4)
     batch = next(iter(loader))
-    inputs = [batch[name] for name in B.INPUT_NAMES]
+    inputs = [batch[name] for name in bundle_format.INPUT_NAMES]
     expected = module(*inputs)
     fresh = B.load_torchscript(assets.bundle / "model.ts", torch.device("cpu"), meta)
     assert (
@@ -178,10 +181,10 @@ def reachable_imports(start: str) -> tuple[set[str], list[str]]:
 
 
 def test_serve_reaches_no_lightning_import():
-    """Static: nothing mmdetect.serve can import, even lazily, names a forbidden module.
+    """Static: nothing mmdetect.serving.predictor can import, even lazily, names a forbidden module.
     tests/integration/test_bundle_subprocess.py checks sys.modules in a real process."""
-    seen, found = reachable_imports("mmdetect.serve")
-    assert {"mmdetect.bundle", "mmdetect.data.dataset", "mmdetect.data.tokenize"} <= seen
+    seen, found = reachable_imports("mmdetect.serving.predictor")
+    assert {"mmdetect.artifacts.bundle", "mmdetect.data.dataset", "mmdetect.data.tokenize"} <= seen
     assert found == []
 
 

@@ -14,10 +14,10 @@ import torch
 
 pytest.importorskip("litdata")
 
+from mmdetect.common.outputs import OutputError  # noqa: E402
 from mmdetect.data.reader import read_snapshot  # noqa: E402
-from mmdetect.outputs import OutputError  # noqa: E402
+from mmdetect.data.shard_photos import pack, unpack  # noqa: E402
 from mmdetect.scale import shard_cli  # noqa: E402
-from mmdetect.scale.photos import pack, unpack  # noqa: E402
 from mmdetect.scale.plan import hash_fraction, sha256_file  # noqa: E402
 from mmdetect.scale.shard import ShardOptions  # noqa: E402
 
@@ -138,7 +138,7 @@ def iter_dataset(path: Path):
 
 
 def test_pack_round_trip_and_hash_split_matches_the_datamodule():
-    from mmdetect.datamodule import hash_fraction as dm_hash
+    from mmdetect.training.datamodule import hash_fraction as dm_hash
 
     blobs = [b"a", b"", b"xyz" * 100]
     assert unpack(pack(blobs)) == blobs and unpack(pack([])) == []
@@ -149,9 +149,9 @@ def test_pack_round_trip_and_hash_split_matches_the_datamodule():
 
 def shard_dataset(out: Path, name: str, tokenizer: str, size: int, shuffle: bool, **kw):
     from mmdetect.data.photos import eval_photo
+    from mmdetect.data.streaming import ShardDataset
     from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
-    from mmdetect.datamodule import DEFAULT_CATEGORIES
-    from mmdetect.scale.streaming import ShardDataset
+    from mmdetect.training.datamodule import DEFAULT_CATEGORIES
 
     ds = ShardDataset(str(out / name), tokenizer, 64, DEFAULT_TAXONOMY, DEFAULT_CATEGORIES,
                       eval_photo(size), 4, shuffle=shuffle, **kw)  # fmt: skip
@@ -163,7 +163,7 @@ def shard_dataset(out: Path, name: str, tokenizer: str, size: int, shuffle: bool
 def test_streaming_loader_yields_every_listing_once_per_epoch(sharded, workers):
     from functools import partial
 
-    from mmdetect.scale.streaming import ShardLoader, collate
+    from mmdetect.data.streaming import ShardLoader, collate
 
     _, out, _ = sharded
     ds = shard_dataset(out, "train", str(REPO / "data_samples/tokenizer"), 64, True, seed=3)
@@ -187,7 +187,7 @@ def test_shards_give_the_jsonl_paths_tensors(sharded, tmp_path, size):
     from mmdetect.data.photos import draft_side, eval_photo
     from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
     from mmdetect.data.tokenize import encode_batch, load_tokenizer
-    from mmdetect.datamodule import DEFAULT_CATEGORIES
+    from mmdetect.training.datamodule import DEFAULT_CATEGORIES
 
     snap, out, _ = sharded
     if size != 64:
@@ -220,7 +220,7 @@ def test_shards_give_the_jsonl_paths_tensors(sharded, tmp_path, size):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    from mmdetect.cli import main
+    from mmdetect.cli.commands import main
 
     assert main(["shard", str(SAMPLES), "--out", str(tmp_path / "o"), "--split", "time"]) == 2
     assert "--val-from" in capsys.readouterr().err

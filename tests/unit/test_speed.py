@@ -109,7 +109,7 @@ def test_apply_speedups_channels_last_and_compile_keep_names(tiny_config) -> Non
 
 
 def test_gpu_fast_overlay_switches_the_levers_on(monkeypatch) -> None:
-    from mmdetect.training import check_config
+    from mmdetect.training.run import check_config
 
     monkeypatch.chdir(REPO)
     base = ["--config", "configs/train/bert_base_resnet50.yaml"]
@@ -130,7 +130,7 @@ def test_gpu_fast_overlay_switches_the_levers_on(monkeypatch) -> None:
 
 def test_tiny_fit_with_the_levers_on(tmp_path, monkeypatch) -> None:
     """Two optimizer steps through the real CLI with every lever but compile (CPU: minutes)."""
-    from mmdetect.training import build_cli
+    from mmdetect.training.run import build_cli
 
     monkeypatch.chdir(REPO)
     cli = build_cli(

@@ -217,8 +217,9 @@ def test_encoder_decoder_is_refused(tmp_path):
 
 
 def test_untraceable_text_encoder_is_named_by_export(tiny_config, make_batch, monkeypatch):
-    from mmdetect.export import ExportConfig, ExportError, trace_model
+    from mmdetect.artifacts.tracing import trace_model
     from mmdetect.models.classifier import MODEL_INPUTS
+    from mmdetect.ops.export import ExportConfig, ExportError
 
     net = MultimodalClassifier(tiny_config(image={"enabled": False})).eval()
     forward = type(net.text.encoder).forward

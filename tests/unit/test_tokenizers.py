@@ -174,10 +174,10 @@ def test_pad_batch_uses_the_tokenizers_pad_id(sp, ja_listings):
 
 
 def test_vocabulary_mismatch_is_a_clear_error(bert_dir, deberta_dir, sp):
-    from mmdetect.datamodule import DetectorDataModule
-    from mmdetect.lit import DetectorModule
     from mmdetect.models.image import ImageConfig
     from mmdetect.models.text import TextConfig
+    from mmdetect.training.datamodule import DetectorDataModule
+    from mmdetect.training.module import DetectorModule
 
     text = TextConfig(pretrained=str(deberta_dir), max_length=64)
     image = ImageConfig(enabled=False)
@@ -238,7 +238,7 @@ def test_pretrained_tower_builds_on_the_meta_device(deberta_dir):
 
 
 def test_fit_refuses_a_mismatched_tokenizer_in_one_line(bert_dir, deberta_dir, monkeypatch, capsys):
-    from mmdetect.training import run_lightning
+    from mmdetect.training.run import run_lightning
 
     monkeypatch.chdir(REPO)
     args = ["fit", "--config", "configs/train/tiny.yaml", f"--model.text.pretrained={deberta_dir}",

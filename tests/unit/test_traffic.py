@@ -121,7 +121,7 @@ def test_weighted_review_budget_meets_the_traffic_quantile():
 
 
 def test_traffic_per_day_is_the_weighted_volume_over_the_period():
-    from mmdetect.traffic_fit import per_day
+    from mmdetect.ops.traffic_fit import per_day
 
     recs = [prediction_from_listing(x, {"a": 0.1, "b": 0.1}) for x in _listings(60)]
     assert per_day(recs, np.full(60, 500.0), "2026-09-01", "2026-10-01") == pytest.approx(1000)
@@ -244,7 +244,7 @@ def test_random_snapshot_traffic_figures_equal_the_snapshot_figures(tmp_path):
 
 def test_cli_fits_the_budget_on_traffic_and_evaluate_reports_traffic(tmp_path, monkeypatch, capsys):
     """`thresholds fit --traffic` and `evaluate` wiring, with scores faked from the listing id."""
-    from mmdetect import operating_cli
+    from mmdetect.cli import operating as operating_cli
 
     def fake_score(model, args, traffic=False):
         snap = read_snapshot(args.traffic if traffic else args.snapshot)

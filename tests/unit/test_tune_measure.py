@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmdetect.datamodule import DetectorDataModule
+from mmdetect.training.datamodule import DetectorDataModule
 from mmdetect.tune.measure import validation_items
 
 

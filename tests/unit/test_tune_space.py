@@ -124,7 +124,7 @@ def test_overlay_nests_dotted_keys() -> None:
 
 
 def test_the_cli_refuses_a_bad_space_and_a_missing_budget(tmp_path: Path, capsys) -> None:
-    from mmdetect.cli import main
+    from mmdetect.cli.commands import main
 
     path = _write(tmp_path, "params:\n  model.lr: {type: float, low: 1, high: 0.5}\n")
     argv = ["tune", "--config", "configs/train/tiny.yaml", "--space", str(path),

@@ -210,7 +210,7 @@ def test_sigterm_fails_the_running_trial_and_stops_the_tune(tmp_path) -> None:
      ("bundle/tune", "is inside the bundle")],
 )  # fmt: skip
 def test_the_cli_refuses_an_out_that_holds_its_inputs(tmp_path, capsys, out, expect) -> None:
-    from mmdetect.outputs import BUNDLE_MARKERS
+    from mmdetect.common.outputs import BUNDLE_MARKERS
 
     space = tmp_path / "inputs" / "space.yaml"
     space.parent.mkdir()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mmdetect.serve import predict_main
+from mmdetect.serving.predict import predict_main
 from mmdetect.serving.reload import Slot, load_active
 from mmdetect.serving.worker.broker import Commit
 from mmdetect.serving.worker.cli import worker_main

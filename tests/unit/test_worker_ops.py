@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mmdetect.registry import switch_current
+from mmdetect.ops.registry import switch_current
 from mmdetect.serving.reload import Slot, Watcher, load_active
 from mmdetect.serving.worker.publish import publish_main
 from tests.redis_server import running_redis

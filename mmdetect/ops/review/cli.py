@@ -67,11 +67,11 @@ def main(argv: Sequence[str]) -> int:
     ):
         build(sub.add_parser(name, help=help_))
     args = p.parse_args(argv)
+    from mmdetect.common.outputs import OutputError
     from mmdetect.ops.review import commands
     from mmdetect.ops.review.client import LabelStudioError
     from mmdetect.ops.review.files import ReviewFileError
     from mmdetect.ops.review.importer import ImportProblem
-    from mmdetect.outputs import OutputError
 
     try:
         return {"export": commands.export, "import": commands.import_, "estimate": commands.estimate,

@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from mmdetect.common.outputs import atomic_output, atomic_write_text, check_output
 from mmdetect.data.reader import read_snapshot
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 from mmdetect.ops.review import client as ls
@@ -23,7 +24,6 @@ from mmdetect.ops.review.importer import task_reviews
 from mmdetect.ops.review.labeling import labeling_config
 from mmdetect.ops.review.selection import Design, select
 from mmdetect.ops.review.tasks import FORMAT, build_tasks
-from mmdetect.outputs import atomic_output, atomic_write_text, check_output
 
 
 def model_version(args: argparse.Namespace) -> str:

@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mmdetect.common.outputs import OutputError, atomic_write_text, check_output
 from mmdetect.data.jsonl import iter_jsonl
 from mmdetect.ops.review.estimate import estimate
 from mmdetect.ops.review.files import ReviewFileError, read_tasks, regular_file, taxonomy_of
-from mmdetect.outputs import OutputError, atomic_write_text, check_output
 
 FIGURES = (("hide_precision", "hide precision (traffic)"), ("recall", "recall (traffic)"),
            ("review_precision", "review-tier precision"))  # fmt: skip

@@ -13,8 +13,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from mmdetect.review_queue import queue_rows
-from mmdetect.serve import Decision
+from mmdetect.serving.decision import Decision
+from mmdetect.serving.review_queue import queue_rows
 from mmdetect.serving.worker.broker import Commit, Message
 from mmdetect.serving.worker.events import EVENT_FIELD, Event
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mmdetect.cliutil import non_negative_int, positive_float, positive_int
+from mmdetect.common.cliargs import non_negative_int, positive_float, positive_int
 
 log = logging.getLogger("mmdetect.serving.worker")
 

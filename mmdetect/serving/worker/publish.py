@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from mmdetect.cliutil import non_negative_int, positive_float, positive_int
+from mmdetect.common.cliargs import non_negative_int, positive_float, positive_int
 from mmdetect.data.images import ImageProblem, resolve_image_path
 from mmdetect.data.jsonl import RowProblem, decode_line, iter_lines
 
