@@ -42,6 +42,7 @@ worker-demo: $(STAMP)
 	HF_HUB_OFFLINE=1 bash scripts/worker_demo.sh
 
 test: $(STAMP) $(LS_STAMP)
+	$(BIN)/lint-imports  # the layers of docs/architecture.md (contracts in pyproject.toml)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 test-slow: $(STAMP) $(LS_STAMP)
