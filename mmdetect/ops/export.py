@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-import mmdetect
+from mmdetect import __version__
 from mmdetect.artifacts import bundle as B
 from mmdetect.artifacts import bundle_dir as AD
 from mmdetect.artifacts import bundle_format
@@ -178,7 +178,7 @@ def meta_doc(module, data, ckpt: Path, device, cfg: ExportConfig, parity: dict, 
         "optimize_for_inference": cfg.optimize_for_inference,
         "quantize": cfg.quantize,
         "versions": {
-            "mmdetect": mmdetect.__version__,
+            "mmdetect": __version__,
             "torch": torch.__version__,
             "torchvision": torchvision.__version__,
             "transformers": transformers.__version__,
