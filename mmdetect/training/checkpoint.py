@@ -20,6 +20,7 @@ import torch
 
 from mmdetect.models.image import ImageConfig
 from mmdetect.models.text import TextConfig
+from mmdetect.training.moved_paths import translate_class_path
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 SAFE_GLOBALS = (TextConfig, ImageConfig)
 # Lightning bookkeeping in saved hyper-parameters (`_instantiator`, `_class_path`).
 PRIVATE_PREFIX = "_"
+# Keys whose string value is an importable class path (LightningCLI's and a YAML fusion's).
+CLASS_PATH_KEYS = ("class_path", "_class_path")
 
 
 class CheckpointError(ValueError):
@@ -80,7 +83,30 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: not a readable checkpoint (truncated, corrupt, not a torch file, or a "
             f"pickle that a weights-only load rejects): {_detail(exc)}"
         ) from None
-    return check_layout(raw, path)
+    return translate_paths(check_layout(raw, path))
+
+
+def translate_paths(raw: dict[str, Any]) -> dict[str, Any]:
+    """Class paths in the hyper-parameters (`_class_path`, a fusion's `class_path`) written before
+    the stage packages (issue #28), e.g. `mmdetect.lit.DetectorModule`, rewritten to where the
+    class lives now; in place, before anything imports them. Paths not moved are left as given."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in CLASS_PATH_KEYS and isinstance(value, str):
+                    node[key] = translate_class_path(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+        return node
+
+    for key in ("hyper_parameters", "datamodule_hyper_parameters"):
+        if isinstance(raw.get(key), dict):
+            walk(raw[key])
+    return raw
 
 
 def check_layout(raw: Any, path: Path) -> dict[str, Any]:
