@@ -1,4 +1,3 @@
-"""Benchmarks printed as ratios measured side by side in one run (scripts/bench.py).
-
-Kept import-light: `python -m mmdetect.bench.gpu run` must work where MeCab is not installed.
+"""Benchmarks printed as ratios measured side by side in one run (scripts/bench.py); import-light
+(`python -m mmdetect.bench.gpu run` works without MeCab). Imports ops, serving and below.
 """

@@ -1,4 +1,6 @@
-"""Snapshot reading and validation, images, datasets."""
+"""Snapshot format, reader and validation, tokenisation, photos, datasets, the shard reader:
+files in, checked records and tensors out. Imports common only.
+"""
 
 from mmdetect.data.images import MAX_PIXELS, ImageProblem, load_image
 from mmdetect.data.reader import SnapshotError, read_snapshot

@@ -1,7 +1,5 @@
-"""Model-independent evaluation: predictions in, metrics / thresholds / comparison / report out.
-
-Nothing here imports a model: the caller scores listings and hands over `PredictionRecord`s.
-See docs/metrics-schema.md for the files written.
+"""Model-independent evaluation: predictions in; metrics, bootstrap, slices, thresholds, reports
+out (docs/metrics-schema.md). Imports policy, data, common; never a model.
 """
 
 from mmdetect.evaluate.compare import compare

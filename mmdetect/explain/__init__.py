@@ -1,3 +1,3 @@
-"""Explanations reviewers can use: which words, photos and modalities drove a decision
-(docs/explain.md). `mmdetect explain` (cli.py), the evaluate error analysis (errors.py) and the
-HTTP service's `explain=true` (service.py) all call `core.explain_listing`."""
+"""Explanations of one decision (words, photos, modalities) over any model or predictor
+(docs/explain.md). Imports models, policy, data, common; no bundle code, no serving.
+"""

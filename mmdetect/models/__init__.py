@@ -1,8 +1,5 @@
-"""The model side, pure torch: towers (text, image), fusion, classifier.
-
-Nothing here knows Lightning, tokenizers' files or snapshots; the Lightning shell
-(mmdetect.training.module), export and serving build on it. `create_model(cfg)` returns the classifier and
-the photo preprocessing (ImagePreprocess) it expects.
+"""The model, pure torch: towers (text, image), fusion, MultimodalClassifier, create_model();
+no files, no Lightning, no mmdetect.data (import-linter). Imports common only.
 """
 
 from mmdetect.models.classifier import MODEL_INPUTS, ModelConfig, MultimodalClassifier

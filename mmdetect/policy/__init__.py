@@ -1,6 +1,6 @@
-"""Operating points: calibration, certified auto-hide, the review budget and the decisions they
-imply. Arrays in, decisions out; evaluate, predict, export, promotion and serving all call this
-package, so a decision rule lives in one place (docs/operating-points.md)."""
+"""Operating points: calibration, thresholds, certified auto-hide, review budget, decisions and
+rules; arrays in, decisions out, the one place every decider calls. Imports data, common.
+"""
 
 from mmdetect.policy.config import PolicyConfig, PolicyError, load_policy, policy_from_dict
 from mmdetect.policy.decide import (

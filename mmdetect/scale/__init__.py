@@ -1,7 +1,5 @@
-"""Beyond one machine: LitData shards for training, Ray Data for batch scoring (docs/scale.md).
-
-Everything here needs the optional extra `pip install -e '.[scale]'` (litdata, ray[data]); the
-core install never imports this package. `require` turns a missing engine into one clear line.
+"""Beyond one machine: shard writing (LitData) and Ray batch scoring (docs/scale.md), with the
+`scale` extra. A leaf: imports bench, ops, serving and below; only cli imports it.
 """
 
 from __future__ import annotations

@@ -1,2 +1,3 @@
-"""The HTTP scoring service (`mmdetect serve`): FastAPI + uvicorn, dynamic batching, blue-green
-bundle switching over a registry. docs/serving.md describes the API and the switch protocol."""
+"""Scoring a bundle: Predictor, `mmdetect predict`, the HTTP service (batching, bundle switching),
+scoring and explaining a checkpoint or bundle. Imports training, explain, artifacts and below.
+"""
