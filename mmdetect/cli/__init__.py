@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The console script `mmdetect` (pyproject.toml): dispatch to mmdetect.cli.main.COMMANDS."""
-    from mmdetect.cli.main import main as run
+    """The console script `mmdetect` (pyproject.toml): dispatch to mmdetect.cli.commands.COMMANDS."""
+    from mmdetect.cli.commands import main as run
 
     return run(argv)
