@@ -97,11 +97,11 @@ def test_old_lightning_spellings_work_with_a_deprecation(stages, argv, stage, ne
 
 
 def test_predict_is_the_bundle_command_whatever_the_flag_order(monkeypatch, stages) -> None:
-    import mmdetect.serving.predictor
+    import mmdetect.serving.predict
 
     seen = []
     monkeypatch.setattr(
-        mmdetect.serving.predictor, "predict_main", lambda a: seen.append(list(a)) or 0
+        mmdetect.serving.predict, "predict_main", lambda a: seen.append(list(a)) or 0
     )
     assert main(["predict", "--input", "x.jsonl", "--bundle", "b", "--out", "o"]) == 0
     assert main(["predict", "--out", "o", "--bundle=b", "--input", "x", "--config", "c"]) == 0
