@@ -26,7 +26,7 @@ from mmdetect.artifacts.bundle_format import (
     BundleError,
 )
 from mmdetect.common.normalization import interpolation_mode
-from mmdetect.data.safe_pretrained import UnsafePretrainedError, check_tokenizer_dir
+from mmdetect.common.safe_pretrained import UnsafePretrainedError, check_tokenizer_dir
 
 # preprocess.json: key -> (accepted types, what it must be)
 _INT = (int,)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from mmdetect.artifacts.bundle_format import BundleError, verify_checksums
 from mmdetect.artifacts.registry_history import RegistryError
-from mmdetect.policy.rules import RulesError, RuleSet, load_rules
+from mmdetect.policy.rules import RuleSet, load_rules
+from mmdetect.policy.rules_yaml import RulesError
 
 RULES, RULES_CURRENT, RULES_HISTORY, RULES_FILE = (
     "rules", "rules_current", "rules_history.jsonl", "rules.yaml")  # fmt: skip

@@ -26,7 +26,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, BertJapaneseTokenizer
 from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
-from mmdetect.data.safe_pretrained import check_tokenizer_dir
+from mmdetect.common.safe_pretrained import check_tokenizer_dir
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 ASCII_KEPT = string.ascii_letters + string.digits

@@ -230,6 +230,9 @@ def token_vectors(vocab: dict[str, int], vectors: WordVectors) -> tuple[np.ndarr
 
 
 INIT_KEYS = {"source", "mode", "seed"}
+# The projections models.wordvec.project_vectors implements, checked here before any vectors
+# load (data may not import models; tests/unit/test_wordvec.py keeps the two lists equal).
+PROJECTIONS = ("pca", "random", "native")
 
 
 def embedding_init(
@@ -240,8 +243,6 @@ def embedding_init(
     `spec` is {source, mode (pca | random | native, default pca), seed (default 0)}; `dim` is
     the embedding size the vectors go into (mode native needs the vectors' own size).
     """
-    from mmdetect.models.wordvec import PROJECTIONS
-
     unknown = set(spec) - INIT_KEYS
     if unknown or "source" not in spec:
         raise VectorsError(

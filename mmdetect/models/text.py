@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel
 
-from mmdetect.data.safe_pretrained import check_model_dir
+from mmdetect.common.safe_pretrained import check_model_dir
 
 POOLINGS = ("cls", "mean", "attention")
 

@@ -41,7 +41,8 @@ from mmdetect.artifacts.rules_layout import (
     rules_current_name,
 )
 from mmdetect.ops.registry import _iso, _locked, _now, _user, switch_current
-from mmdetect.policy.rules import RulesError, load_rules
+from mmdetect.policy.rules import load_rules
+from mmdetect.policy.rules_yaml import RulesError
 
 RULES_KEYS = {"time": str, "action": str, "rules": str, "previous": (str, type(None))}
 

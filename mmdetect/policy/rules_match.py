@@ -23,7 +23,7 @@ import regex
 from yaml.nodes import Node, ScalarNode
 
 from mmdetect.data.tokenize import clean_text, nfkc
-from mmdetect.policy.rules import MAX_DEPTH, RulesError, mapping, scalar, sequence, where
+from mmdetect.policy.rules_yaml import MAX_DEPTH, RulesError, mapping, scalar, sequence, where
 
 try:  # Python's own regex parser: the structure check reads its tree
     import re._parser as sre_parse  # 3.11+

@@ -31,7 +31,8 @@ from mmdetect.common.outputs import (
     stale_partials,
 )
 from mmdetect.data.dataset import Item
-from mmdetect.policy.rules import RulesError, load_rules
+from mmdetect.policy.rules import load_rules
+from mmdetect.policy.rules_yaml import RulesError
 from mmdetect.serving.decision import Decision
 from mmdetect.serving.predictor import Predictor
 from mmdetect.serving.review_queue import queue_path, write_review_queue

@@ -27,10 +27,10 @@ from typing import Any
 from PIL import Image
 
 from mmdetect.artifacts.bundle_format import BundleError
+from mmdetect.artifacts.registry_history import RegistryError
 from mmdetect.artifacts.registry_layout import CURRENT, served_bundle
 from mmdetect.data.dataset import Item
 from mmdetect.data.records import Listing
-from mmdetect.ops.registry import RegistryError
 from mmdetect.serving.decision import Decision
 from mmdetect.serving.predictor import Predictor
 

@@ -88,7 +88,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def translate_paths(raw: dict[str, Any]) -> dict[str, Any]:
     """Class paths in the hyper-parameters (`_class_path`, a fusion's `class_path`) written before
-    the stage packages (issue #28), e.g. `mmdetect.lit.DetectorModule`, rewritten to where the
+    the stage packages (issue #28), e.g. `mmdetect.training.module.DetectorModule`, rewritten to where the
     class lives now; in place, before anything imports them. Paths not moved are left as given."""
 
     def walk(node: Any) -> Any:

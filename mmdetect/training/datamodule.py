@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoConfig
 
+from mmdetect.common.safe_pretrained import check_model_dir
 from mmdetect.data.dataset import (
     DEFAULT_CATEGORIES,
     LEGACY_PRICE_STATS,
@@ -27,7 +28,6 @@ from mmdetect.data.dataset import (
 from mmdetect.data.photos import PhotoLoader, draft_side, uint8_steps
 from mmdetect.data.reader import read_snapshot
 from mmdetect.data.records import Problems, in_period
-from mmdetect.data.safe_pretrained import check_model_dir
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 from mmdetect.data.tokenize import (
     check_vocabulary,

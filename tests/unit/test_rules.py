@@ -17,8 +17,9 @@ from mmdetect.data.records import Listing
 from mmdetect.policy import rules_match
 from mmdetect.policy.combine import apply_rules, combine_codes, match_rules, rule_codes
 from mmdetect.policy.decide import Decisions
-from mmdetect.policy.rules import RulesError, load_rules, parse_rules
+from mmdetect.policy.rules import load_rules, parse_rules
 from mmdetect.policy.rules_match import rule_input, rule_text
+from mmdetect.policy.rules_yaml import RulesError
 
 TAX = ("counterfeit", "adult", "game_account")
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)

@@ -15,7 +15,7 @@ from mmdetect.artifacts.rules_layout import RULES, RULES_CURRENT, RULES_FILE, lo
 from mmdetect.cli.rules import rules_main
 from mmdetect.ops.registry import switch_current
 from mmdetect.ops.registry_rules import promote_rules, rollback_rules, rules_history
-from mmdetect.policy.rules import RulesError
+from mmdetect.policy.rules_yaml import RulesError
 from mmdetect.serving.app import ServeConfig
 from tests.unit.test_http import DRIFT, LIMITS, Server, drift_rows
 from tests.unit.test_http_switch import make_registry, wait_for

@@ -77,3 +77,10 @@ def test_text_kind_selects_the_tower_and_the_classifier_uses_it():
                torch.ones(2, dtype=torch.bool), torch.zeros(2, dtype=torch.long)).sum()  # fmt: skip
     loss.backward()
     assert net.text.embeddings.weight.grad.abs().sum() > 0  # the vectors are fine-tuned
+
+
+def test_the_data_side_checks_the_projections_the_model_implements():
+    from mmdetect.data import vectors
+    from mmdetect.models import wordvec
+
+    assert vectors.PROJECTIONS == wordvec.PROJECTIONS
