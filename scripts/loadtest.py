@@ -38,7 +38,7 @@ def setup(work: Path) -> tuple[Path, Path, Path]:
     """(registry with blue current, green bundle, a 60-listing labeled promotion snapshot)."""
     from mmdetect.artifacts.bundle_format import write_checksums
     from mmdetect.bench.assets import export_tiny_bundle
-    from mmdetect.ops.registry import promote
+    from mmdetect.ops.registry_promote import promote
 
     os.chdir(REPO)  # configs/ paths are relative
     (work / "blue").mkdir(parents=True, exist_ok=True)
@@ -197,7 +197,8 @@ def main() -> int:
     print(format_machine(header), flush=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="mmdetect-loadtest-"))
     if (work / "registry" / "current").is_symlink():  # a previous run's: reuse, back on blue
-        from mmdetect.ops.registry import current_name, rollback
+        from mmdetect.ops.registry import current_name
+        from mmdetect.ops.registry_promote import rollback
 
         registry, green, snap = work / "registry", work / "green", work / "promotion_snapshot"
         if current_name(registry) != "blue":

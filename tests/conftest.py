@@ -45,7 +45,7 @@ def ja_listings() -> list[tuple[str, str]]:
 @pytest.fixture(scope="session")
 def ja_vocab_dir(tmp_path_factory: pytest.TempPathFactory):
     """A BertJapaneseTokenizer directory trained by build_vocab on JA_LISTINGS."""
-    from mmdetect.data.tokenize import build_vocab
+    from mmdetect.data.vocab import build_vocab
 
     texts = [f"{t} {d}" for t, d in JA_LISTINGS]
     return build_vocab(texts, size=1000, out_dir=tmp_path_factory.mktemp("vocab"))
@@ -105,7 +105,7 @@ def make_batch() -> Callable:
 @pytest.fixture(scope="session")
 def small_samples(tmp_path_factory: pytest.TempPathFactory):
     """Generated sample snapshots (train/ drift/ incoming/ reviews.jsonl) plus a tokenizer/."""
-    from mmdetect.data.tokenize import build_vocab
+    from mmdetect.data.vocab import build_vocab
     from mmdetect.samples.generator import generate_samples
 
     root = tmp_path_factory.mktemp("samples")

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from mmdetect.bench.common import alternate, median, per_second, speedup
+from mmdetect.data.mecab import _wakati_tagger
 from mmdetect.data.reader import read_snapshot
-from mmdetect.data.tokenize import _wakati_tagger, _word_ids, encode_batch, load_tokenizer, nfkc
+from mmdetect.data.tokenize import _word_ids, encode_batch, load_tokenizer, nfkc
 
 TITLES_PER_CORE_GOAL = 20_000
 

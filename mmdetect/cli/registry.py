@@ -20,11 +20,10 @@ from mmdetect.ops.registry import (
     current_name,
     current_problem,
     open_registry,
-    promote,
     read_history,
-    rollback,
     stale_temporaries,
 )
+from mmdetect.ops.registry_promote import promote, rollback
 
 
 def _run(fn, *args, **kw) -> Any:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mmdetect.data.jsonl import RowProblem, check_text, iter_jsonl
-from mmdetect.data.reader import parse_id, parse_time
 from mmdetect.data.records import Problems
+from mmdetect.data.rows import parse_id, parse_time
 
 MAX_EXAMPLES = 5
 # A review decided "in the future" would win every later merge of its listing (9999-12-31 beats

@@ -15,22 +15,16 @@ from __future__ import annotations
 
 import functools
 import re
-import string
-import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, BertJapaneseTokenizer
-from transformers.models.bert_japanese.tokenization_bert_japanese import MecabTokenizer
 
 from mmdetect.common.safe_pretrained import check_tokenizer_dir
+from mmdetect.data.mecab import MECAB_KWARGS, _mecab_words, _v3_style_tokenizer, _wakati_tagger
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-ASCII_KEPT = string.ascii_letters + string.digits
-MECAB_KWARGS = {"mecab_dic": "unidic_lite"}
 DEFAULT_TOKENIZER = "data_samples/tokenizer"  # when neither data.tokenizer nor a pretrained encoder
 
 # A text is first cut to CHARS_PER_TOKEN * limit + CUT_MARGIN_CHARS characters; the cut is used
@@ -81,100 +75,6 @@ def load_tokenizer(name_or_dir: str):
 def resolve_tokenizer(tokenizer: str | None, pretrained: str | None) -> str:
     """The tokenizer to use: the one named, else the pretrained encoder's own, else the default."""
     return tokenizer or pretrained or DEFAULT_TOKENIZER
-
-
-class VocabularyError(ValueError):
-    """A tokenizer and a text encoder that do not fit together."""
-
-
-def check_vocabulary(tokenizer, tokenizer_path: str, rows: int, encoder_path: str) -> None:
-    """VocabularyError when the tokenizer can emit ids the encoder has no embedding row for.
-
-    An encoder may have more rows than the tokenizer has tokens (vocabularies are often padded
-    to a multiple of 64), never fewer.
-    """
-    size = len(tokenizer)
-    ids = {n: getattr(tokenizer, f"{n}_token_id", None) for n in ("pad", "cls", "sep", "unk")}
-    bad = {n: i for n, i in ids.items() if i is not None and not 0 <= i < rows}
-    if size > rows or bad:
-        what = f"special ids {bad} out of range" if bad else "more tokens than embedding rows"
-        raise VocabularyError(
-            f"tokenizer {tokenizer_path} ({size} tokens) does not match text encoder "
-            f"{encoder_path} ({rows} embedding rows): {what}; use the encoder's own tokenizer "
-            "(leave data.tokenizer unset) or one built for it"
-        )
-
-
-def _v3_style_tokenizer(vocab_file: Path) -> BertJapaneseTokenizer:
-    """Cased MeCab (unidic_lite) + WordPiece, as cl-tohoku/bert-base-japanese-v3."""
-    return BertJapaneseTokenizer(
-        str(vocab_file),
-        do_lower_case=False,
-        word_tokenizer_type="mecab",
-        subword_tokenizer_type="wordpiece",
-        mecab_kwargs=dict(MECAB_KWARGS),
-    )
-
-
-_THREAD = threading.local()
-
-
-def _wakati_tagger(mecab_dic: str | None, mecab_option: str):
-    """A fugashi tagger printing space-separated surfaces (`-Owakati`), one per thread
-    (MeCab taggers are neither picklable nor safe to share between threads)."""
-    taggers = _THREAD.__dict__.setdefault("taggers", {})
-    key = (mecab_dic, mecab_option)
-    if key not in taggers:
-        option = f"-Owakati {mecab_option}".strip()
-        taggers[key] = MecabTokenizer(mecab_dic=mecab_dic, mecab_option=option).mecab
-    return taggers[key]
-
-
-def _mecab_words(text: str, mecab_kwargs: dict | None) -> list[str]:
-    """MeCab surfaces of an NFKC-normalised text, exactly as `MecabTokenizer.tokenize` gives them."""
-    kw = mecab_kwargs or {}
-    tagger = _wakati_tagger(kw.get("mecab_dic", "unidic_lite"), kw.get("mecab_option") or "")
-    return tagger.parse(text).split()
-
-
-def build_vocab(
-    texts: Iterable[str], size: int, out_dir: Path, extra_words: Sequence[str] = ()
-) -> Path:
-    """Train a WordPiece vocab on MeCab words and save a BertJapaneseTokenizer directory.
-
-    The vocab starts with SPECIAL_TOKENS, then every ASCII letter and digit with and without the
-    `##` prefix (so they never become [UNK]), then the learned pieces, `size` tokens in all.
-    Only the `size // 4` most frequent characters enter the alphabet (with their `##` forms, up
-    to half the vocab), leaving room for merges; rarer characters become [UNK].
-    `extra_words` (e.g. lexicon words, data/vectors.py) are appended after them when new.
-    """
-    n_fixed = len(SPECIAL_TOKENS) + 2 * len(ASCII_KEPT)
-    if size <= n_fixed:
-        raise ValueError(f"vocab size must be > {n_fixed} (special tokens + ASCII), got {size}")
-    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wordpiece.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=list(ASCII_KEPT),
-        limit_alphabet=size // 4,
-        continuing_subword_prefix="##",
-        show_progress=False,
-    )
-    words = (" ".join(_mecab_words(nfkc(clean_text(t)), MECAB_KWARGS)) for t in texts)
-    wordpiece.train_from_iterator(words, trainer=trainer)
-
-    learned = sorted(wordpiece.get_vocab().items(), key=lambda kv: kv[1])
-    fixed = [*SPECIAL_TOKENS, *ASCII_KEPT, *(f"##{c}" for c in ASCII_KEPT)]
-    seen = set(fixed)
-    vocab = (fixed + [tok for tok, _ in learned if tok not in seen])[:size]
-    known = set(vocab)
-    vocab += list(dict.fromkeys(w for w in extra_words if w not in known))
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    _v3_style_tokenizer(out_dir / "vocab.txt").save_pretrained(str(out_dir))
-    return out_dir
 
 
 def is_one_word(word: str) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmdetect.data.tokenize import VocabularyError
+from mmdetect.data.vocab import VocabularyError
 
 GINZA = "ja_ginza"
 _M, _R = np.uint64(0xC6A4A7935BD1E995), np.uint64(47)

@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mmdetect.data.tokenize import _is_mecab_wordpiece, _mecab_words, _word_ids, clean_text, nfkc
+from mmdetect.data.mecab import _mecab_words
+from mmdetect.data.tokenize import _is_mecab_wordpiece, _word_ids, clean_text, nfkc
 
 
 @dataclass(frozen=True)

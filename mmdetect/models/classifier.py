@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from mmdetect.models.fusion import Encoded, FusionDims, build_fusion
-from mmdetect.models.image import ImageConfig, ImagePreprocess, ImageTower
+from mmdetect.models.image import ImageConfig, ImagePreprocess
+from mmdetect.models.image_tower import ImageTower
 from mmdetect.models.text import TextConfig, build_text_tower
 
 # forward()'s argument order; the Lightning shell, export and the server all read it from here.

@@ -40,7 +40,8 @@ from mmdetect.artifacts.rules_layout import (
     resolve_rules,
     rules_current_name,
 )
-from mmdetect.ops.registry import _iso, _locked, _now, _user, switch_current
+from mmdetect.ops.registry import _locked, switch_current
+from mmdetect.ops.registry_promote import _iso, _now, _user
 from mmdetect.policy.rules import load_rules
 from mmdetect.policy.rules_yaml import RulesError
 

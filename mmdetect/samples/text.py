@@ -1,3 +1,4 @@
+# Over 300 lines on purpose: a table of word lists and the templates that draw on them (a split scatters one cue).
 """Japanese listing text for the synthetic sample snapshots: vocabulary and templates.
 
 All brands, games, artists and gift-card names are fictional. Each violation class has several

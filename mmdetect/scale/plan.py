@@ -18,13 +18,9 @@ from pathlib import Path
 from typing import IO
 
 from mmdetect.data.jsonl import RowProblem, iter_jsonl
-from mmdetect.data.reader import (
-    MANIFEST_FILE,
-    SnapshotError,
-    open_snapshot,
-    parse_row,
-)
+from mmdetect.data.reader import MANIFEST_FILE, SnapshotError, open_snapshot
 from mmdetect.data.records import Listing, Problems, in_period
+from mmdetect.data.rows import parse_row
 from mmdetect.data.sampling import undescribed
 
 SPLITS = ("none", "time", "hash")

@@ -26,8 +26,9 @@ from pathlib import Path
 from mmdetect.common.extras import require
 from mmdetect.common.outputs import atomic_write_text
 from mmdetect.data.images import MAX_PHOTOS, ImageProblem
-from mmdetect.data.reader import checked_photos, parse_row
+from mmdetect.data.reader import checked_photos
 from mmdetect.data.records import Problems
+from mmdetect.data.rows import parse_row
 from mmdetect.data.shard_format import FORMAT
 from mmdetect.data.shard_photos import encode_photo, pack
 

@@ -31,12 +31,11 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
 from mmdetect.explain.service import ExplainGate, ExplainRefused, wants_explanation
 from mmdetect.serving.batcher import Batcher, QueueFull
-from mmdetect.serving.decision import Decision
-from mmdetect.serving.inputs import BodyError, Limits, Parsed, parse_request, remove_request_dir
+from mmdetect.serving.http_body import Disconnected, _error, answer, read_body
+from mmdetect.serving.inputs import BodyError, Limits, parse_request, remove_request_dir
 from mmdetect.serving.metrics import CONTENT_TYPE, Metrics
 from mmdetect.serving.reload import Active, Slot, Watcher, load_active, score_with
 from mmdetect.serving.responses import SafeJSONResponse as JSONResponse
@@ -142,67 +141,6 @@ class Service:
                "rules_refused": self.slot.rules_refused,
                "registry": str(self.cfg.registry) if self.cfg.registry else None}  # fmt: skip
         return (200 if active else 503), doc
-
-
-class Disconnected(BodyError):
-    """The client went away before its body was in: nobody to answer."""
-
-    def __init__(self) -> None:
-        super().__init__(499, "client disconnected before the body was read")
-
-
-async def read_body(request: Request, limit: int, seconds: float = 3600.0) -> bytes:
-    """The body, refused (413) as soon as it passes `limit` bytes, declared or streamed; 408
-    unless all of it is in within `seconds` (a client sending a byte a second is cut);
-    Disconnected if the client leaves mid-body."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BodyError(413, f"body: {declared} bytes over the limit of {limit}")
-    chunks: list[bytes] = []
-
-    async def read() -> None:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BodyError(413, f"body: over the limit of {limit} bytes")
-            chunks.append(chunk)
-
-    try:  # wait_for, not asyncio.timeout: Python 3.10 is supported
-        await asyncio.wait_for(read(), max(seconds, 0.001))
-    except asyncio.TimeoutError:
-        got = sum(map(len, chunks))
-        raise BodyError(
-            408, f"body: not received within {seconds:.3g} s ({got} bytes in)"
-        ) from None
-    except ClientDisconnect:
-        raise Disconnected() from None
-    return b"".join(chunks)
-
-
-def answer(p: Parsed, outcome: tuple[str, Decision] | BaseException | None) -> dict:
-    """One listing's item: the decision and the bundle that scored it, or its error."""
-    if p.error is not None:
-        return {"index": p.index, "id": p.id, "error": p.error}
-    if isinstance(outcome, BaseException) or outcome is None:
-        error = {"field": "-", "reason": "scoring_error", "message": str(outcome)[:300]}
-        return {"index": p.index, "id": p.id, "error": error}
-    bundle, d = outcome
-    out = {"id": d.id, "bundle": bundle, "decision": d.decision, "decisions": d.decisions,
-           "scores": d.scores, "priority": d.priority, "rules": list(d.rules),
-           "ruleset": d.ruleset}  # fmt: skip
-    if d.rules_timed_out:
-        out["rules_timed_out"] = list(d.rules_timed_out)
-    if p.photo_problems:
-        out["photo_problems"] = p.photo_problems
-    return out
-
-
-def _error(status: int, message: str, retry_after: int | None = None) -> JSONResponse:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-    if status in (408, 499):  # the rest of a slow or abandoned body is not worth reading
-        headers["Connection"] = "close"
-    return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
 
 async def score_request(svc: Service, request: Request) -> JSONResponse:

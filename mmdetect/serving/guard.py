@@ -12,7 +12,7 @@ So the protocol here adds, per connection:
   answered), so the file descriptors of the process are never exhausted;
 - a response sent before the request's body was in closes the connection.
 
-The body deadline is the request's (--timeout-s, mmdetect.serving.app.read_body: 408). Cut
+The body deadline is the request's (--timeout-s, mmdetect.serving.http_body.read_body: 408). Cut
 connections are logged as one info line a second at most, with counts.
 """
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from mmdetect.data.images import MAX_PHOTOS, ImageProblem, check_image, resolve_image_path
 from mmdetect.data.jsonl import SURROGATE, RowProblem, check_decoded, check_text, loads
-from mmdetect.data.reader import parse_row
 from mmdetect.data.records import Listing
+from mmdetect.data.rows import parse_row
 from mmdetect.serving.decision import REVIEW_FIELDS
 
 

@@ -18,7 +18,7 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ from mmdetect.policy import Decisions, decide
 from mmdetect.policy.combine import apply_rules
 from mmdetect.policy.rules import RuleSet
 from mmdetect.serving.decision import Decision
+from mmdetect.serving.prefetch import Prefetch
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +54,6 @@ PREFETCH_BATCHES = 0
 # Added to the prefetch thread's nice value (Linux: per thread), so that where the cores are
 # short the model's threads run first and the thread fills the time they wait. 0: off.
 PREFETCH_NICE = 0
-
-
-class Prefetch:
-    """What Predictor.stream returns: iterate it for (chunk, probabilities); close() stops the
-    prefetch thread, also when it was never iterated (a generator's own cleanup would not run)."""
-
-    def __init__(self, items: Iterator, stop: Callable[[], None]):
-        self.items, self.stop = items, stop
-
-    def __iter__(self) -> Prefetch:
-        return self
-
-    def __next__(self) -> tuple[Sequence[Item], np.ndarray | Exception]:
-        return next(self.items)
-
-    def close(self) -> None:
-        self.items.close()
-        self.stop()
 
 
 class Predictor:

@@ -16,11 +16,13 @@ import numpy as np
 from mmdetect.data.dataset import Item
 from mmdetect.data.images import check_header
 from mmdetect.data.jsonl import decode_line, iter_file_lines
-from mmdetect.data.reader import RowProblem, checked_photos, parse_row
+from mmdetect.data.reader import RowProblem, checked_photos
 from mmdetect.data.records import Listing, Problems
+from mmdetect.data.rows import parse_row
 from mmdetect.policy import TIERS
 from mmdetect.serving.decision import REVIEW_FIELDS, Decision
-from mmdetect.serving.predictor import Predictor, Prefetch
+from mmdetect.serving.predictor import Predictor
+from mmdetect.serving.prefetch import Prefetch
 
 log = logging.getLogger(__name__)
 

@@ -29,12 +29,8 @@ from mmdetect.data.photos import PhotoLoader, draft_side, uint8_steps
 from mmdetect.data.reader import read_snapshot
 from mmdetect.data.records import Problems, in_period
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
-from mmdetect.data.tokenize import (
-    check_vocabulary,
-    encode_batch,
-    load_tokenizer,
-    resolve_tokenizer,
-)
+from mmdetect.data.tokenize import encode_batch, load_tokenizer, resolve_tokenizer
+from mmdetect.data.vocab import check_vocabulary
 from mmdetect.models.image import ImagePreprocess, build_transforms
 
 log = logging.getLogger(__name__)

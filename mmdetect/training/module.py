@@ -16,12 +16,14 @@ from torchvision.ops import sigmoid_focal_loss
 
 from mmdetect.data.dataset import DEFAULT_CATEGORIES
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
-from mmdetect.data.tokenize import check_vocabulary, load_tokenizer
+from mmdetect.data.tokenize import load_tokenizer
+from mmdetect.data.vocab import check_vocabulary
 from mmdetect.data.vocab_fingerprint import CHECKPOINT_KEY, VocabMismatchError, compare, describe
 from mmdetect.models.classifier import MODEL_INPUTS, ModelConfig, MultimodalClassifier
 from mmdetect.models.image import ImageConfig
 from mmdetect.models.speed import apply_speedups
 from mmdetect.models.text import TextConfig
+from mmdetect.training.bundle_source import bundle_checkpoint
 from mmdetect.training.checkpoint import CheckpointError, read_checkpoint, state_mismatch
 from mmdetect.training.optim import PRETRAINED, group_lambdas, group_names, param_groups
 from mmdetect.training.vocab_binding import bind_vocabulary, without_embeddings
@@ -32,33 +34,6 @@ log = logging.getLogger(__name__)
 def model_inputs(batch: dict) -> tuple[torch.Tensor, ...]:
     """The collated batch in MultimodalClassifier.forward's argument order."""
     return tuple(batch[name] for name in MODEL_INPUTS)
-
-
-def bundle_checkpoint(bundle: Path) -> Path:
-    """The source checkpoint of a verified bundle, unchanged since export (else CheckpointError)."""
-    from mmdetect.artifacts.bundle_format import (
-        META_FILE,
-        BundleError,
-        read_json,
-        sha256_file,
-        verify_checksums,
-    )
-
-    try:
-        verify_checksums(bundle)  # before reading anything in it
-        source = read_json(bundle / META_FILE)["checkpoint"]
-        ckpt, digest = Path(source["path"]), source["sha256"]
-    except (BundleError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{bundle}: not a bundle with a source checkpoint: {exc}") from None
-    if not ckpt.is_file():
-        raise CheckpointError(f"{bundle}: its source checkpoint {ckpt} does not exist")
-    if sha256_file(ckpt) != digest:
-        raise CheckpointError(
-            f"{bundle}: {ckpt} has changed since the bundle was exported "
-            "(SHA256 differs from meta.json); warm-start from the checkpoint explicitly"
-        )
-    log.info("bundle %s: warm start from its checkpoint %s", bundle, ckpt)
-    return ckpt
 
 
 class DetectorModule(L.LightningModule):

@@ -22,7 +22,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from mmdetect.common.cliargs import quiet_known_noise
 from mmdetect.common.outputs import OutputError, atomic_output, check_output
 from mmdetect.data.reader import SnapshotError
-from mmdetect.data.tokenize import VocabularyError, resolve_tokenizer
+from mmdetect.data.tokenize import resolve_tokenizer
+from mmdetect.data.vocab import VocabularyError
 from mmdetect.training.datamodule import DetectorDataModule
 from mmdetect.training.module import DetectorModule
 

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmdetect.data.tokenize import VocabularyError, load_tokenizer
+from mmdetect.data.tokenize import load_tokenizer
+from mmdetect.data.vocab import VocabularyError
 from mmdetect.data.vocab_fingerprint import describe
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,8 @@ from mmdetect.common.outputs import (
     check_output,
     partial_path,
 )
-from mmdetect.ops.registry import HISTORY, RegistryError, read_history, rollback
+from mmdetect.ops.registry import HISTORY, RegistryError, read_history
+from mmdetect.ops.registry_promote import rollback
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 REPO = Path(__file__).resolve().parents[2]
@@ -400,7 +401,7 @@ def test_predict_input_a_directory_and_resume_of_a_changed_input(assets, incomin
 
 
 def test_stale_staging_left_by_a_killed_promote_is_reported_then_cleaned(tmp_path, assets, capsys):
-    from mmdetect.ops.registry import promote
+    from mmdetect.ops.registry_promote import promote
 
     reg = tmp_path / "reg"
     # the first promotion: no evaluation (forced: this test bundle has unfitted thresholds)

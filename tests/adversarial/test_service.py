@@ -16,7 +16,7 @@ import pytest
 
 import mmdetect.serving.inputs as inputs
 from mmdetect.data.jsonl import decode_line
-from mmdetect.data.reader import parse_row
+from mmdetect.data.rows import parse_row
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
 from mmdetect.serving.app import ServeConfig
 from mmdetect.serving.guard import uvicorn_options

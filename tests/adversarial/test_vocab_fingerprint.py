@@ -17,7 +17,8 @@ from mmdetect.artifacts import bundle_format
 from mmdetect.cli.commands import main as cli_main
 from mmdetect.data import vocab_fingerprint as VF
 from mmdetect.data.reader import read_snapshot
-from mmdetect.data.tokenize import VocabularyError, build_vocab, load_tokenizer
+from mmdetect.data.tokenize import load_tokenizer
+from mmdetect.data.vocab import VocabularyError, build_vocab
 from mmdetect.serving.predictor import Predictor
 from mmdetect.training.checkpoint import CheckpointError
 from mmdetect.training.loading import load_checkpoint

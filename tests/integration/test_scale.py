@@ -219,7 +219,7 @@ def test_ray_batch_scores_as_its_listings_alone(assets, tmp_path_factory):
 
     from mmdetect.cli.commands import main
     from mmdetect.data.dataset import Item
-    from mmdetect.data.reader import parse_row
+    from mmdetect.data.rows import parse_row
     from mmdetect.scale.ray_score import init_ray
     from mmdetect.serving.predictor import Predictor
     from tests.batching import assert_same, batches, photo_bundle, row, write_photos

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmdetect.data.dataset import Item
-from mmdetect.data.reader import parse_row
+from mmdetect.data.rows import parse_row
 from mmdetect.serving.app import ServeConfig
 from mmdetect.serving.predictor import Predictor
 from tests.batching import assert_same, batches, key, photo_bundle, row, write_photos

@@ -91,7 +91,8 @@ def cue_model(tmp_path_factory, single_thread):
 
 def build_cue_model(base: Path) -> tuple[Path, Path, Path, Path]:
     """(trained checkpoint, its TorchScript bundle, re-initialised checkpoint, snapshot dir)."""
-    from mmdetect.data.tokenize import build_vocab, load_tokenizer
+    from mmdetect.data.tokenize import load_tokenizer
+    from mmdetect.data.vocab import build_vocab
     from mmdetect.models.image import ImageConfig
     from mmdetect.models.text import TextConfig
     from mmdetect.ops.export import ExportConfig, export_bundle

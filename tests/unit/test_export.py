@@ -88,7 +88,7 @@ def tiny_assets(base: Path) -> Assets:
     if (base / "ready").exists():
         return assets
     from mmdetect.data.reader import read_snapshot
-    from mmdetect.data.tokenize import build_vocab
+    from mmdetect.data.vocab import build_vocab
     from mmdetect.samples.generator import generate_samples
 
     generate_samples(assets.samples, seed=0, n_train=60, n_drift=30, n_incoming=10, image_size=48)

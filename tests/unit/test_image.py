@@ -12,12 +12,11 @@ from torchvision.transforms import v2
 from mmdetect.models.image import (
     ImageConfig,
     ImagePreprocess,
-    ImageTower,
     build_backbone,
     build_transforms,
     drop_classifier,
-    masked_mean,
 )
+from mmdetect.models.image_tower import ImageTower, masked_mean
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -8,7 +8,8 @@ import timm
 import torch
 
 from mmdetect.models import ModelConfig, create_model
-from mmdetect.models.image import ImageConfig, ImagePreprocess, ImageTower
+from mmdetect.models.image import ImageConfig, ImagePreprocess
+from mmdetect.models.image_tower import ImageTower
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

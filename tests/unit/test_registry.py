@@ -31,12 +31,11 @@ from mmdetect.ops.registry import (
     RegistryError,
     bundle_name,
     false_hide_gate,
-    promote,
     promotion_decision,
     read_history,
-    rollback,
     switch_current,
 )
+from mmdetect.ops.registry_promote import promote, rollback
 from mmdetect.policy import PolicyConfig, fit_operating_point
 from mmdetect.policy.io import write_operating_point
 from tests.unit.test_export import Assets, small_config

@@ -91,7 +91,7 @@ def config(registry: Path) -> ServeConfig:
 
 
 def test_promote_records_the_rules_serving(assets, tmp_path):
-    from mmdetect.ops.registry import promote
+    from mmdetect.ops.registry_promote import promote
 
     root = tmp_path / "registry"
     name = promote_rules(root, write(tmp_path / "a.yaml", HIDE_ALL))["rules"]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmdetect.models.image import ImageConfig, ImageTower
+from mmdetect.models.image import ImageConfig
+from mmdetect.models.image_tower import ImageTower
 from mmdetect.models.speed import apply_speedups, bucket_size, bucketed_features
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,8 +11,6 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertJapaneseTokenizer, BertModel
 
 from mmdetect.data.tokenize import (
-    ASCII_KEPT,
-    SPECIAL_TOKENS,
     encode_batch,
     encode_listing,
     load_tokenizer,
@@ -20,6 +18,7 @@ from mmdetect.data.tokenize import (
     pad_batch,
     token_ids,
 )
+from mmdetect.data.vocab import ASCII_KEPT, SPECIAL_TOKENS
 from mmdetect.models.classifier import ModelConfig, MultimodalClassifier
 from mmdetect.models.image import ImageConfig
 from mmdetect.models.text import AttentionPooling, TextConfig, TextTower

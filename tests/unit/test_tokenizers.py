@@ -21,9 +21,6 @@ from transformers import (
 )
 
 from mmdetect.data.tokenize import (
-    VocabularyError,
-    build_vocab,
-    check_vocabulary,
     encode_batch,
     encode_listing,
     load_tokenizer,
@@ -32,6 +29,7 @@ from mmdetect.data.tokenize import (
     pair_template,
     token_ids,
 )
+from mmdetect.data.vocab import VocabularyError, build_vocab, check_vocabulary
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -8,7 +8,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmdetect.data.tokenize import VocabularyError
 from mmdetect.data.vectors import (
     VectorsError,
     embedding_init,
@@ -17,6 +16,7 @@ from mmdetect.data.vectors import (
     murmurhash64,
     token_vectors,
 )
+from mmdetect.data.vocab import VocabularyError
 from mmdetect.models.wordvec import init_embedding_rows, project_vectors
 
 

@@ -298,7 +298,7 @@ def test_metrics_and_healthz(slot, redis_server, tmp_path):
 def test_review_actions_carry_the_explanation(slot, redis_server, tmp_path):
     """--explain-reviews: each review action holds the HTTP service's explanation of the
     listing (explain_scored on the same staged photos), the same document."""
-    from mmdetect.data.reader import parse_row
+    from mmdetect.data.rows import parse_row
     from mmdetect.explain.service import explain_scored
 
     predictor = slot.active.predictor

@@ -15,7 +15,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from mmdetect.common.cliargs import quiet_known_noise
 from mmdetect.common.outputs import OutputError
-from mmdetect.data.tokenize import VocabularyError
+from mmdetect.data.vocab import VocabularyError
 from mmdetect.training.pretrain.corpus import CorpusError
 from mmdetect.training.pretrain.module import MLMDataModule, MLMModule
 
