@@ -12,12 +12,7 @@ Lightning, mmdetect.training.module, mmdetect.training.run or mmdetect.training.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import queue
-import sys
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -43,7 +38,7 @@ from mmdetect.policy import Decisions, decide
 from mmdetect.policy.combine import apply_rules
 from mmdetect.policy.rules import RuleSet
 from mmdetect.serving.decision import Decision
-from mmdetect.serving.prefetch import Prefetch
+from mmdetect.serving.prefetch import Prefetch, threaded
 
 log = logging.getLogger(__name__)
 
@@ -185,82 +180,7 @@ class Predictor:
         model meanwhile, load_model); close() stops it."""
         if not PREFETCH_BATCHES:
             return Prefetch(self._serial(chunks, problems, checked), lambda: None)
-        q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
-        stop = threading.Event()
-
-        def put(message: tuple) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(message, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def produce() -> None:
-            # Its own torch ops (resize, collate, normalise) on one intra-op thread, so that they
-            # do not start a second OpenMP team against the model's. OpenMP's thread count is
-            # per thread; the main thread's was fixed (lazily) by get_num_threads below.
-            torch.set_num_threads(1)
-            if PREFETCH_NICE and sys.platform == "linux":  # elsewhere it is the whole process's
-                tid = threading.get_native_id()
-                with contextlib.suppress(OSError):
-                    nice = os.getpriority(os.PRIO_PROCESS, tid) + PREFETCH_NICE
-                    os.setpriority(os.PRIO_PROCESS, tid, min(19, nice))
-            try:
-                for chunk in chunks:
-                    if not put(("chunk", chunk)):
-                        return
-                    try:
-                        for batch in self.batches(chunk, checked) if chunk else ():
-                            if not put(("batch", batch)):
-                                return
-                    except Exception as exc:  # noqa: BLE001 (the consumer retries the chunk)
-                        put(("end", exc))
-                        continue
-                    put(("end", None))
-            except BaseException as exc:  # noqa: BLE001 (reading failed: raised in the consumer)
-                put(("raise", exc))
-                return
-            put(("done", None))
-
-        threads = torch.get_num_threads()  # also initialises this thread's count before the other
-        thread = threading.Thread(target=produce, name="mmdetect-prefetch", daemon=True)
-        thread.start()
-
-        def stopped() -> None:
-            stop.set()
-            thread.join(timeout=10)
-            torch.set_num_threads(threads)  # the default new threads take, as it was
-
-        def consume() -> Iterator[tuple[Sequence[Item], np.ndarray | Exception]]:
-            try:
-                chunk, out, failed, found = None, None, None, Problems()
-                while True:
-                    kind, value = q.get()
-                    if kind == "chunk":
-                        chunk, failed, found = value, None, Problems()
-                        out = np.zeros((len(chunk), len(self.taxonomy)), dtype=np.float32)
-                        ids = [it.listing.id for it in chunk]
-                    elif kind == "batch" and failed is None:
-                        try:
-                            count_photo_problems(value, ids, found)
-                            out[value["index"].numpy()] = self.score_batch(value)
-                        except Exception as exc:  # noqa: BLE001 (the caller retries the chunk)
-                            failed = exc
-                    elif kind == "end":
-                        failed = failed or value
-                        if failed is None and problems is not None:
-                            problems.merge(found)
-                        yield chunk, out if failed is None else failed
-                    elif kind == "raise":
-                        raise value
-                    elif kind == "done":
-                        return
-            finally:
-                stopped()
-
-        return Prefetch(consume(), stopped)
+        return threaded(self, chunks, problems, checked, PREFETCH_BATCHES, PREFETCH_NICE)
 
     def _serial(
         self, chunks: Iterable[Sequence[Item]], problems: Problems | None, checked: bool
