@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mmdetect.artifacts.bundle_format import BundleError
-from mmdetect.artifacts.registry_history import scan_history
+from mmdetect.artifacts.registry_history import read_history, scan_history
 from mmdetect.artifacts.registry_layout import BUNDLES
 from mmdetect.common.cliargs import non_negative_int, positive_int
 from mmdetect.evaluate.config import EvaluationError, load_eval_config
@@ -20,7 +20,6 @@ from mmdetect.ops.registry import (
     current_name,
     current_problem,
     open_registry,
-    read_history,
     stale_temporaries,
 )
 from mmdetect.ops.registry_promote import promote, rollback

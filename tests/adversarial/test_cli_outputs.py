@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from mmdetect.artifacts import bundle_format
+from mmdetect.artifacts.registry_history import read_history
 from mmdetect.cli.commands import main
 from mmdetect.common.outputs import (
     OutputError,
@@ -27,7 +28,7 @@ from mmdetect.common.outputs import (
     check_output,
     partial_path,
 )
-from mmdetect.ops.registry import HISTORY, RegistryError, read_history
+from mmdetect.ops.registry import HISTORY, RegistryError
 from mmdetect.ops.registry_promote import rollback
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -174,9 +174,9 @@ def test_format_and_quantize_combinations_are_checked(assets, tmp_path, capsys):
 
 @pytest.mark.slow  # the registry pair (two exports), one more export, 2 evaluations, 2 promotions
 def test_evaluate_and_promote_accept_an_onnx_bundle(assets, pair: Pair, tmp_path, capsys):  # noqa: F811
+    from mmdetect.artifacts.registry_history import read_history
     from mmdetect.artifacts.registry_layout import resolve_current
     from mmdetect.cli.commands import main
-    from mmdetect.ops.registry import read_history
 
     # the registry pair's "good" model and fitted operating point, as an ONNX bundle
     onnx_good = tmp_path / "onnx_good"

@@ -21,18 +21,17 @@ import torch
 
 from mmdetect.artifacts import bundle as B
 from mmdetect.artifacts import bundle_format
+from mmdetect.artifacts.registry_history import read_history
 from mmdetect.artifacts.registry_layout import BUNDLES, resolve_current
 from mmdetect.cli.commands import main
 from mmdetect.evaluate.config import EvalConfig
 from mmdetect.evaluate.predictions import PredictionRecord, records_to_arrays
 from mmdetect.ops.export import export_bundle
 from mmdetect.ops.feedback import merge_reviews
+from mmdetect.ops.promotion import false_hide_gate, promotion_decision
 from mmdetect.ops.registry import (
     RegistryError,
     bundle_name,
-    false_hide_gate,
-    promotion_decision,
-    read_history,
     switch_current,
 )
 from mmdetect.ops.registry_promote import promote, rollback
