@@ -1,12 +1,12 @@
-"""Tokenization: any Hugging Face tokenizer, the Japanese default (MeCab + WordPiece), vocabulary
-building, listing encoding.
+"""Tokenization: any Hugging Face tokenizer, the Japanese default (MeCab + WordPiece), listing encoding
+(vocabulary building: mmdetect.data.vocab; MeCab segmentation: mmdetect.data.mecab).
 
 `load_tokenizer` goes through `AutoTokenizer` (BERT WordPiece, SentencePiece DeBERTa-v2 / RoBERTa
 / T5, any fast tokenizer); a directory holding only `vocab.txt` is the cl-tohoku v3 default.
 MeCab + WordPiece tokenizers take a fast per-word cached path in `encode_batch`; every other
 tokenizer is called in batches, and the pair is framed by its own special tokens.
 Tokenization runs once per snapshot in the main process and is cached by the data pipeline.
-The fugashi tagger is not picklable: it is kept in a per-thread cache (`_wakati_tagger`),
+The fugashi tagger is not picklable: it is kept in a per-thread cache (`mecab._wakati_tagger`),
 never on an object, so tokenizers and datasets can be sent to DataLoader workers
 (`BertJapaneseTokenizer` itself drops and rebuilds its tagger when pickled).
 """

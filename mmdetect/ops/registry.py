@@ -1,4 +1,5 @@
-"""Model registry: promote a bundle over the current one only if it is not worse; roll back.
+"""Model registry: the store of bundles and the `current` pointer (promote and rollback, which
+switch it, are in mmdetect.ops.registry_promote).
 
 ```
 REGISTRY/
