@@ -227,10 +227,23 @@ def usage() -> str:
     return f"usage: mmdetect <command> [args]   (mmdetect <command> --help)\n\ncommands:\n{rows}"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to sys.stderr as it is at each record, not as it was when main() first ran: a
+    caller that swaps stderr (a test, a notebook) never gets a "Logging error" traceback."""
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Our own logger only: Lightning already prints its messages through its own handler.
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("mmdetect")
     if not logger.handlers:

@@ -128,7 +128,7 @@ def test_a_checkpoint_naming_venv_main_as_fusion_runs_nothing(assets, tmp_path):
     """In a subprocess: on import, venv.__main__ parses the command line and exits (it did)."""
     ckpt = _fusion_checkpoint(assets, tmp_path, "venv.__main__")
     code = (
-        "import sys\nfrom mmdetect.training.checkpoint import load_checkpoint\n"
+        "import sys\nfrom mmdetect.training.loading import load_checkpoint\n"
         f"try:\n    load_checkpoint({str(ckpt)!r})\n"
         "except Exception as exc:\n    print(exc, file=sys.stderr)\n"
         "print(sorted(m for m in sys.modules if m.startswith('venv')))"
