@@ -60,7 +60,15 @@ def cmd_samples(argv: Sequence[str]) -> int:
                    help="traffic/ listings a month (0: none)")  # fmt: skip
     p.add_argument("--n-traffic-unlabeled", type=non_negative_int, default=2500,
                    help="traffic_unlabeled/ listings a month (0: none)")  # fmt: skip
+    p.add_argument("--independent", action="store_true",
+                   help="write the independent-phrasing evaluation set instead "
+                        "(mmdetect/samples/independent.py; evaluation only)")  # fmt: skip
     args = p.parse_args(argv)
+    if args.independent:
+        from mmdetect.samples.independent import generate_independent
+
+        print(json.dumps(generate_independent(args.out, seed=args.seed), ensure_ascii=False))
+        return 0
     counts = generate_samples(
         args.out, seed=args.seed, n_train=args.n_train, n_drift=args.n_drift,
         n_incoming=args.n_incoming, n_traffic=args.n_traffic,

@@ -20,7 +20,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from mmdetect.cliutil import quiet_known_noise
+from mmdetect.data.augment import AugmentConfigError
 from mmdetect.data.reader import SnapshotError
+from mmdetect.data.textnorm import NormalizeConfigError
 from mmdetect.data.tokenize import VocabularyError, resolve_tokenizer
 from mmdetect.datamodule import DetectorDataModule
 from mmdetect.lit import DetectorModule
@@ -141,7 +143,8 @@ def run_lightning(args: Sequence[str]) -> int:
 
     try:
         build_cli(args)
-    except (SnapshotError, OutputError, CheckpointError, BundleError, VocabularyError) as exc:
+    except (SnapshotError, OutputError, CheckpointError, BundleError, VocabularyError,
+            NormalizeConfigError, AugmentConfigError) as exc:  # fmt: skip
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -17,7 +17,14 @@ from tests.conftest import tiny_fit_args
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_CONFIGS = sorted((REPO / "configs/train").glob("*.yaml"))
-OVERLAYS = {"text_only.yaml", "image_only.yaml", "cross_attention.yaml"}  # on top of tiny.yaml
+OVERLAYS = {
+    "text_only.yaml",
+    "image_only.yaml",
+    "cross_attention.yaml",
+    "normalize.yaml",
+    "kana.yaml",
+    "augment.yaml",
+}  # on top of tiny.yaml
 
 
 @pytest.fixture(autouse=True)
