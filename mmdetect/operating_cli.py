@@ -18,6 +18,7 @@ from mmdetect.cliutil import non_negative_int, positive_int
 from mmdetect.data.reader import SnapshotError
 from mmdetect.data.sampling import SamplingError
 from mmdetect.evaluate import EvaluationError, format_console, load_eval_config, run_evaluation
+from mmdetect.evaluate.generalisation import format_generalisation, generalisation
 from mmdetect.evaluate.metrics import calibration_errors
 from mmdetect.evaluate.operating import apply_operating_point
 from mmdetect.evaluate.predictions import records_to_arrays
@@ -97,9 +98,13 @@ def evaluate_main(argv: Sequence[str]) -> int:
     p.add_argument("--explain-errors", type=non_negative_int, default=0, metavar="N",
                    help="explain up to N false hides and N missed positives per class "
                         "(mmdetect.explain; default 0: off)")  # fmt: skip
+    p.add_argument("--independent", type=Path, action="append", default=[], metavar="DIR",
+                   help="an independently written labeled snapshot to score beside --snapshot "
+                        "(repeatable): the generalisation table (generalisation.md)")  # fmt: skip
     args = p.parse_args(argv)
     try:
-        check_args(args, args.thresholds, args.baseline, args.baseline_thresholds, args.config)
+        check_args(args, args.thresholds, args.baseline, args.baseline_thresholds, args.config,
+                   *args.independent)  # fmt: skip
         cfg = load_eval_config(args.config)
         records, taxonomy, snap, served = _score(args.model, args)
         doc = operating_point_for(args.model, served, args.thresholds, taxonomy)
@@ -123,16 +128,30 @@ def evaluate_main(argv: Sequence[str]) -> int:
 
             errors = error_analysis(args.model, args.thresholds, records, snap, taxonomy,
                                     args.out, args.explain_errors)  # fmt: skip
+        table = _generalisation(args, records, taxonomy, doc) if args.independent else None
         result = run_evaluation(records, taxonomy, cfg, args.out, doc, baseline, source, traffic,
-                                errors)  # fmt: skip
+                                errors, table)  # fmt: skip
     except ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(format_console(result))
+    if table is not None:
+        print(format_generalisation(table))
     if snap.problems.total:
         print(f"skipped while reading the snapshot: {dict(snap.problems.counts)}")
     print(f"report: {args.out / 'report.html'}")
     return 0
+
+
+def _generalisation(args: argparse.Namespace, records, taxonomy, doc) -> dict[str, Any]:
+    """Each --independent snapshot scored by the same model under the same operating point."""
+    from mmdetect.scoring import score_snapshot
+
+    others = []
+    for path in args.independent:
+        got, tax, _, _ = score_snapshot(args.model, path, args.batch_size, args.num_workers)
+        others.append((str(path), apply_operating_point(got, doc, tax)))
+    return generalisation((str(args.snapshot), records), others, taxonomy)
 
 
 def thresholds_main(argv: Sequence[str]) -> int:

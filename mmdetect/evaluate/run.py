@@ -120,14 +120,23 @@ def run_evaluation(
     source: Mapping[str, Any] | None = None,
     traffic: Traffic | None = None,
     error_analysis: Mapping[str, Any] | None = None,
+    generalisation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`evaluate_records`, then write predictions.jsonl (+ baseline_predictions.jsonl), the
     operating point that was applied (thresholds.json) and the report files into `out_dir`.
-    `error_analysis`: the errors explained (mmdetect.explain.errors), kept as given."""
+    `error_analysis`: the errors explained (mmdetect.explain.errors), kept as given;
+    `generalisation`: evaluate.generalisation's table, kept and written as generalisation.md."""
     result = evaluate_records(records, taxonomy, cfg, operating_point, baseline, source, traffic)
     if error_analysis is not None:
         result["error_analysis"] = dict(error_analysis)
     out = Path(out_dir)
+    if generalisation is not None:
+        from mmdetect.evaluate.generalisation import format_generalisation
+        from mmdetect.outputs import atomic_write_text
+
+        result["generalisation"] = dict(generalisation)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "generalisation.md", format_generalisation(generalisation))
     write_predictions(out / "predictions.jsonl", records)
     if traffic is not None:
         write_sampling(out, records, *traffic)
