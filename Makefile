@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: these wheels lie on the machine's disk (no 3 GB download).
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
 	# Every extra the tests exercise (make test must not skip for a missing package).
-	$(BIN)/pip install -q -e '.[dev,towers,onnx,serve,explain,tune,scale]'
+	$(BIN)/pip install -q -e '.[dev,towers,onnx,serve,explain,tune,scale,vectors]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -88,15 +88,37 @@ def cmd_vocab(argv: Sequence[str]) -> int:
     p.add_argument("snapshots", type=Path, nargs="+")
     p.add_argument("--size", type=positive_int, default=8000)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--vectors", default=None,
+                   help="word vectors (ja_ginza or a .txt/.vec/.npz file) for --lexicon-words")  # fmt: skip
+    p.add_argument("--lexicon-words", type=non_negative_int, default=0,
+                   help="add the N most frequent vector words MeCab keeps whole as tokens")  # fmt: skip
     args = p.parse_args(argv)
+    if args.lexicon_words and not args.vectors:
+        p.error("--lexicon-words needs --vectors")
+    extra: list[str] = []
+    if args.lexicon_words:
+        from mmdetect.data.tokenize import is_one_word
+        from mmdetect.data.vectors import VectorsError, lexicon_words, load_vectors
+
+        try:
+            extra = lexicon_words(load_vectors(args.vectors), args.lexicon_words, is_one_word)
+        except VectorsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     texts = [
         f"{x.title}\n{x.description}"
         for path in args.snapshots
         for x in read_snapshot(path, check_images=False).listings
     ]
-    out = build_vocab(texts, args.size, args.out)
-    print(f"tokenizer written to {out} ({len(texts)} listings)")
+    out = build_vocab(texts, args.size, args.out, extra)
+    print(f"tokenizer written to {out} ({len(texts)} listings, {len(extra)} lexicon words)")
     return 0
+
+
+def cmd_pretrain(argv: Sequence[str]) -> int:
+    from mmdetect.pretrain.cli import pretrain_main
+
+    return pretrain_main(argv)
 
 
 def cmd_evaluate(argv: Sequence[str]) -> int:
@@ -230,6 +252,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "check": (cmd_check, "validate a snapshot: counts, problems by reason (--strict, --json)"),
     "samples": (cmd_samples, "write the synthetic sample snapshots"),
     "vocab": (cmd_vocab, "build a WordPiece tokenizer directory from snapshots"),
+    "pretrain": (cmd_pretrain, "masked-LM pretraining of the text encoder on unlabeled listings"),
     "fit": (cmd_fit, "train (LightningCLI: --config, dotted overrides, --run-dir DIR)"),
     "tune": (cmd_tune, "tune fit settings with Optuna: resumable, shared study (docs/training.md)"),
     "lightning": (cmd_lightning, "Lightning's other stages: lightning validate|test|predict"),

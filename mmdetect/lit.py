@@ -114,6 +114,11 @@ class DetectorModule(L.LightningModule):
         )
         if tok is not None and text.pretrained and self.net.text is not None:
             check_vocabulary(tok, tokenizer, self.net.text.vocab_rows, text.pretrained)
+        if text.init_vectors and text.pretrained:
+            raise ValueError(
+                "model.text.init_vectors is for a from-scratch encoder, not pretrained"
+            )
+        self.vectors_info: dict | None = None  # what init_vectors wrote; saved in checkpoints
         # Filled from the training split in setup(); a buffer, so checkpoints carry it.
         self.register_buffer("pos_weight", torch.ones(len(self.taxonomy)))
         c = len(self.taxonomy)
@@ -148,10 +153,33 @@ class DetectorModule(L.LightningModule):
         log.info("warm start from %s", ckpt_path)
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.net.cfg.text.init_vectors and not self.hparams.init_from:
+            self._init_vectors()  # a resumed run's checkpoint state overwrites it afterwards
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if stage == "fit" and datamodule is not None and hasattr(datamodule, "pos_weight"):
             self.pos_weight.copy_(datamodule.pos_weight(self.hparams.max_pos_weight))
             log.info("pos_weight %s", [round(x, 2) for x in self.pos_weight.tolist()])
+
+    def _init_vectors(self) -> None:
+        """model.text.init_vectors: word vectors into the whole-word rows of the text embedding."""
+        from mmdetect.data.vectors import embedding_init
+        from mmdetect.models.wordvec import init_embedding_rows
+
+        spec, embedding = self.net.cfg.text.init_vectors, self.net.text.get_input_embeddings()
+        vocab = load_tokenizer(self.hparams.tokenizer).get_vocab()
+        ids, values, info = embedding_init(spec, vocab, embedding.embedding_dim)
+        init_embedding_rows(
+            embedding, torch.as_tensor(ids), torch.as_tensor(values), info["mode"], info["seed"]
+        )
+        self.vectors_info = info
+        log.info("init_vectors: %s", info)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.vectors_info is not None:
+            checkpoint["init_vectors"] = self.vectors_info
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.vectors_info = checkpoint.get("init_vectors", self.vectors_info)
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.net(*model_inputs(batch))

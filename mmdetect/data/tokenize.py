@@ -133,7 +133,9 @@ def _mecab_words(text: str, mecab_kwargs: dict | None) -> list[str]:
     return tagger.parse(text).split()
 
 
-def build_vocab(texts: Iterable[str], size: int, out_dir: Path) -> Path:
+def build_vocab(
+    texts: Iterable[str], size: int, out_dir: Path, extra_words: Sequence[str] = ()
+) -> Path:
     """Train a WordPiece vocab on MeCab words and save a BertJapaneseTokenizer directory.
 
     The vocab starts with SPECIAL_TOKENS, then every ASCII letter and digit with and without the
@@ -160,12 +162,19 @@ def build_vocab(texts: Iterable[str], size: int, out_dir: Path) -> Path:
     learned = sorted(wordpiece.get_vocab().items(), key=lambda kv: kv[1])
     fixed = [*SPECIAL_TOKENS, *ASCII_KEPT, *(f"##{c}" for c in ASCII_KEPT)]
     seen = set(fixed)
-    vocab = fixed + [tok for tok, _ in learned if tok not in seen]
+    vocab = (fixed + [tok for tok, _ in learned if tok not in seen])[:size]
+    known = set(vocab)
+    vocab += list(dict.fromkeys(w for w in extra_words if w not in known))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "vocab.txt").write_text("\n".join(vocab[:size]) + "\n", encoding="utf-8")
+    (out_dir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     _v3_style_tokenizer(out_dir / "vocab.txt").save_pretrained(str(out_dir))
     return out_dir
+
+
+def is_one_word(word: str) -> bool:
+    """True when MeCab (our tokenizer's word splitter) keeps `word` as one word."""
+    return _mecab_words(nfkc(word), MECAB_KWARGS) == [word]
 
 
 @functools.lru_cache(maxsize=1 << 18)

@@ -18,7 +18,7 @@ from torch import nn
 
 from mmdetect.models.fusion import Encoded, FusionDims, build_fusion
 from mmdetect.models.image import ImageConfig, ImagePreprocess, ImageTower
-from mmdetect.models.text import TextConfig, TextTower
+from mmdetect.models.text import TextConfig, build_text_tower
 
 # forward()'s argument order; the Lightning shell, export and the server all read it from here.
 MODEL_INPUTS = (
@@ -83,7 +83,7 @@ class MultimodalClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         dims: list[int] = []
-        self.text = TextTower(cfg.text) if cfg.text.enabled else None
+        self.text = build_text_tower(cfg.text) if cfg.text.enabled else None
         if self.text is not None:
             self.missing_text = nn.Parameter(torch.randn(self.text.out_dim) * 0.02)
             dims.append(self.text.out_dim)

@@ -9,6 +9,7 @@ are exactly those of `TextTower.encoder`; the attention pooling is new.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,6 +31,11 @@ class TextConfig:
     max_length: int = 128
     pooling: str = "cls"  # "cls" (first token) | "mean" | "attention" (learned, masked)
     enabled: bool = True
+    kind: str = "bert"  # "bert" | "wordvec" (bag of word vectors + MLP, models/wordvec.py)
+    embedding_dim: int | None = None  # wordvec only: vector size (None: hidden_size)
+    # Word vectors for the embedding rows of whole-word tokens, applied when fit starts from
+    # scratch: {source: ja_ginza | FILE, mode: pca | random | native, seed: 0} (data/vectors.py)
+    init_vectors: dict[str, Any] | None = None
 
 
 def load_encoder(name_or_dir: str) -> nn.Module:
@@ -49,6 +55,20 @@ def load_encoder(name_or_dir: str) -> nn.Module:
         if "add_pooling_layer" not in str(exc):
             raise
         return build()
+
+
+def build_text_tower(cfg: TextConfig) -> nn.Module:
+    """The text tower `cfg.kind` names: TextTower (any HF encoder) or WordVecTower."""
+    if cfg.kind == "wordvec":
+        from mmdetect.models.wordvec import WordVecTower
+
+        if cfg.pretrained:
+            raise ValueError("text kind wordvec has no pretrained encoder; unset pretrained")
+        dim = cfg.embedding_dim or cfg.hidden_size
+        return WordVecTower(cfg.vocab_size, dim, cfg.hidden_size, dropout=0.1)
+    if cfg.kind != "bert":
+        raise ValueError(f"text kind must be 'bert' or 'wordvec', got {cfg.kind!r}")
+    return TextTower(cfg)
 
 
 class AttentionPooling(nn.Module):
@@ -104,6 +124,9 @@ class TextTower(nn.Module):
     def vocab_rows(self) -> int:
         """Embedding rows of the encoder: every token id must be below this."""
         return self.encoder.get_input_embeddings().num_embeddings
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor

@@ -17,14 +17,18 @@ from tests.conftest import tiny_fit_args
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_CONFIGS = sorted((REPO / "configs/train").glob("*.yaml"))
-OVERLAYS = {
+OVERLAYS = {  # on top of tiny.yaml
     "text_only.yaml",
     "image_only.yaml",
     "cross_attention.yaml",
+    "tiny_vectors.yaml",
+    "tiny_lexicon.yaml",
+    "tiny_wordvec.yaml",
+    "tiny_pretrained.yaml",
     "normalize.yaml",
     "kana.yaml",
     "augment.yaml",
-}  # on top of tiny.yaml
+}
 
 
 @pytest.fixture(autouse=True)
