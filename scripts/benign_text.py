@@ -30,8 +30,9 @@ _JAPANESE = re.compile("[\u3040-\u30ff\u3400-\u9fff]")
 def paragraphs(page: Path) -> list[str]:
     """Text paragraphs of one roff page: macro lines end a paragraph, escapes are dropped."""
     out, cur = [], []
-    for line in gzip.open(page, "rt", encoding="utf-8", errors="replace"):
-        line = line.rstrip("\n")
+    with gzip.open(page, "rt", encoding="utf-8", errors="replace") as f:
+        lines = f.read().splitlines()
+    for line in lines:
         inline = _INLINE.match(line)
         if inline:  # a font macro (.B word, .IR a b): its words belong to the sentence
             line = " " + inline.group(1).replace('"', "") + " "
