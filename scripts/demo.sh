@@ -26,9 +26,11 @@ echo "== 4. export a TorchScript bundle carrying that operating point"
   --parity-snapshot data_samples/drift --out "$RUN/bundle"
 
 echo "== 5. evaluate the bundle (the served artifact and its thresholds) on September and on the"
-echo "   drifted October: realised review rate vs budget, auto-hide precision with its interval"
+echo "   drifted October: realised review rate vs budget, auto-hide precision with its interval;"
+echo "   beside September, the independent-phrasing set (data_samples/independent, written by"
+echo "   another generator): the generalisation gap a validation month alone would hide"
 "$MM" evaluate --model "$RUN/bundle" --snapshot data_samples/train --created-from 2026-09-01 \
-  --out "$RUN/eval_val"
+  --independent data_samples/independent --out "$RUN/eval_val"
 "$MM" evaluate --model "$RUN/bundle" --snapshot data_samples/drift --out "$RUN/eval_drift"
 
 echo "== 5b. the same bundle under a weaker auto-hide claim (configs/policy/lenient.yaml): what"
@@ -61,5 +63,6 @@ echo "   rules alone, model alone, and both at the same review budget on October
 
 echo
 echo "reports: $RUN/eval_val/report.html  $RUN/eval_drift/report.html"
+echo "generalisation (validation vs independent AP): $RUN/eval_val/generalisation.md"
 echo "bundle:  $RUN/bundle    decisions: $RUN/decisions.jsonl"
 echo "review queue (highest priority first): $RUN/decisions.review_queue.jsonl"

@@ -78,6 +78,13 @@ def check_preprocess(doc: Any, where: Path) -> None:
         interpolation_mode(doc.get("interpolation", "bilinear"))
     except ValueError as exc:
         raise BundleError(f"{where}: {exc}") from None
+    if "normalize" in doc:  # optional: bundles written before it normalise with NFKC only
+        from mmdetect.data.textnorm import check_options
+
+        try:
+            check_options(doc["normalize"], "normalize")
+        except ValueError as exc:
+            raise BundleError(f"{where}: {exc}") from None
     if not math.isfinite(doc["price_mean"]) or not math.isfinite(doc["price_std"]):
         raise BundleError(f"{where}: price_mean and price_std must be finite")
     tax = doc["taxonomy"]

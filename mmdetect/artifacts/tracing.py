@@ -91,4 +91,6 @@ def preprocess_doc(module, data: Mapping[str, Any], pad_id: int) -> dict[str, An
         "price_mean": float(data["price_mean"]),  # the training split's (load_checkpoint)
         "price_std": float(data["price_std"]),
         "pad_id": pad_id,
+        # the evasion normalisation the model was trained with; absent = NFKC only, as before
+        **({"normalize": dict(data["normalize"])} if data.get("normalize") else {}),
     }

@@ -50,7 +50,21 @@ def cmd_samples(argv: Sequence[str]) -> int:
                    help="traffic/ listings a month (0: none)")  # fmt: skip
     p.add_argument("--n-traffic-unlabeled", type=non_negative_int, default=2500,
                    help="traffic_unlabeled/ listings a month (0: none)")  # fmt: skip
+    p.add_argument("--independent", action="store_true",
+                   help="write the independent-phrasing evaluation set instead "
+                        "(mmdetect/samples/independent.py; evaluation only)")  # fmt: skip
     args = p.parse_args(argv)
+    if args.independent:
+        from mmdetect.common.outputs import check_output
+        from mmdetect.samples.independent import generate_independent
+
+        try:  # never into a bundle or a registry
+            check_output(args.out, [], kind="dir")
+            print(json.dumps(generate_independent(args.out, seed=args.seed), ensure_ascii=False))
+        except (OutputError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     try:  # never into a bundle, a registry or a snapshot; it replaces only its own splits
         check_samples_out(args.out)
         counts = generate_samples(

@@ -20,6 +20,7 @@ from mmdetect.common.outputs import OutputError, atomic_dir, check_output, repla
 from mmdetect.data.reader import SnapshotError
 from mmdetect.data.sampling import SamplingError
 from mmdetect.evaluate import EvaluationError, format_console, load_eval_config, run_evaluation
+from mmdetect.evaluate.generalisation import format_generalisation, generalisation
 from mmdetect.evaluate.metrics import calibration_errors
 from mmdetect.evaluate.operating import apply_operating_point
 from mmdetect.evaluate.predictions import records_to_arrays
@@ -105,10 +106,13 @@ def evaluate_main(argv: Sequence[str]) -> int:
                         "(mmdetect.explain; default 0: off)")  # fmt: skip
     p.add_argument("--rules", type=Path, help="a rules file: rules alone, model alone and both "
                    "at the same review budget, per rule hits and precision (docs/rules.md)")  # fmt: skip
+    p.add_argument("--independent", type=Path, action="append", default=[], metavar="DIR",
+                   help="an independently written labeled snapshot to score beside --snapshot "
+                        "(repeatable): the generalisation table (generalisation.md)")  # fmt: skip
     args = p.parse_args(argv)
     try:
         check_args(args, args.thresholds, args.baseline, args.baseline_thresholds, args.config,
-                   args.rules)  # fmt: skip
+                   args.rules, *args.independent)  # fmt: skip
         replaceable_dir(args.out, "metrics.json")  # the report replaces an earlier one whole
         rules = load_rules(args.rules) if args.rules else None  # before the (long) scoring
         cfg = load_eval_config(args.config)
@@ -128,6 +132,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
                   "thresholds": str(args.thresholds or f"{args.model}/thresholds.json"),
                   "created_from": args.created_from, "created_to": args.created_to}  # fmt: skip
         traffic = sampling_design(snap)
+        table = _generalisation(args, records, taxonomy, doc) if args.independent else None
         try:  # error cards and the report: staged together, renamed into place whole
             with atomic_dir(args.out) as stage:
                 errors = None
@@ -137,7 +142,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
                     errors = error_analysis(args.model, args.thresholds, records, snap,
                                             taxonomy, stage, args.explain_errors)  # fmt: skip
                 result = run_evaluation(records, taxonomy, cfg, stage, doc, baseline, source,
-                                        traffic, errors, staged=True)  # fmt: skip
+                                        traffic, errors, table, staged=True)  # fmt: skip
                 rules_text = rules and evaluate_rules(rules, records, snap, taxonomy, stage)
         except OSError as exc:
             raise EvaluationError(write_failure(args.out, exc)) from None
@@ -147,6 +152,8 @@ def evaluate_main(argv: Sequence[str]) -> int:
     print(format_console(result))
     if rules_text:
         print(rules_text)
+    if table is not None:
+        print(format_generalisation(table))
     if snap.problems.total:
         print(f"skipped while reading the snapshot: {dict(snap.problems.counts)}")
     print(f"report: {args.out / 'report.html'}")
@@ -163,6 +170,17 @@ def evaluate_rules(
 
     rules.check_taxonomy(taxonomy)
     return write_rules_report(out, rules_comparison(records, snap.listings, rules, taxonomy))
+
+
+def _generalisation(args: argparse.Namespace, records, taxonomy, doc) -> dict[str, Any]:
+    """Each --independent snapshot scored by the same model under the same operating point."""
+    from mmdetect.serving.scoring import score_snapshot
+
+    others = []
+    for path in args.independent:
+        got, tax, _, _ = score_snapshot(args.model, path, args.batch_size, args.num_workers)
+        others.append((str(path), apply_operating_point(got, doc, tax)))
+    return generalisation((str(args.snapshot), records), others, taxonomy)
 
 
 def thresholds_main(argv: Sequence[str]) -> int:

@@ -42,7 +42,8 @@ def build_items_dataset(
     """build_dataset over Items, whose photos may come already resolved (read_items).
     checked False: their photos were resolved but not opened yet (OpenOnceDataset)."""
     listings = [it.listing for it in items]
-    ids = encode_batch(tokenizer, [(x.title, x.description) for x in listings], pre["max_length"])
+    pairs = [(x.title, x.description) for x in listings]
+    ids = encode_batch(tokenizer, pairs, pre["max_length"], pre.get("normalize"))
     size = pre["image_size"]
     transform = eval_photo(size, photo_settings(pre)[2])
     args = (pre["taxonomy"], pre["categories"], transform, pre["max_photos"])

@@ -119,7 +119,8 @@ class ShardDataset(litdata.StreamingDataset):
 
     def to_sample(self, raw: dict, index: int) -> dict:
         x = json.loads(raw["listing"])
-        ids = encode_batch(self.tokenizer, [(x["title"], x["description"])], self.max_length)[0]
+        pair, norm = [(x["title"], x["description"])], getattr(self, "normalize", None)
+        ids = encode_batch(self.tokenizer, pair, self.max_length, norm)[0]
         photos, failed = [], torch.zeros(len(PHOTO_REASONS), dtype=torch.long)
         for data in unpack(raw["photos"])[: self.max_photos]:
             try:
@@ -179,6 +180,7 @@ def setup_shards(dm: Any, stage: str) -> None:
             hp.categories, dm.photo_transform(train)[0], hp.max_photos, shuffle=train,
             seed=int(torch.initial_seed() % 2**31),
         )  # fmt: skip
+        dm.datasets[name].normalize = hp.get("normalize")  # as DetectorDataModule.build_dataset
     log.info("shards %s: %s", hp.shards, {k: v["listings"] for k, v in manifest["subsets"].items()})
 
 

@@ -211,20 +211,29 @@ def _first_ids_batch(encode, texts: Sequence[str], limits: Sequence[int]) -> lis
     return [x[: max(lim, 0)] for x, lim in zip(ids, limits, strict=True)]
 
 
-def encode_listing(tokenizer, title: str, description: str, max_length: int) -> list[int]:
+def encode_listing(
+    tokenizer, title: str, description: str, max_length: int, normalize: dict | None = None
+) -> list[int]:
     """`[CLS] title [SEP] description [SEP]` (the tokenizer's own special tokens around the
     pair), NFKC-normalised, at most `max_length` ids.
 
     The description is truncated first; a title too long on its own is truncated too, and the
     special tokens are always kept (the description is then empty).
     """
-    return encode_batch(tokenizer, [(title, description)], max_length)[0]
+    return encode_batch(tokenizer, [(title, description)], max_length, normalize)[0]
 
 
-def encode_batch(tokenizer, pairs: Iterable[tuple[str, str]], max_length: int) -> list[list[int]]:
+def encode_batch(
+    tokenizer, pairs: Iterable[tuple[str, str]], max_length: int, normalize: dict | None = None
+) -> list[list[int]]:
     """`encode_listing` over (title, description) pairs: MeCab + WordPiece tokenizers through the
-    cached per-word path, any other through its own batch call."""
+    cached per-word path, any other through its own batch call. `normalize`: the evasion
+    normalisation options (data/textnorm.py; None or all off: NFKC only, as before)."""
     pairs = list(pairs)
+    if normalize:
+        from mmdetect.data.textnorm import normalize_pairs
+
+        pairs = normalize_pairs(pairs, normalize)
     head, middle, tail = pair_template(tokenizer)
     n_special = len(head) + len(middle) + len(tail)
     body = max_length - n_special

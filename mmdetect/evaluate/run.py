@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from mmdetect.common.inputs_check import InputFileError, check_input_files
-from mmdetect.common.outputs import OutputError, atomic_dir, check_output, replaceable_dir
+from mmdetect.common.outputs import (
+    OutputError,
+    atomic_dir,
+    atomic_write_text,
+    check_output,
+    replaceable_dir,
+)
 from mmdetect.evaluate.compare import compare
 from mmdetect.evaluate.config import EvalConfig, EvaluationError, load_eval_config
 from mmdetect.evaluate.metrics import calibration_errors, summarize_metrics
@@ -123,19 +129,29 @@ def run_evaluation(
     source: Mapping[str, Any] | None = None,
     traffic: Traffic | None = None,
     error_analysis: Mapping[str, Any] | None = None,
+    generalisation: Mapping[str, Any] | None = None,
     staged: bool = False,
 ) -> dict[str, Any]:
     """`evaluate_records`, then write predictions.jsonl (+ baseline_predictions.jsonl), the
     operating point that was applied (thresholds.json) and the report files into `out_dir`,
     staged beside it and renamed into place whole (outputs.atomic_dir); `staged`: `out_dir` is
     already such a staging directory (the caller renames it). `error_analysis`: the errors
-    explained (mmdetect.serving.error_analysis), kept as given."""
+    explained (mmdetect.serving.error_analysis), kept as given; `generalisation`:
+    evaluate.generalisation's table, kept and written as generalisation.md."""
     result = evaluate_records(records, taxonomy, cfg, operating_point, baseline, source, traffic)
     if error_analysis is not None:
         result["error_analysis"] = dict(error_analysis)
     out = Path(out_dir)
+    if generalisation is not None:
+        result["generalisation"] = dict(generalisation)
     try:
         with contextlib.nullcontext(out) if staged else atomic_dir(out) as stage:
+            if generalisation is not None:
+                from mmdetect.evaluate.generalisation import format_generalisation
+
+                atomic_write_text(
+                    stage / "generalisation.md", format_generalisation(generalisation)
+                )
             write_predictions(stage / "predictions.jsonl", records)
             if traffic is not None:
                 write_sampling(stage, records, *traffic)

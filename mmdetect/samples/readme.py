@@ -37,8 +37,17 @@ Generated (byte-identical on every run) by
 
     python scripts/make_samples.py --out data_samples --seed {summary["seed"]}{extra}
 
-with `mmdetect.samples.generator.generate_samples`. Everything except `tokenizer/` comes from that
-command; do not edit these files by hand. Format: docs/snapshot-format.md.
+with `mmdetect.samples.generator.generate_samples`. Everything except `tokenizer/` and
+`independent/` comes from that command; do not edit these files by hand. Format:
+docs/snapshot-format.md.
+
+`independent/` is the independent-phrasing evaluation set, written by a separate generator
+with its own vocabulary (mmdetect/samples/independent.py; no photos, 2026-11, exact labels):
+
+    mmdetect samples --independent --out data_samples/independent --seed 0
+
+It is for evaluation only (`mmdetect evaluate ... --independent data_samples/independent`):
+never train, fit thresholds or tune on it.
 
 Synthetic Japanese C2C listings in ten categories (fashion, sneakers, bags, electronics, games,
 books, cosmetics, tickets, toys, handmade) with fictional brands, games and gift-card names, and

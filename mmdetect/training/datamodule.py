@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from transformers import AutoConfig
 
 from mmdetect.common.safe_pretrained import check_model_dir
+from mmdetect.data.augment import augment_pairs, check_augment
 from mmdetect.data.dataset import (
     DEFAULT_CATEGORIES,
     LEGACY_PRICE_STATS,
@@ -29,6 +30,7 @@ from mmdetect.data.photos import PhotoLoader, draft_side, uint8_steps
 from mmdetect.data.reader import read_snapshot
 from mmdetect.data.records import Problems, in_period
 from mmdetect.data.taxonomy import DEFAULT_TAXONOMY
+from mmdetect.data.textnorm import check_options
 from mmdetect.data.tokenize import encode_batch, load_tokenizer, resolve_tokenizer
 from mmdetect.data.vocab import check_vocabulary
 from mmdetect.models.image import ImagePreprocess, build_transforms
@@ -95,12 +97,19 @@ class DetectorDataModule(L.LightningDataModule):
         pin_memory: bool = False,  # page-locked batches: faster, asynchronous copies to a GPU
         prefetch_factor: int | None = None,  # batches queued per worker (torch's default: 2)
         shards: str | None = None,  # `mmdetect shard` output: stream fit/validate from it
+        # evasion normalisation (data/textnorm.py), e.g. {invisible: true, separators: true};
+        # stored in the checkpoint and the bundle's preprocess.json. None: NFKC only
+        normalize: dict[str, bool] | None = None,
+        # seeded evasion augmentation of the training split only (data/augment.py)
+        augment: dict[str, Any] | None = None,
     ):
         super().__init__()
         if split not in ("time", "hash"):
             raise ValueError(f"split must be 'time' or 'hash', got {split!r}")
         if (price_mean is None) != (price_std is None):
             raise ValueError("set both price_mean and price_std, or neither (fitted on training)")
+        check_options(normalize)  # a typo in a key fails here, naming it
+        check_augment(augment)
         self.save_hyperparameters()
         # Recorded resolved, as the CLI links it into model.tokenizer (Lightning refuses to log
         # a key the two hold with different values).
@@ -131,7 +140,9 @@ class DetectorDataModule(L.LightningDataModule):
     def build_dataset(self, items: Sequence[Item], train: bool) -> ListingDataset:
         hp = self.hparams
         pairs = [(it.listing.title, it.listing.description) for it in items]
-        ids = encode_batch(self.tokenizer, pairs, hp.max_length)
+        if train and hp.get("augment"):
+            pairs = augment_pairs(pairs, [it.listing.id for it in items], hp.augment)
+        ids = encode_batch(self.tokenizer, pairs, hp.max_length, hp.get("normalize"))
         transform = self.photo_transform(train)[0]
         # price statistics are attached by loader(): Lightning restores a checkpoint's after setup()
         return ListingDataset(

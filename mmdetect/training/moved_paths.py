@@ -16,6 +16,7 @@ MOVED_MODULES: dict[str, str] = {
     "mmdetect.data.safe_pretrained": "mmdetect.common.safe_pretrained",
     "mmdetect.data.samples": "mmdetect.samples.generator",
     "mmdetect.data.samples_images": "mmdetect.samples.images",
+    "mmdetect.data.samples_independent": "mmdetect.samples.independent",
     "mmdetect.data.samples_readme": "mmdetect.samples.readme",
     "mmdetect.data.samples_target": "mmdetect.samples.target",
     "mmdetect.data.samples_text": "mmdetect.samples.text",

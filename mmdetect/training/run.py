@@ -21,7 +21,9 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from mmdetect.common.cliargs import quiet_known_noise
 from mmdetect.common.outputs import OutputError, atomic_output, check_output
+from mmdetect.data.augment import AugmentConfigError
 from mmdetect.data.reader import SnapshotError
+from mmdetect.data.textnorm import NormalizeConfigError
 from mmdetect.data.tokenize import resolve_tokenizer
 from mmdetect.data.vocab import VocabularyError
 from mmdetect.training.datamodule import DetectorDataModule
@@ -142,7 +144,8 @@ def run_lightning(args: Sequence[str]) -> int:
 
     try:
         build_cli(args)
-    except (SnapshotError, OutputError, CheckpointError, BundleError, VocabularyError) as exc:
+    except (SnapshotError, OutputError, CheckpointError, BundleError, VocabularyError,
+            NormalizeConfigError, AugmentConfigError) as exc:  # fmt: skip
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

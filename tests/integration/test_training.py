@@ -25,6 +25,9 @@ OVERLAYS = {  # on top of tiny.yaml
     "tiny_lexicon.yaml",
     "tiny_wordvec.yaml",
     "tiny_pretrained.yaml",
+    "normalize.yaml",
+    "kana.yaml",
+    "augment.yaml",
 }
 
 

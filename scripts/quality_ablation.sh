@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The issue-29 ablation: each generalisation lever alone and combined, up to three seeds each,
+# on validation (September), October, the independent-phrasing set, validation with each
+# evasion, and real benign Japanese text; fused vs each single modality. Writes docs/quality.md.
+#
+#   bash scripts/quality_ablation.sh                      # SEEDS="0 1 2" EPOCHS=4 JOBS=2
+#   SEEDS="0" EPOCHS=2 bash scripts/quality_ablation.sh   # a quick look
+#
+# Text levers are measured on the text tower alone (configs/train/text_only.yaml: much cheaper
+# than a fused fit, and the levers touch only the text); the modality rows and the evasion
+# levers' fused combination are fused fits. 1 torch thread per fit, JOBS fits at a time, jobs
+# in the priority order ORDER below, so a run stopped early still has the main comparisons.
+# Finished runs (RUN/quality.json) are kept and skipped: rerunning resumes.
+# Needs: apt-get install manpages-ja (benign text), pip install 'mmdetect[vectors]' (ja-ginza).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MM=${MMDETECT:-.venv/bin/mmdetect}
+PY=${PYTHON:-.venv/bin/python}
+OUT=${OUT:-runs/quality}
+SEEDS=${SEEDS:-"0 1 2"}
+EPOCHS=${EPOCHS:-4}
+JOBS=${JOBS:-2}
+export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MMDETECT="$MM" PYTHON="$PY"
+mkdir -p "$OUT"
+T=configs/train
+# cell | group | overlays on tiny.yaml | what it tests
+{
+  printf 'fused\tmodality\t-\tthe demo tiny fused model (configs/train/tiny.yaml)\n'
+  printf 'text\tmodality,text\t%s\ttext tower alone (the text levers baseline)\n' "$T/text_only.yaml"
+  printf 'image_only\tmodality\t%s\timage tower alone\n' "$T/image_only.yaml"
+  printf 'text+normalize\ttext\t%s %s\tevasion normalisation (textnorm.py)\n' "$T/text_only.yaml" "$T/normalize.yaml"
+  printf 'text+augment\ttext\t%s %s\tevasion augmentation of the training text (augment.py)\n' "$T/text_only.yaml" "$T/augment.yaml"
+  printf 'text+normalize+augment\ttext\t%s %s %s\tboth evasion levers\n' "$T/text_only.yaml" "$T/normalize.yaml" "$T/augment.yaml"
+  printf 'text+vectors\ttext\t%s %s\tja-ginza vectors in the whole-word embedding rows\n' "$T/text_only.yaml" "$T/tiny_vectors.yaml"
+  printf 'text+lexicon\ttext\t%s %s\tvectors + a vocabulary with 4000 lexicon words\n' "$T/text_only.yaml" "$T/tiny_lexicon.yaml"
+  printf 'text+pretrain\ttext\t%s %s\tMLM-pretrained encoder (mmdetect pretrain)\n' "$T/text_only.yaml" "$T/tiny_pretrained.yaml"
+  printf 'text+wordvec\ttext\t%s %s\tbag-of-vectors tower instead of the BERT\n' "$T/text_only.yaml" "$T/tiny_wordvec.yaml"
+  printf 'fused+normalize+augment\tcombined\t%s %s\tfused, with both evasion levers\n' "$T/normalize.yaml" "$T/augment.yaml"
+} > "$OUT/plan.tsv"
+# cell:seeds in priority order: the evasion levers' three seeds first (cheap text fits), then
+# every other cell's first seed, then the rest. SEEDS restricts the seeds.
+ORDER="fused:0 text:0 text+normalize+augment:0 text+normalize:0 text+augment:0
+text:1,2 text+normalize+augment:1,2 text+normalize:1,2 text+augment:1,2
+text+vectors:0 text+lexicon:0 text+pretrain:0 fused+normalize+augment:0 image_only:0
+text+wordvec:0 fused:1,2 fused+normalize+augment:1,2 text+vectors:1,2 text+lexicon:1,2
+text+pretrain:1,2 image_only:1,2 text+wordvec:1,2"
+
+echo "== inputs: benign text now; the lexicon vocabulary and the pretrained encoder in the background"
+[ -s "$OUT/benign_text/listings.jsonl" ] || "$PY" scripts/benign_text.py --out "$OUT/benign_text" --n 400
+prep() {
+  [ -s runs/vocab_lexicon/vocab.txt ] || "$MM" vocab data_samples/train --size 1672 \
+    --vectors ja_ginza --lexicon-words 4000 --out runs/vocab_lexicon
+  [ -d runs/pretrain/tiny/encoder ] || "$MM" pretrain --config configs/pretrain/tiny.yaml \
+    --trainer.enable_progress_bar=false
+}
+if ! { [ -s "$OUT/prep.pid" ] && kill -0 "$(cat "$OUT/prep.pid")" 2>/dev/null; }; then
+  prep > "$OUT/prep.log" 2>&1 &
+  echo $! > "$OUT/prep.pid"
+fi
+
+needs() {  # the input a cell's config reads, built by prep()
+  case $1 in
+    text+lexicon) echo runs/vocab_lexicon/vocab.txt ;;
+    text+pretrain) echo runs/pretrain/tiny/encoder ;;
+  esac
+}
+
+run_one() {  # cell seed
+  local cell=$1 seed=$2 run="$OUT/$1/s$2" args=(--config configs/train/tiny.yaml) need t0 t1
+  [ -s "$run/quality.json" ] && return 0
+  for o in $(awk -F'\t' -v c="$cell" '$1 == c {print $3}' "$OUT/plan.tsv"); do
+    [ "$o" = - ] || args+=(--config "$o")
+  done
+  need=$(needs "$cell")
+  while [ -n "$need" ] && [ ! -e "$need" ]; do
+    kill -0 "$(cat "$OUT/prep.pid")" 2>/dev/null || { echo "$cell: $need missing"; return 1; }
+    sleep 15
+  done
+  rm -rf "$run" && mkdir -p "$run"
+  t0=$(date +%s)
+  "$MMDETECT" fit "${args[@]}" --seed_everything "$seed" --trainer.max_epochs "$EPOCHS" \
+    --data.num_workers 0 --trainer.enable_progress_bar=false --run-dir "$run" > "$run/fit.log" 2>&1
+  t1=$(date +%s)
+  "$PYTHON" scripts/quality_eval.py "$run" --benign "$OUT/benign_text" > "$run/eval.log" 2>&1
+  printf '{"fit_seconds": %d, "eval_seconds": %d}\n' $((t1 - t0)) $(($(date +%s) - t1)) > "$run/timing.json"
+  echo "$(date -u +%H:%M) $cell s$seed: fit $((t1 - t0)) s; $(tail -1 "$run/eval.log")"
+}
+export -f run_one needs
+export OUT EPOCHS
+
+echo "== fits: seeds [$SEEDS], $EPOCHS epochs, $JOBS at a time"
+START=$(date +%s)
+for item in $ORDER; do
+  for seed in $(echo "${item#*:}" | tr , ' '); do
+    case " $SEEDS " in *" $seed "*) echo "${item%%:*} $seed" ;; esac
+  done
+done | xargs -P "$JOBS" -L 1 bash -c 'run_one "$0" "$1" || echo "FAILED: $0 $1 (its fit.log / eval.log)"'
+WALL=$(($(date +%s) - START))
+echo "wall: $WALL s"
+
+echo "== docs/quality.md"
+"$PY" scripts/quality_summary.py --runs "$OUT" --epochs "$EPOCHS" --seeds "$SEEDS" --wall "$WALL" \
+  --notes docs/quality_notes.md --out docs/quality.md
