@@ -23,9 +23,10 @@ JOBS=${JOBS:-2}
 export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MMDETECT="$MM" PYTHON="$PY"
 mkdir -p "$OUT"
 T=configs/train
-# cell | group | overlays on tiny.yaml | what it tests
+# cell | group | overlays on tiny.yaml + levers_off.yaml (the baseline: tiny.yaml without the
+# evasion levers it adopted from this ablation) | what it tests | epochs (default EPOCHS)
 {
-  printf 'fused\tmodality\t-\tthe demo tiny fused model (configs/train/tiny.yaml)\n'
+  printf 'fused\tmodality\t-\tthe tiny fused model (tiny.yaml + levers_off.yaml)\n'
   printf 'text\tmodality,text\t%s\ttext tower alone (the text levers baseline)\n' "$T/text_only.yaml"
   printf 'image_only\tmodality\t%s\timage tower alone\n' "$T/image_only.yaml"
   printf 'text+normalize\ttext\t%s %s\tevasion normalisation (textnorm.py)\n' "$T/text_only.yaml" "$T/normalize.yaml"
@@ -36,6 +37,11 @@ T=configs/train
   printf 'text+pretrain\ttext\t%s %s\tMLM-pretrained encoder (mmdetect pretrain)\n' "$T/text_only.yaml" "$T/tiny_pretrained.yaml"
   printf 'text+wordvec\ttext\t%s %s\tbag-of-vectors tower instead of the BERT\n' "$T/text_only.yaml" "$T/tiny_wordvec.yaml"
   printf 'fused+normalize+augment\tcombined\t%s %s\tfused, with both evasion levers\n' "$T/normalize.yaml" "$T/augment.yaml"
+  printf 'text+kana\ttext\t%s %s\tnormalisation with hiragana folded to katakana\n' "$T/text_only.yaml" "$T/kana.yaml"
+  printf 'text+normalize+augment+vectors\ttext\t%s %s %s %s\tthe evasion levers with the vector init\n' "$T/text_only.yaml" "$T/normalize.yaml" "$T/augment.yaml" "$T/tiny_vectors.yaml"
+  printf 'text+all\ttext\t%s %s %s %s\tevasion levers + vectors + lexicon vocabulary\n' "$T/text_only.yaml" "$T/normalize.yaml" "$T/augment.yaml" "$T/tiny_lexicon.yaml"
+  printf 'fused@6\tdemo\t-\ttiny.yaml before this issue, at the demo 6 epochs\t6\n'
+  printf 'fused+normalize+augment@6\tdemo\t%s %s\tthe same with both evasion levers (6 epochs)\t6\n' "$T/normalize.yaml" "$T/augment.yaml"
 } > "$OUT/plan.tsv"
 # cell:seeds in priority order: the evasion levers' three seeds first (cheap text fits), then
 # every other cell's first seed, then the rest. SEEDS restricts the seeds.
@@ -43,7 +49,9 @@ ORDER="fused:0 text:0 text+normalize+augment:0 text+normalize:0 text+augment:0
 text:1,2 text+normalize+augment:1,2 text+normalize:1,2 text+augment:1,2
 text+vectors:0 text+lexicon:0 text+pretrain:0 fused+normalize+augment:0 image_only:0
 text+wordvec:0 fused:1,2 fused+normalize+augment:1,2 text+vectors:1,2 text+lexicon:1,2
-text+pretrain:1,2 image_only:1,2 text+wordvec:1,2"
+text+pretrain:1,2 image_only:1,2 text+wordvec:1,2 text+kana:0,1,2
+text+normalize+augment+vectors:0,1,2 text+all:0,1,2 fused@6:0 fused+normalize+augment@6:0
+fused@6:1 fused+normalize+augment@6:1 fused@6:2 fused+normalize+augment@6:2"
 
 echo "== inputs: benign text now; the lexicon vocabulary and the pretrained encoder in the background"
 [ -s "$OUT/benign_text/listings.jsonl" ] || "$PY" scripts/benign_text.py --out "$OUT/benign_text" --n 400
@@ -60,14 +68,15 @@ fi
 
 needs() {  # the input a cell's config reads, built by prep()
   case $1 in
-    text+lexicon) echo runs/vocab_lexicon/vocab.txt ;;
+    text+lexicon|text+all) echo runs/vocab_lexicon/vocab.txt ;;
     text+pretrain) echo runs/pretrain/tiny/encoder ;;
   esac
 }
 
 run_one() {  # cell seed
-  local cell=$1 seed=$2 run="$OUT/$1/s$2" args=(--config configs/train/tiny.yaml) need t0 t1
+  local cell=$1 seed=$2 run="$OUT/$1/s$2" args=(--config configs/train/tiny.yaml --config configs/train/levers_off.yaml) need t0 t1 epochs
   [ -s "$run/quality.json" ] && return 0
+  epochs=$(awk -F'\t' -v c="$cell" '$1 == c {print $5}' "$OUT/plan.tsv")
   for o in $(awk -F'\t' -v c="$cell" '$1 == c {print $3}' "$OUT/plan.tsv"); do
     [ "$o" = - ] || args+=(--config "$o")
   done
@@ -78,7 +87,7 @@ run_one() {  # cell seed
   done
   rm -rf "$run" && mkdir -p "$run"
   t0=$(date +%s)
-  "$MMDETECT" fit "${args[@]}" --seed_everything "$seed" --trainer.max_epochs "$EPOCHS" \
+  "$MMDETECT" fit "${args[@]}" --seed_everything "$seed" --trainer.max_epochs "${epochs:-$EPOCHS}" \
     --data.num_workers 0 --trainer.enable_progress_bar=false --run-dir "$run" > "$run/fit.log" 2>&1
   t1=$(date +%s)
   "$PYTHON" scripts/quality_eval.py "$run" --benign "$OUT/benign_text" > "$run/eval.log" 2>&1

@@ -28,6 +28,7 @@ OVERLAYS = {  # on top of tiny.yaml
     "normalize.yaml",
     "kana.yaml",
     "augment.yaml",
+    "levers_off.yaml",
 }
 
 
