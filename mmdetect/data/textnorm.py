@@ -147,7 +147,8 @@ _CONFUSABLE = dict(
         strict=True,
     )
 )
-_MIXED_WORD = re.compile(r"[A-Za-z" + "".join(_CONFUSABLE) + r"]+")
+# Digits belong to the run: in A0А the Cyrillic А sits beside a Latin letter only through the 0.
+_MIXED_WORD = re.compile(r"[A-Za-z0-9" + "".join(_CONFUSABLE) + r"]+")
 
 
 def fold_homoglyphs(text: str) -> str:

@@ -135,7 +135,7 @@ def test_unknown_normalize_key_in_a_training_config_is_one_line(tmp_path, capsys
 def test_lever_configs_parse(overlay, monkeypatch):
     from mmdetect.data.augment import check_augment
     from mmdetect.data.textnorm import check_options
-    from mmdetect.training import check_config
+    from mmdetect.training.run import check_config
 
     monkeypatch.chdir(Path(__file__).resolve().parents[2])
     args = ["--config", "configs/train/tiny.yaml", "--config", f"configs/train/{overlay}"]
