@@ -22,6 +22,12 @@ def _labels(labels: tuple[tuple[str, str], ...]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for (k, _), v in zip(labels, esc, strict=True)) + "}"
 
 
+def family_lines(name: str, kind: str, help_: str, series: dict[tuple, float]) -> list[str]:
+    """One metric family in the text exposition format: HELP, TYPE, one line per label set."""
+    return [f"# HELP {name} {help_}", f"# TYPE {name} {kind}",
+            *(f"{name}{_labels(k)} {v}" for k, v in sorted(series.items()))]  # fmt: skip
+
+
 class Histogram:
     """Cumulative buckets, sum and count of one series."""
 
@@ -88,8 +94,7 @@ class Metrics:
         out: list[str] = []
 
         def family(name: str, kind: str, help_: str, series: dict[tuple, float]) -> None:
-            out.extend([f"# HELP {name} {help_}", f"# TYPE {name} {kind}"])
-            out.extend(f"{name}{_labels(k)} {v}" for k, v in sorted(series.items()))
+            out.extend(family_lines(name, kind, help_, series))
 
         with self.lock:
             family("mmdetect_http_requests_total", "counter", "HTTP requests by path and status",

@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from mmdetect.artifacts.registry_history import RegistryError
 from mmdetect.artifacts.rules_layout import load_promoted, resolve_rules
 from mmdetect.policy.rules import RuleSet
+from mmdetect.serving.reload import _iso  # the bundles' switch times, the same format
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,6 @@ class ActiveRules:
     path: Path
     rules: RuleSet
     since: float
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
 
 
 class RulesWatcher:

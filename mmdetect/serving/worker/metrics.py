@@ -18,7 +18,7 @@ from mmdetect.serving.metrics import (
     CONTENT_TYPE,
     LATENCY_BUCKETS,
     Histogram,
-    _labels,
+    family_lines,
 )
 
 
@@ -62,8 +62,7 @@ class WorkerMetrics:
         out: list[str] = []
 
         def family(name: str, kind: str, help_: str, series: dict[tuple, float]) -> None:
-            out.extend([f"# HELP {name} {help_}", f"# TYPE {name} {kind}"])
-            out.extend(f"{name}{_labels(k)} {v}" for k, v in sorted(series.items()))
+            out.extend(family_lines(name, kind, help_, series))
 
         with self.lock:
             family("mmdetect_worker_events_total", "counter",
