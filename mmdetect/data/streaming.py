@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from mmdetect.common.extras import require
+from mmdetect.data.augment import augment_pairs
 from mmdetect.data.dataset import PriceStats, category_index, collate_listings, label_vector
 from mmdetect.data.dataset import price_features as price_feature
 from mmdetect.data.images import PHOTO_REASONS, ImageProblem
@@ -120,6 +121,9 @@ class ShardDataset(litdata.StreamingDataset):
     def to_sample(self, raw: dict, index: int) -> dict:
         x = json.loads(raw["listing"])
         pair, norm = [(x["title"], x["description"])], getattr(self, "normalize", None)
+        augment = getattr(self, "augment", None)
+        if augment:  # seeded by listing id: the evasion the in-memory path gives this listing
+            pair = augment_pairs(pair, [x["id"]], augment)
         ids = encode_batch(self.tokenizer, pair, self.max_length, norm)[0]
         photos, failed = [], torch.zeros(len(PHOTO_REASONS), dtype=torch.long)
         for data in unpack(raw["photos"])[: self.max_photos]:
@@ -181,6 +185,7 @@ def setup_shards(dm: Any, stage: str) -> None:
             seed=int(torch.initial_seed() % 2**31),
         )  # fmt: skip
         dm.datasets[name].normalize = hp.get("normalize")  # as DetectorDataModule.build_dataset
+        dm.datasets[name].augment = hp.get("augment") if train else None  # training split only
     log.info("shards %s: %s", hp.shards, {k: v["listings"] for k, v in manifest["subsets"].items()})
 
 
