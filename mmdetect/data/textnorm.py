@@ -174,6 +174,19 @@ def fold_kana(text: str) -> str:
     return jaconv.hira2kata(text)
 
 
+def fold_key(c: str) -> str:
+    """One character's context-free fold: the same key for a character and anything the steps
+    below may turn it into one for one (kana, look-alikes), so an alignment of a text with its
+    normalised form matches those as equal (explain/spans.py maps spans through it)."""
+    if "\u3041" <= c <= "\u3096":
+        return chr(ord(c) + 0x60)  # hiragana -> katakana, as jaconv.hira2kata
+    if c in _DASHES or c == "ー":
+        return "ー"
+    if c in "0Oo":
+        return "0"
+    return _KANJI_LOOKALIKE.get(c) or _CONFUSABLE.get(c, c)
+
+
 def normalize_text(text: str, options: Mapping[str, bool]) -> str:
     """NFKC, then the steps `options` switches on, in a fixed order (module docstring)."""
     from mmdetect.data.tokenize import clean_text, nfkc

@@ -111,7 +111,8 @@ def explain_listing(
     c = class_index(model, class_name, d.calibrated[0])
     full_raw, full_cal = float(probs[0, c]), float(d.calibrated[0, c])
 
-    layout = listing_layout(model.tokenizer, x.title, x.description, model.pre["max_length"])
+    layout = listing_layout(model.tokenizer, x.title, x.description, model.pre["max_length"],
+                            model.pre.get("normalize"))  # fmt: skip
     if layout is not None and layout.ids != inputs["input_ids"][0].tolist():
         layout = None  # never attribute to the wrong words (a tokenizer path we do not map)
     # every masked copy of the listing in one batch: photos, modalities, then word groups

@@ -8,6 +8,9 @@ on what the seller typed, so the map is built in three steps, each exact:
 
 1. normalisation units: the shortest runs of original characters whose NFKC forms concatenate to
    the NFKC form of the whole text (a unit is one character unless NFKC composes across it);
+   with the bundle's `data.normalize` (data/textnorm.py: invisible characters and separators
+   deleted, look-alikes folded one for one) each unit's span is carried through an alignment,
+   so グ・ッ・チ explained as the word グッチ highlights the five characters typed;
 2. MeCab surfaces are found, in order, in the normalised text (whitespace is all they drop);
 3. a word's WordPiece ids are attributed to the word as a whole (attributions are summed per
    word: a reviewer reads words, not pieces).
@@ -20,10 +23,11 @@ mapped; any other tokenizer gets None from `word_pieces` and explanations say sp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mmdetect.data.mecab import _mecab_words
+from mmdetect.data.textnorm import check_options, fold_key, normalize_text
 from mmdetect.data.tokenize import _is_mecab_wordpiece, _word_ids, clean_text, nfkc
 
 
@@ -58,22 +62,58 @@ def normalisation_units(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
-def normalised_offsets(text: str) -> tuple[str, list[tuple[int, int]]]:
-    """(nfkc(clean_text(text)), for each normalised character the original span it came from)."""
+def normalised_offsets(
+    text: str, normalize: Mapping[str, bool] | None = None
+) -> tuple[str, list[tuple[int, int]]]:
+    """(the text the tokenizer sees, for each of its characters the original span it came from).
+
+    That text is nfkc(clean_text(text)), then `data.normalize`'s evasion steps when given.
+    """
     cleaned = clean_text(text)  # same length as text: one character for one
     norm, owner = [], []
     for a, b, form in normalisation_units(cleaned):
         norm.append(form)
         owner += [(a, b)] * len(form)
-    return "".join(norm), owner
+    base = "".join(norm)
+    opts = check_options(normalize)
+    if not any(opts.values()):
+        return base, owner
+    out = normalize_text(text, opts)
+    return out, _carry_owners(base, out, owner)
 
 
-def word_pieces(tokenizer, text: str, field: str) -> list[Word] | None:
-    """The MeCab words of one field with their original spans and ids (as `token_ids` gives
-    them); None for a tokenizer that is not MeCab + WordPiece."""
+def _carry_owners(base: str, out: str, owner: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The owners of `base`'s characters carried to `out` through a character alignment.
+
+    The evasion steps delete characters (invisible ones, separators) and substitute one for one
+    (look-alikes, kana): keyed by `fold_key`, `out` is a subsequence of `base`, and the first
+    fit, left to right, is the alignment (a deleted character is never one the output keeps
+    next, as separators and invisible characters are what the steps remove). Should a
+    character not fit (a final NFKC composing what a fold produced), the rest is spread over
+    what is left in order, so spans never run backwards.
+    """
+    kb, ko = "".join(map(fold_key, base)), "".join(map(fold_key, out))
+    got: list[tuple[int, int]] = []
+    i = 0
+    for j, c in enumerate(ko):
+        at = kb.find(c, i)
+        if at < 0:
+            rest = owner[i:] or owner[-1:] or [(0, 0)]
+            left = len(ko) - j
+            return got + [rest[k * len(rest) // left] for k in range(left)]
+        got.append(owner[at])
+        i = at + 1
+    return got
+
+
+def word_pieces(
+    tokenizer, text: str, field: str, normalize: Mapping[str, bool] | None = None
+) -> list[Word] | None:
+    """The MeCab words of one field with their original spans and ids (as `encode_batch` gives
+    them with the same `normalize`); None for a tokenizer that is not MeCab + WordPiece."""
     if not _is_mecab_wordpiece(tokenizer):
         return None
-    norm, owner = normalised_offsets(text)
+    norm, owner = normalised_offsets(text, normalize)
     words, cursor = [], 0
     for surface in _mecab_words(norm, tokenizer.mecab_kwargs):
         at = norm.find(surface, cursor)
@@ -115,13 +155,16 @@ class Layout:
     truncated: bool
 
 
-def listing_layout(tokenizer, title: str, description: str, max_length: int) -> Layout | None:
-    """`encode_listing`'s sequence with word positions (same budget: title first, then the
-    description); None for a tokenizer without spans (see the module doc)."""
+def listing_layout(
+    tokenizer, title: str, description: str, max_length: int,
+    normalize: Mapping[str, bool] | None = None,
+) -> Layout | None:  # fmt: skip
+    """`encode_listing`'s sequence (with the bundle's `normalize`) with word positions (same
+    budget: title first, then the description); None for a tokenizer without spans."""
     from mmdetect.data.tokenize import pair_template
 
-    t_words = word_pieces(tokenizer, title, "title")
-    d_words = word_pieces(tokenizer, description, "description")
+    t_words = word_pieces(tokenizer, title, "title", normalize)
+    d_words = word_pieces(tokenizer, description, "description", normalize)
     if t_words is None or d_words is None:
         return None
     head, middle, tail = pair_template(tokenizer)

@@ -150,6 +150,22 @@ def test_planted_cue_raises_the_score_and_tops_ig(cue_model):
     assert PLANTED_TITLE[span["start"] : span["end"]] == CUE and span["field"] == "title"
 
 
+def test_spans_land_on_the_evasion_typed_with_the_bundles_normalisation(cue_model):
+    """A model trained with data.normalize sees 偽物 in 偽\u200b物: its explanation must keep
+    the spans (not drop them as "another tokenizer") and highlight what the seller typed."""
+    model = load_explainable(cue_model[0])
+    model.pre["normalize"] = {"invisible": True, "separators": True, "homoglyphs": True}
+    title = f"新品 財布 {CUE[0]}\u200b{CUE[1]} セット 限定"
+    e = explain_listing(model, Item(listing("z", title, BENIGN_DESC), cue_model[3]), "counterfeit")
+    plain = explain_listing(
+        model, Item(listing("p", PLANTED_TITLE, BENIGN_DESC), cue_model[3]), "counterfeit"
+    )
+    assert "note" not in e["text"] and e["score_model"] == pytest.approx(plain["score_model"])
+    span = next(s for s in e["text"]["spans"] if s["field"] == "title" and "\u200b" in s["text"])
+    assert title[span["start"] : span["end"]] == CUE[0] + "\u200b" + CUE[1] == span["text"]
+    assert _top_texts(e, 1) == [span["text"]]
+
+
 def test_ig_is_complete(cue_model):
     model = load_explainable(cue_model[0])
     x = listing("p", PLANTED_TITLE, BENIGN_DESC)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from mmdetect.data.evasions import EVASIONS
 from mmdetect.data.tokenize import clean_text, encode_listing, load_tokenizer, nfkc
 from mmdetect.explain.html import card_anchor, highlight
 from mmdetect.explain.spans import listing_layout, normalisation_units, word_pieces
@@ -102,3 +103,59 @@ def test_the_http_explanation_reaches_no_training_code():
     seen, found = reachable_imports("mmdetect.explain.service")
     assert {"mmdetect.explain.core", "mmdetect.explain.model"} <= seen
     assert "mmdetect.serving.explainable" not in seen and found == []
+
+
+NORMALIZE = {"invisible": True, "separators": True, "homoglyphs": True, "kana": True}
+EVADED = [  # (title, the word the model sees, what the seller typed for it)
+    ("グ・ッ・チ 財布 新品", "グッチ", "グ・ッ・チ"),
+    ("グ\u200bッ\u200bチ の 財布", "グッチ", "グ\u200bッ\u200bチ"),
+    ("Ｇ Ｕ Ｃ Ｃ Ｉ バッグ", "GUCCI", "Ｇ Ｕ Ｃ Ｃ Ｉ"),
+    ("口レックス 時計", "ロレックス", "口レックス"),
+    ("ぐっち の 財布", "グッチ", "ぐっち"),
+    ("ｸﾞ・ｯ・ﾁ 財布", "グッチ", "ｸﾞ・ｯ・ﾁ"),
+]
+
+
+@pytest.mark.parametrize("title,word,typed", EVADED)
+def test_spans_follow_the_evasion_normalisation(tokenizer, title, word, typed):
+    desc = "説明\u200bです。グ★ッ★チ"
+    layout = listing_layout(tokenizer, title, desc, 64, NORMALIZE)
+    assert layout.ids == encode_listing(tokenizer, title, desc, 64, NORMALIZE)  # what the model saw
+    spans = {w.surface: (w.start, w.end) for w in layout.words if w.field == "title"}
+    assert word in spans and title[slice(*spans[word])] == typed
+    starts = [(w.field, w.start, w.end) for w in layout.words]
+    for field, text in (("title", title), ("description", desc)):
+        pos = [(a, b) for f, a, b in starts if f == field]
+        assert all(0 <= a <= b <= len(text) for a, b in pos)
+        assert all(b0 <= a1 for (_, b0), (a1, _) in zip(pos, pos[1:], strict=False))  # ordered
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_normalisation_off_keeps_the_nfkc_map(tokenizer, text):
+    plain = [(w.start, w.end, w.surface) for w in word_pieces(tokenizer, text, "title")]
+    off = {k: False for k in NORMALIZE}
+    assert [
+        (w.start, w.end, w.surface) for w in word_pieces(tokenizer, text, "title", off)
+    ] == plain
+
+
+@pytest.mark.parametrize("kind", sorted(EVASIONS))
+def test_every_evasion_keeps_the_spans_on_the_models_ids(tokenizer, kind):
+    """On sample listings with each evasion applied, the layout is the model's input (so the
+    explainer keeps its spans) and the words' original spans are in order, non-empty, inside
+    the field (the folds depend on context, so a span alone need not normalise to its word)."""
+    import json
+    import random
+    from pathlib import Path
+
+    rows = Path(__file__).resolve().parents[2] / "data_samples/train/listings.jsonl"
+    for i, line in enumerate(rows.read_text(encoding="utf-8").splitlines()[:40]):
+        x = json.loads(line)
+        rng = random.Random(i)
+        title, desc = (EVASIONS[kind](t, rng, 0.7) for t in (x["title"], x["description"]))
+        layout = listing_layout(tokenizer, title, desc, 96, NORMALIZE)
+        assert layout.ids == encode_listing(tokenizer, title, desc, 96, NORMALIZE), (kind, title)
+        for field, text in (("title", title), ("description", desc)):
+            pos = [(w.start, w.end) for w in layout.words if w.field == field]
+            assert all(0 <= a < b <= len(text) for a, b in pos), (kind, text)
+            assert all(b0 <= a1 for (_, b0), (a1, _) in zip(pos, pos[1:], strict=False))
