@@ -6,7 +6,11 @@ both on the normalised title + description (`in: title | description | text`, de
 `listing_category` (a string or a list). Combinators: `all: [...]`, `any: [...]`, `not: {...}`.
 
 Text: `rule_text` is the one function all rule text goes through, the listing's and the
-keywords' alike, so a keyword written グッチ matches ｸﾞｯﾁ and GUCCI matches ｇｕｃｃｉ.
+keywords' alike, so a keyword written グッチ matches ｸﾞｯﾁ and GUCCI matches ｇｕｃｃｉ. Each text leaf
+also matches the evasion-folded text (`folded_text`: the model's `data.normalize` steps as
+tiny.yaml sets them, invisible characters, separators, look-alikes), with the keyword folded
+the same way: グッチ matches グ・ッ・チ, グ\u200bッチ and 口レックス's ロレックス too. A leaf fires on
+either text, so folding only adds matches (a pattern written for the plain text keeps its own).
 
 Regular expressions use the `regex` module: every search has a timeout (MATCH_TIMEOUT_S; a
 timed-out rule does not fire and is reported as such), and at load a pattern is refused if it
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 import regex
 from yaml.nodes import Node, ScalarNode
 
+from mmdetect.data.textnorm import normalize_text
 from mmdetect.data.tokenize import clean_text, nfkc
 from mmdetect.policy.rules_yaml import MAX_DEPTH, RulesError, mapping, scalar, sequence, where
 
@@ -49,9 +54,19 @@ def rule_text(text: str) -> str:
     return nfkc(clean_text(text)).casefold()
 
 
+# The evasion folds of configs/train/tiny.yaml's data.normalize (kana off: it folds particles).
+EVASION_FOLDS = {"invisible": True, "separators": True, "homoglyphs": True, "kana": False}
+
+
+def folded_text(text: str) -> str:
+    """`rule_text` after the evasion folds (data/textnorm.py): what a second match reads."""
+    return normalize_text(text, EVASION_FOLDS).casefold()
+
+
 @dataclass(frozen=True)
 class RuleInput:
-    """What conditions read of a listing (built once per listing by `rule_input`)."""
+    """What conditions read of a listing (built once per listing by `rule_input`); the
+    `*_folded` texts are `folded_text`'s (the same string when no fold changed anything)."""
 
     text: str
     title: str
@@ -59,13 +74,18 @@ class RuleInput:
     price: float | None
     category: str | None
     n_photos: int
+    text_folded: str = ""
+    title_folded: str = ""
+    description_folded: str = ""
 
 
 def rule_input(listing) -> RuleInput:
     """A Listing (data.records) as the conditions see it."""
-    title, desc = rule_text(listing.title or ""), rule_text(listing.description or "")
+    raw = (listing.title or "", listing.description or "")
+    title, desc = map(rule_text, raw)
+    title_f, desc_f = map(folded_text, raw)
     return RuleInput(f"{title}\n{desc}", title, desc, listing.price, listing.category,
-                     len(listing.images))  # fmt: skip
+                     len(listing.images), f"{title_f}\n{desc_f}", title_f, desc_f)  # fmt: skip
 
 
 Condition = Callable[[RuleInput], bool]
@@ -118,10 +138,18 @@ def _strings(node: Node, path: str, name: str) -> frozenset[str]:
 
 
 def _keywords(node: Node, path: str, field: str) -> Condition:
-    words = tuple(sorted({rule_text(w).strip() for w in _strings(node, path, "keyword")}))
-    if "" in words:  # e.g. a control character, a space once normalised: it would match all
+    given = _strings(node, path, "keyword")
+    words = tuple(sorted({rule_text(w).strip() for w in given}))
+    folded = tuple(sorted({folded_text(w).strip() for w in given}))
+    if "" in words or "" in folded:  # e.g. a control character or a space: it would match all
         raise RulesError(f"{where(path, node)}: keyword: empty once normalised (rule_text)")
-    return lambda x: any(w in getattr(x, field) for w in words)
+    fold_field = f"{field}_folded"
+
+    def match(x: RuleInput) -> bool:
+        text, text_f = getattr(x, field), getattr(x, fold_field)
+        return any(w in text for w in words) or any(w in text_f for w in folded)
+
+    return match
 
 
 def _range(node: Node, path: str, name: str) -> tuple[float, float]:
@@ -142,8 +170,11 @@ def _regex(pattern: str, at: str, field: str) -> Condition:
     compiled = check_pattern(pattern, at)
 
     def match(x: RuleInput) -> bool:
+        text, text_f = getattr(x, field), getattr(x, f"{field}_folded")
         try:
-            return compiled.search(getattr(x, field), timeout=MATCH_TIMEOUT_S) is not None
+            if compiled.search(text, timeout=MATCH_TIMEOUT_S) is not None:
+                return True
+            return text_f != text and compiled.search(text_f, timeout=MATCH_TIMEOUT_S) is not None
         except TimeoutError:
             raise RuleTimeout(f"{at}: regex timed out after {MATCH_TIMEOUT_S} s") from None
 

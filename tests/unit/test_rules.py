@@ -55,6 +55,21 @@ def test_keywords_match_after_the_models_normalisation():
     assert rule_text("ＲＭＴ\x00代行") == "rmt 代行"  # NFKC, casefold, control chars to spaces
 
 
+def test_text_leaves_also_match_the_evasion_folded_text():
+    """The sellers' evasions the model's normalisation undoes: a keyword or a pattern written
+    plainly still fires, and folding only adds matches (plain-text matches are kept)."""
+    doc = rules_doc(rule("gucci", "{keyword: [グッチ, GUCCI]}"),
+                    rule("rolex", "{regex: 'ロレックス|rolex'}"))  # fmt: skip
+    got = fired(doc, listing("sep", "グ・ッ・チ 財布"), listing("zw", "グ\u200bッ\u200bチ"),
+                listing("spaced", "Ｇ Ｕ Ｃ Ｃ Ｉ"), listing("glyph", "口レックス 時計"),
+                listing("cyr", "ROLЕX"), listing("list", "赤、青、白"),
+                listing("plain", "ルイ・ヴィトン グッチです"))  # fmt: skip
+    assert got == [("gucci",), ("gucci",), ("gucci",), ("rolex",), ("rolex",), (), ("gucci",)]
+    # a pattern that needs the separator still matches the text as typed
+    sep = rules_doc(rule("dot", "{regex: 'グ・ッ・チ'}"))
+    assert fired(sep, listing("a", "グ・ッ・チ")) == [("dot",)]
+
+
 def test_conditions_all_any_not_price_photos_category_and_fields():
     when = ("{all: [{any: [{keyword: 財布}, {regex: 'ミラー品?'}]}, {price: {min: 500, max: 5000}},"
             " {photos: {max: 1}}, {not: {listing_category: [books]}}]}")  # fmt: skip

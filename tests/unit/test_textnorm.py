@@ -14,7 +14,9 @@ from mmdetect.data.evasions import EVASIONS, evade
 from mmdetect.data.textnorm import (
     DEFAULT_NORMALIZE,
     NormalizeConfigError,
+    _fold_kana_lookalikes,
     check_options,
+    drop_invisible,
     normalize_pairs,
     normalize_text,
 )
@@ -114,6 +116,39 @@ def test_normalisation_is_idempotent_and_nfkc_stable(text):
     once = normalize_text(text, KANA)
     assert normalize_text(once, KANA) == once
     assert nfkc(once) == once
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(
+        alphabet=st.sampled_from(
+            "一ー－—口力工夕卜コトタカロセ入協つヶ0Oo1AaАС \u200b\u00ad\ufeff\U000e0041ぁ"
+        ),
+        max_size=30,
+    )
+    | st.text(max_size=30)
+)
+def test_scanning_folds_match_their_per_character_definitions(text):
+    """The regex scans (drop_invisible, the look-alike pass visiting only dashes and kanji
+    look-alikes) give what the plain per-character definitions give."""
+    import unicodedata
+
+    from mmdetect.data.textnorm import _INVISIBLE, _is_cjk, _is_kata
+
+    want = "".join(c for c in _INVISIBLE.sub("", text) if unicodedata.category(c) != "Cf")
+    assert drop_invisible(text) == want
+    out: list[str] = []
+    for i, c in enumerate(text):  # the definition: every character judged in turn
+        prev, nxt = (out[-1] if out else ""), (text[i + 1] if i + 1 < len(text) else "")
+        if c in "一-—―‐−─" and _is_kata(prev) and prev != "ー":
+            numeral = _is_cjk(nxt) and nxt not in set("口工力夕卜") or nxt in set("つヶヵ")
+            c = "ー" if c != "一" or not numeral else c
+        elif c in "口工力夕卜" and not text.startswith("口コミ", i):
+            kata_next = _is_kata(nxt) or nxt in set("口工力夕卜")
+            if _is_kata(prev) or (kata_next and not _is_cjk(prev)):
+                c = dict(zip("口工力夕卜", "ロエカタト", strict=True))[c]
+        out.append(c)
+    assert _fold_kana_lookalikes(text) == "".join(out)
 
 
 def test_evasions_change_text_and_are_seeded():
