@@ -5,6 +5,8 @@
 #
 #   bash scripts/quality_ablation.sh                      # SEEDS="0 1 2" EPOCHS=4 JOBS=2
 #   SEEDS="0" EPOCHS=2 bash scripts/quality_ablation.sh   # a quick look
+#   EPOCHS=3 ONLY_GROUPS=longer DOC=docs/quality_longer.md NOTES=docs/quality_longer_notes.md \
+#     CELLS="text+normalize ..." bash scripts/quality_ablation.sh   # the follow-up (its doc)
 #
 # Text levers are measured on the text tower alone (configs/train/text_only.yaml: much cheaper
 # than a fused fit, and the levers touch only the text); the modality rows and the evasion
@@ -22,6 +24,10 @@ EPOCHS=${EPOCHS:-4}
 JOBS=${JOBS:-2}
 export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MMDETECT="$MM" PYTHON="$PY"
 mkdir -p "$OUT"
+# CELLS="a b" runs only those cells and DOC=FILE writes their tables (with ONLY_GROUPS) there instead.
+CELLS=${CELLS:-}
+DOC=${DOC:-docs/quality.md}
+ONLY_GROUPS=${ONLY_GROUPS:-}
 T=configs/train
 # cell | group | overlays on tiny.yaml + levers_off.yaml (the baseline: tiny.yaml without the
 # evasion levers it adopted from this ablation) | what it tests | epochs (default EPOCHS)
@@ -29,7 +35,7 @@ T=configs/train
   printf 'fused\tmodality\t-\tthe tiny fused model (tiny.yaml + levers_off.yaml)\n'
   printf 'text\tmodality,text\t%s\ttext tower alone (the text levers baseline)\n' "$T/text_only.yaml"
   printf 'image_only\tmodality\t%s\timage tower alone\n' "$T/image_only.yaml"
-  printf 'text+normalize\ttext\t%s %s\tevasion normalisation (textnorm.py)\n' "$T/text_only.yaml" "$T/normalize.yaml"
+  printf 'text+normalize\ttext,longer\t%s %s\tevasion normalisation (textnorm.py)\n' "$T/text_only.yaml" "$T/normalize.yaml"
   printf 'text+augment\ttext\t%s %s\tevasion augmentation of the training text (augment.py)\n' "$T/text_only.yaml" "$T/augment.yaml"
   printf 'text+normalize+augment\ttext\t%s %s %s\tboth evasion levers\n' "$T/text_only.yaml" "$T/normalize.yaml" "$T/augment.yaml"
   printf 'text+vectors\ttext\t%s %s\tja-ginza vectors in the whole-word embedding rows\n' "$T/text_only.yaml" "$T/tiny_vectors.yaml"
@@ -41,7 +47,13 @@ T=configs/train
   printf 'text+normalize+augment+vectors\ttext\t%s %s %s %s\tthe evasion levers with the vector init\n' "$T/text_only.yaml" "$T/normalize.yaml" "$T/augment.yaml" "$T/tiny_vectors.yaml"
   printf 'text+all\ttext\t%s %s %s %s\tevasion levers + vectors + lexicon vocabulary\n' "$T/text_only.yaml" "$T/normalize.yaml" "$T/augment.yaml" "$T/tiny_lexicon.yaml"
   printf 'fused@6\tdemo\t-\ttiny.yaml before this issue, at the demo 6 epochs\t6\n'
-  printf 'fused+normalize+augment@6\tdemo\t%s %s\tthe same with both evasion levers (6 epochs)\t6\n' "$T/normalize.yaml" "$T/augment.yaml"
+  printf 'fused+normalize+augment@6\tdemo,longer\t%s %s\tthe same with both evasion levers (6 epochs)\t6\n' "$T/normalize.yaml" "$T/augment.yaml"
+  # Follow-up (group longer): the 3-epoch text cells above are undertrained; the same levers at
+  # 8 epochs beside their 3-epoch selves, and the demo's fused config at 8 (CELLS=... DOC=...).
+  printf 'text+normalize@8\tlonger\t%s %s\tthe text-lever baseline, 8 epochs\t8\n' "$T/text_only.yaml" "$T/normalize.yaml"
+  printf 'text+wordvec+normalize\tlonger\t%s %s %s\tthe word-vector tower with normalisation\n' "$T/text_only.yaml" "$T/tiny_wordvec.yaml" "$T/normalize.yaml"
+  printf 'text+wordvec+normalize@8\tlonger\t%s %s %s\tthe same, 8 epochs\t8\n' "$T/text_only.yaml" "$T/tiny_wordvec.yaml" "$T/normalize.yaml"
+  printf 'fused+normalize+augment@8\tlonger\t%s %s\ttiny.yaml as adopted, 8 epochs\t8\n' "$T/normalize.yaml" "$T/augment.yaml"
 } > "$OUT/plan.tsv"
 # cell:seeds in priority order: the evasion levers' three seeds first (cheap text fits), then
 # every other cell's first seed, then the rest. SEEDS restricts the seeds.
@@ -51,15 +63,24 @@ text+vectors:0 text+lexicon:0 text+pretrain:0 fused+normalize+augment:0 image_on
 text+wordvec:0 fused:1,2 fused+normalize+augment:1,2 text+vectors:1,2 text+lexicon:1,2
 text+pretrain:1,2 image_only:1,2 text+wordvec:1,2 text+kana:0,1,2
 text+normalize+augment+vectors:0,1,2 text+all:0,1,2 fused@6:0 fused+normalize+augment@6:0
-fused@6:1 fused+normalize+augment@6:1 fused@6:2 fused+normalize+augment@6:2"
+fused@6:1 fused+normalize+augment@6:1 fused@6:2 fused+normalize+augment@6:2
+text+normalize@8:0,1,2 text+wordvec+normalize:0,1,2
+text+wordvec+normalize@8:0,1,2 fused+normalize+augment@8:0,1,2"
 
 echo "== inputs: benign text now; the lexicon vocabulary and the pretrained encoder in the background"
 [ -s "$OUT/benign_text/listings.jsonl" ] || "$PY" scripts/benign_text.py --out "$OUT/benign_text" --n 400
-prep() {
-  [ -s runs/vocab_lexicon/vocab.txt ] || "$MM" vocab data_samples/train --size 1672 \
-    --vectors ja_ginza --lexicon-words 4000 --out runs/vocab_lexicon
-  [ -d runs/pretrain/tiny/encoder ] || "$MM" pretrain --config configs/pretrain/tiny.yaml \
-    --trainer.enable_progress_bar=false
+wanted() {  # is cell $1 in this run (CELLS empty: every cell)?
+  [ -z "$CELLS" ] || case " $CELLS " in *" $1 "*) ;; *) return 1 ;; esac
+}
+prep() {  # only what the cells of this run read
+  if wanted text+lexicon || wanted text+all; then
+    [ -s runs/vocab_lexicon/vocab.txt ] || "$MM" vocab data_samples/train --size 1672 \
+      --vectors ja_ginza --lexicon-words 4000 --out runs/vocab_lexicon
+  fi
+  if wanted text+pretrain; then
+    [ -d runs/pretrain/tiny/encoder ] || "$MM" pretrain --config configs/pretrain/tiny.yaml \
+      --trainer.enable_progress_bar=false
+  fi
 }
 if ! { [ -s "$OUT/prep.pid" ] && kill -0 "$(cat "$OUT/prep.pid")" 2>/dev/null; }; then
   prep > "$OUT/prep.log" 2>&1 &
@@ -101,12 +122,19 @@ echo "== fits: seeds [$SEEDS], $EPOCHS epochs, $JOBS at a time"
 START=$(date +%s)
 for item in $ORDER; do
   for seed in $(echo "${item#*:}" | tr , ' '); do
+    [ -z "$CELLS" ] || case " $CELLS " in *" ${item%%:*} "*) ;; *) continue ;; esac
     case " $SEEDS " in *" $seed "*) echo "${item%%:*} $seed" ;; esac
   done
 done | xargs -P "$JOBS" -L 1 bash -c 'run_one "$0" "$1" || echo "FAILED: $0 $1 (its fit.log / eval.log)"'
 WALL=$(($(date +%s) - START))
 echo "wall: $WALL s"
 
-echo "== docs/quality.md"
-"$PY" scripts/quality_summary.py --runs "$OUT" --epochs "$EPOCHS" --seeds "$SEEDS" --wall "$WALL" \
-  --notes docs/quality_notes.md --out docs/quality.md
+echo "== $DOC"
+if [ -n "$ONLY_GROUPS" ]; then
+  "$PY" scripts/quality_summary.py --runs "$OUT" --epochs "$EPOCHS" --seeds "$SEEDS" --wall "$WALL" \
+    --groups "$ONLY_GROUPS" --title "${TITLE:-Quality, follow-up}" --notes "${NOTES:-/dev/null}" --out "$DOC" \
+    --command "EPOCHS=$EPOCHS ONLY_GROUPS=$ONLY_GROUPS DOC=$DOC NOTES=${NOTES:-} CELLS=\"$CELLS\" bash scripts/quality_ablation.sh"
+else
+  "$PY" scripts/quality_summary.py --runs "$OUT" --epochs "$EPOCHS" --seeds "$SEEDS" --wall "$WALL" \
+    --notes docs/quality_notes.md --out "$DOC"
+fi
