@@ -129,7 +129,7 @@ def test_normalisation_is_idempotent_and_nfkc_stable(text):
     | st.text(max_size=30)
 )
 def test_scanning_folds_match_their_per_character_definitions(text):
-    """The regex scans (drop_invisible, the look-alike pass visiting only dashes and kanji
+    """The C-scan shortcuts (drop_invisible, the look-alike pass visiting only dashes and kanji
     look-alikes) give what the plain per-character definitions give."""
     import unicodedata
 
