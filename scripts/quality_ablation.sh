@@ -122,7 +122,7 @@ echo "== fits: seeds [$SEEDS], $EPOCHS epochs, $JOBS at a time"
 START=$(date +%s)
 for item in $ORDER; do
   for seed in $(echo "${item#*:}" | tr , ' '); do
-    [ -z "$CELLS" ] || case " $CELLS " in *" ${item%%:*} "*) ;; *) continue ;; esac
+    wanted "${item%%:*}" || continue
     case " $SEEDS " in *" $seed "*) echo "${item%%:*} $seed" ;; esac
   done
 done | xargs -P "$JOBS" -L 1 bash -c 'run_one "$0" "$1" || echo "FAILED: $0 $1 (its fit.log / eval.log)"'

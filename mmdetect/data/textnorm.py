@@ -201,7 +201,14 @@ def normalize_text(text: str, options: Mapping[str, bool]) -> str:
     """NFKC, then the steps `options` switches on, in a fixed order (module docstring)."""
     from mmdetect.data.tokenize import clean_text, nfkc
 
-    text = nfkc(clean_text(text))
+    return fold_evasions(nfkc(clean_text(text)), options)
+
+
+def fold_evasions(text: str, options: Mapping[str, bool]) -> str:
+    """`normalize_text` of a text already through clean_text and NFKC (callers that hold that
+    form too, the explainer's span map and the rules, do not compute it twice)."""
+    from mmdetect.data.tokenize import nfkc
+
     if options.get("invisible"):
         text = drop_invisible(text)
     if options.get("separators"):  # before homoglyphs: グ-ッ-チ must not become グーッーチ

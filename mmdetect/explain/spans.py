@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mmdetect.data.mecab import _mecab_words
-from mmdetect.data.textnorm import check_options, fold_key, normalize_text
+from mmdetect.data.textnorm import check_options, fold_evasions, fold_key
 from mmdetect.data.tokenize import _is_mecab_wordpiece, _word_ids, clean_text, nfkc
 
 
@@ -78,7 +78,7 @@ def normalised_offsets(
     opts = check_options(normalize)
     if not any(opts.values()):
         return base, owner
-    out = normalize_text(text, opts)
+    out = fold_evasions(base, opts)
     return out, _carry_owners(base, out, owner)
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import regex
 from yaml.nodes import Node, ScalarNode
 
-from mmdetect.data.textnorm import normalize_text
+from mmdetect.data.textnorm import DEFAULT_NORMALIZE, fold_evasions, normalize_text
 from mmdetect.data.tokenize import clean_text, nfkc
 from mmdetect.policy.rules_yaml import MAX_DEPTH, RulesError, mapping, scalar, sequence, where
 
@@ -54,13 +54,10 @@ def rule_text(text: str) -> str:
     return nfkc(clean_text(text)).casefold()
 
 
-# The evasion folds of configs/train/tiny.yaml's data.normalize (kana off: it folds particles).
-EVASION_FOLDS = {"invisible": True, "separators": True, "homoglyphs": True, "kana": False}
-
-
 def folded_text(text: str) -> str:
-    """`rule_text` after the evasion folds (data/textnorm.py): what a second match reads."""
-    return normalize_text(text, EVASION_FOLDS).casefold()
+    """`rule_text` after the evasion folds (data/textnorm.py, DEFAULT_NORMALIZE: tiny.yaml's;
+    kana off, it folds particles): what a second match reads."""
+    return normalize_text(text, DEFAULT_NORMALIZE).casefold()
 
 
 @dataclass(frozen=True)
@@ -81,9 +78,10 @@ class RuleInput:
 
 def rule_input(listing) -> RuleInput:
     """A Listing (data.records) as the conditions see it."""
-    raw = (listing.title or "", listing.description or "")
-    title, desc = map(rule_text, raw)
-    title_f, desc_f = map(folded_text, raw)
+    # rule_text and folded_text of each field, sharing its clean_text + NFKC form
+    base = [nfkc(clean_text(t)) for t in (listing.title or "", listing.description or "")]
+    title, desc = (b.casefold() for b in base)
+    title_f, desc_f = (fold_evasions(b, DEFAULT_NORMALIZE).casefold() for b in base)
     return RuleInput(f"{title}\n{desc}", title, desc, listing.price, listing.category,
                      len(listing.images), f"{title_f}\n{desc_f}", title_f, desc_f)  # fmt: skip
 

@@ -68,6 +68,9 @@ def test_shards_normalise_and_augment_as_the_in_memory_path(shards):
     memory = DetectorDataModule(snapshots=[str(shards.parent / "snap")], split="time",
                                 val_from="2026-09-01", **common)  # fmt: skip
     memory.setup("fit")
+    plain = DetectorDataModule(snapshots=[str(shards.parent / "snap")], split="time",
+                               val_from="2026-09-01", **{**common, "augment": None})  # fmt: skip
+    plain.setup("fit")
     evaded = 0
     for name in ("train", "val"):
         want = {it.listing.id: memory.datasets[name][i]["input_ids"].tolist()
@@ -75,9 +78,6 @@ def test_shards_normalise_and_augment_as_the_in_memory_path(shards):
         ds = streamed.datasets[name]
         got = {s["id"]: s["input_ids"].tolist() for s in (ds[i] for i in range(len(ds)))}
         assert got == want, name
-        plain = DetectorDataModule(snapshots=[str(shards.parent / "snap")], split="time",
-                                   val_from="2026-09-01", **{**common, "augment": None})  # fmt: skip
-        plain.setup("fit")
         same = sum(want[it.listing.id] == plain.datasets[name][i]["input_ids"].tolist()
                    for i, it in enumerate(plain.datasets[name].items))  # fmt: skip
         if name == "val":

@@ -152,6 +152,8 @@ def test_expiry_a_date_applies_through_that_day_utc():
         ("version: 1\nrules: " + "[" * 100_000, "r.yaml:2: nested deeper than 40 levels"),
         ("version: 1\nrules: []\n---\nversion: 1\n", "r.yaml:3: not one YAML document"),
         (rules_doc(rule("a", '{keyword: [x, "\\x01"]}')), "r.yaml:7: keyword: empty once"),
+        # a zero-width space alone survives NFKC but not the evasion folds: it would match all
+        (rules_doc(rule("a", '{keyword: [x, "\\u200b"]}')), "r.yaml:7: keyword: empty once"),
         (rules_doc(rule("a", "{keyword: ['x', '\x01']}")), "r.yaml:7: not valid YAML: special"),
         (
             "version: 1\nrules:\n  - !!python/object:os.system {id: a}\n",
